@@ -1,0 +1,70 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from orders.config import Settings
+from orders.services.jobs import Dispatch
+from orders.web import api
+from orders.web.cli import init_cli
+from orders.web.extensions import db, migrate
+from orders.web.problems import init_error_handlers
+
+
+def default_dispatch() -> Dispatch:
+    import tasks  # the Huey side; it never imports Flask
+
+    return tasks.dispatch
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` overrides settings (and may inject ``DISPATCH``)."""
+    overrides = dict(test_config or {})
+    dispatch = overrides.pop("DISPATCH", None)
+    settings = Settings.from_env(overrides=overrides)
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        TESTING=bool(overrides.get("TESTING")),
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["shop.settings"] = settings
+    app.extensions["shop.dispatch"] = dispatch or default_dispatch()
+    init_extensions(app)
+    init_blueprints(app)
+    init_error_handlers(app)
+    init_cli(app)
+    return app
+
+
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    from orders.db import engine_options
+
+    if settings.sqlalchemy_url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return engine_options(settings)
+
+
+def init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+
+
+def init_blueprints(app: Flask) -> None:
+    app.register_blueprint(api.bp)
+
+
+def _migrations_dir() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "migrations"

@@ -1,0 +1,196 @@
+"""One typed settings object, read from the environment, shared by web and workers.
+
+Every value has an embedded default that runs on a laptop (SQLite + SqliteHuey under
+``DATA_DIR``). Production sets ``DATABASE_URL`` and ``REDIS_URL``; the seed's variables
+(``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``, ``MAX_JOB_CONCURRENCY``,
+``JOB_CLEANUP_INTERVAL``) are honoured too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+DEV_SECRET_KEY = "dev-secret-key-change-me"
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for something that cannot run."""
+
+
+def parse_range_ms(text: str, name: str) -> tuple[int, int]:
+    """Parse ``"min-max"`` (or a single number) in milliseconds."""
+    text = text.strip()
+    try:
+        if "-" in text:
+            low, high = (int(part) for part in text.split("-", 1))
+        else:
+            low = high = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be 'min-max' in milliseconds, got {text!r}") from None
+    if low < 0 or high < low:
+        raise ConfigError(f"{name} must satisfy 0 <= min <= max, got {text!r}")
+    return low, high
+
+
+def database_url_for_sqlalchemy(url: str) -> str:
+    """Accept ``postgres://`` and ``postgresql://`` and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _redis_url_from_parts(env: Mapping[str, str]) -> str | None:
+    host = env.get("REDIS_HOST")
+    if not host:
+        return None
+    port = env.get("REDIS_PORT", "6379")
+    db = env.get("REDIS_DB", "0")
+    password = env.get("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Built by :meth:`from_env`; tests use ``replace``."""
+
+    environment: str = "development"
+    data_dir: Path = Path("instance")
+    database_url: str = ""
+    redis_url: str | None = None
+    queue_prefix: str = "shop"
+    secret_key: str = DEV_SECRET_KEY
+    ops_username: str = "ops"
+    ops_password: str = "ops-dev-password"
+    smtp_url: str | None = None
+    mail_from: str = "Shop <shop@example.com>"
+    gateway_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    sim_gateway_latency_ms: tuple[int, int] = (300, 800)
+    sim_step_latency_ms: tuple[int, int] = (100, 300)
+    orders_concurrency: int = 2
+    payments_concurrency: int = 3
+    notifications_concurrency: int = 5
+    max_attempts: int = 5
+    retry_delay_seconds: float = 2.0
+    retry_backoff: float = 2.0
+    lease_seconds: int = 30
+    sweep_interval_seconds: int = 10
+    requeue_after_seconds: int = 60
+    stock_hold_seconds: int = 900
+    checkout_rate_limit: str = "20/second;300/minute"
+    overload_policy: str = "accept"
+    job_cleanup_interval_ms: int = 3_600_000
+    keep_completed_jobs: int = 50
+    keep_failed_jobs: int = 100
+    max_item_quantity: int = 20
+    max_cart_lines: int = 50
+    max_body_bytes: int = 64 * 1024
+    low_stock_threshold: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return database_url_for_sqlalchemy(self.database_url)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Read the environment (``os.environ`` by default), then apply ``overrides``."""
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("DATA_DIR", "instance"))
+        max_concurrency = env.get("MAX_JOB_CONCURRENCY")
+
+        def concurrency(queue: str, default: int) -> int:
+            value = env.get(f"{queue.upper()}_CONCURRENCY") or max_concurrency
+            return _int(value, f"{queue.upper()}_CONCURRENCY") if value else default
+
+        values: dict[str, Any] = {
+            "environment": env.get("SHOP_ENV", env.get("FLASK_ENV", "development")),
+            "data_dir": data_dir,
+            "database_url": env.get("DATABASE_URL") or f"sqlite:///{data_dir.resolve()}/shop.db",
+            "redis_url": env.get("REDIS_URL") or _redis_url_from_parts(env),
+            "queue_prefix": env.get("QUEUE_PREFIX", "shop"),
+            "secret_key": env.get("SECRET_KEY", DEV_SECRET_KEY),
+            "ops_username": env.get("OPS_USERNAME", "ops"),
+            "ops_password": env.get("OPS_PASSWORD", "ops-dev-password"),
+            "smtp_url": env.get("SMTP_URL") or None,
+            "mail_from": env.get("MAIL_FROM", "Shop <shop@example.com>"),
+            "gateway_url": env.get("GATEWAY_URL") or None,
+            "public_url": env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            "orders_concurrency": concurrency("orders", 2),
+            "payments_concurrency": concurrency("payments", 3),
+            "notifications_concurrency": concurrency("notifications", 5),
+            "checkout_rate_limit": env.get("CHECKOUT_RATE_LIMIT", "20/second;300/minute"),
+            "overload_policy": env.get("OVERLOAD_POLICY", "accept"),
+        }
+        for name in ("SIM_GATEWAY_LATENCY_MS", "SIM_STEP_LATENCY_MS"):
+            if env.get(name):
+                values[name.lower()] = parse_range_ms(env[name], name)
+        for name, key in (
+            ("MAX_ATTEMPTS", "max_attempts"),
+            ("LEASE_SECONDS", "lease_seconds"),
+            ("SWEEP_INTERVAL_SECONDS", "sweep_interval_seconds"),
+            ("REQUEUE_AFTER_SECONDS", "requeue_after_seconds"),
+            ("STOCK_HOLD_SECONDS", "stock_hold_seconds"),
+            ("JOB_CLEANUP_INTERVAL", "job_cleanup_interval_ms"),
+            ("KEEP_COMPLETED_JOBS", "keep_completed_jobs"),
+            ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
+            ("MAX_ITEM_QUANTITY", "max_item_quantity"),
+        ):
+            if env.get(name):
+                values[key] = _int(env[name], name)
+        for name, key in (
+            ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
+            ("RETRY_BACKOFF", "retry_backoff"),
+        ):
+            if env.get(name):
+                values[key] = _float(env[name], name)
+        settings = cls(**values)
+        if overrides:
+            known = {f.name for f in fields(cls)}
+            settings = replace(
+                settings,
+                **{k: v for k, v in overrides.items() if k in known},
+                extra={**settings.extra, **{k: v for k, v in overrides.items() if k not in known}},
+            )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that must never run."""
+        if self.is_production and self.secret_key == DEV_SECRET_KEY:
+            raise ConfigError("SECRET_KEY must be set in production (the dev default is public)")
+        if self.overload_policy not in ("accept", "shed", "sync"):
+            raise ConfigError("OVERLOAD_POLICY must be one of accept, shed, sync")
+        if self.max_attempts < 1:
+            raise ConfigError("MAX_ATTEMPTS must be at least 1")
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None

@@ -1,0 +1,1 @@
+"""Infrastructure: adapters for the outside world (gateway, mail, broker)."""

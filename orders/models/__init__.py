@@ -1,0 +1,39 @@
+"""Typed SQLAlchemy 2.0 models. Import from here."""
+
+from orders.models.catalog import Cart, CartItem, DiscountCode, Product
+from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
+from orders.models.sales import Order, OrderLine, Payment, StockHold
+from orders.models.types import (
+    CheckoutStage,
+    CheckoutStatus,
+    EmailStatus,
+    EventType,
+    HoldStatus,
+    JobStatus,
+    PaymentStatus,
+)
+from orders.models.work import Email, Job
+
+__all__ = [
+    "Cart",
+    "CartItem",
+    "Checkout",
+    "CheckoutEvent",
+    "CheckoutLine",
+    "CheckoutStage",
+    "CheckoutStatus",
+    "DiscountCode",
+    "Email",
+    "EmailStatus",
+    "EventType",
+    "HoldStatus",
+    "IdempotencyKey",
+    "Job",
+    "JobStatus",
+    "Order",
+    "OrderLine",
+    "Payment",
+    "PaymentStatus",
+    "Product",
+    "StockHold",
+]

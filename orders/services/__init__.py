@@ -1,0 +1,1 @@
+"""Application services: plain functions that take a session and their side effects."""

@@ -1,0 +1,136 @@
+"""Emails: composed and recorded in the database first, then sent once by a job.
+
+When no SMTP server is configured the message is kept (status ``stored``) and the
+ops dashboard shows it. A mail failure never fails or delays an order.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from orders.config import Settings
+from orders.db import utcnow
+from orders.infra.mail import OutgoingEmail
+from orders.models import Checkout, Email, EmailStatus, Job, JobStatus, Order
+from orders.services.context import PipelineContext
+from orders.services.jobs import Claim, close
+from orders.services.timeline import record_event
+
+
+def _money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def _message_id(settings: Settings, key: str) -> str:
+    domain = settings.mail_from.rsplit("@", 1)[-1].rstrip(">") or "shop.local"
+    return f"<{uuid.uuid5(uuid.NAMESPACE_URL, key).hex}@{domain}>"
+
+
+def record_email(
+    session: Session,
+    settings: Settings,
+    *,
+    kind: str,
+    dedupe_key: str,
+    to_addr: str,
+    subject: str,
+    lines: list[str],
+    checkout_id: int | None = None,
+    cart_id: str | None = None,
+) -> Email:
+    """Add the email row (once per ``dedupe_key``) and return it."""
+    existing = session.scalar(select(Email).where(Email.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    email = Email(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        checkout_id=checkout_id,
+        cart_id=cart_id,
+        to_addr=to_addr,
+        subject=subject,
+        body_text="\n".join(lines) + "\n",
+        body_html="".join(f"<p>{html.escape(line)}</p>" for line in lines),
+        status=EmailStatus.PENDING,
+        message_id=_message_id(settings, dedupe_key),
+    )
+    session.add(email)
+    session.flush()
+    return email
+
+
+def order_confirmation(
+    session: Session, settings: Settings, checkout: Checkout, order: Order
+) -> Email:
+    lines = [f"Thank you for your order {order.order_number}.", ""]
+    lines += [
+        f"{line.quantity} x {line.name} ({line.sku}) at {_money(line.unit_price_cents)}"
+        for line in order.lines
+    ]
+    if order.discount_cents:
+        lines.append(f"Discount: -{_money(order.discount_cents)}")
+    lines += [
+        f"Total: {_money(order.total_cents)}",
+        "",
+        f"{settings.public_url}/orders/{order.order_number}",
+    ]
+    return record_email(
+        session,
+        settings,
+        kind="order_confirmation",
+        dedupe_key=f"order-confirmation:{checkout.id}",
+        to_addr=checkout.email,
+        subject=f"Your order {order.order_number} is confirmed",
+        lines=lines,
+        checkout_id=checkout.id,
+    )
+
+
+def send_email(
+    session: Session, claim: Claim, checkout: Checkout | None, ctx: PipelineContext
+) -> list[Job]:
+    """Send (or store) the job's email unless it already went out."""
+    email = session.get(Email, claim.email_id)
+    assert email is not None, f"job {claim.job_id} has no email"
+    session.commit()
+    if email.status in (EmailStatus.SENT, EmailStatus.STORED):
+        close(session, claim, JobStatus.COMPLETED)
+        return []
+    ctx.simulate_step_latency()
+    if ctx.mailer is not None:
+        ctx.mailer.send(
+            OutgoingEmail(
+                email.to_addr, email.subject, email.body_text, email.body_html, email.message_id
+            )
+        )
+        status, verb = EmailStatus.SENT, "sent"
+    else:
+        status, verb = EmailStatus.STORED, "stored (no SMTP server configured)"
+    close(session, claim, JobStatus.COMPLETED)
+    session.execute(
+        update(Email)
+        .where(Email.id == email.id)
+        .values(status=status, sent_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if checkout is not None:
+        record_event(session, checkout, f"Email '{email.subject}' to {email.to_addr} {verb}")
+    return []
+
+
+def give_up_email(session: Session, claim: Claim, checkout: Checkout | None, error: str) -> None:
+    """After the last attempt: mark the email failed; the order is unaffected."""
+    session.execute(
+        update(Email)
+        .where(Email.id == claim.email_id)
+        .values(status=EmailStatus.FAILED)
+        .execution_options(synchronize_session=False)
+    )
+    if checkout is not None:
+        record_event(
+            session, checkout, f"Email could not be sent after {claim.attempt} attempts: {error}"
+        )

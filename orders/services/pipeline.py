@@ -1,0 +1,193 @@
+"""The checkout pipeline's steps: hold stock, charge, create the order, sell the stock.
+
+Each step is safe to run twice. Slow work (the gateway, simulated latency) happens
+with no transaction open; then one transaction closes the job under our lease
+(the guard, written first so it takes the row lock), writes the step's effects,
+and adds the next job. If the guard fails, everything the step wrote rolls back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from orders.db import utcnow
+from orders.errors import OutOfStock
+from orders.jobtypes import CREATE_ORDER, PROCESS_PAYMENT, SEND_ORDER_CONFIRMATION, UPDATE_INVENTORY
+from orders.models import (
+    Checkout,
+    CheckoutStage,
+    HoldStatus,
+    Job,
+    JobStatus,
+    Order,
+    OrderLine,
+    Payment,
+    PaymentStatus,
+    Product,
+    StockHold,
+)
+from orders.services.compensation import fail_checkout
+from orders.services.context import PipelineContext
+from orders.services.emails import order_confirmation
+from orders.services.jobs import Claim, close, new_job
+from orders.services.timeline import move_checkout, record_event
+
+
+def order_number_for(checkout: Checkout) -> str:
+    """Deterministic (so a re-run makes the same number), short and unguessable."""
+    digest = hashlib.sha256(checkout.public_id.encode()).digest()
+    return "ORD-" + base64.b32encode(digest).decode()[:10]
+
+
+def payment_key(checkout: Checkout) -> str:
+    """The gateway idempotency key: one per checkout and card attempt."""
+    return f"pay_{checkout.public_id}_{checkout.payment_attempt}"
+
+
+def reserve_stock(
+    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
+) -> list[Job]:
+    lines = sorted(checkout.lines, key=lambda line: line.product_id)  # one lock order
+    session.commit()
+    ctx.simulate_step_latency()
+    close(session, claim, JobStatus.COMPLETED)
+    already = session.scalar(
+        select(StockHold.id).where(
+            StockHold.checkout_id == checkout.id, StockHold.status == HoldStatus.HELD
+        )
+    )
+    if already is None:
+        expires = utcnow() + timedelta(seconds=ctx.settings.stock_hold_seconds)
+        for line in lines:
+            taken = session.execute(
+                update(Product)
+                .where(Product.id == line.product_id, Product.stock >= line.quantity)
+                .values(stock=Product.stock - line.quantity)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
+            session.add(
+                StockHold(
+                    checkout_id=checkout.id,
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    status=HoldStatus.HELD,
+                    expires_at=expires,
+                )
+            )
+    return [new_job(session, ctx.settings, PROCESS_PAYMENT, checkout=checkout)]
+
+
+def process_payment(
+    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
+) -> list[Job]:
+    key = payment_key(checkout)
+    recorded = session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    session.commit()
+    if recorded is None:
+        result = ctx.gateway.charge(
+            amount_cents=checkout.total_cents, token=checkout.payment_token, idempotency_key=key
+        )
+        close(session, claim, JobStatus.COMPLETED)
+        recorded = Payment(
+            checkout_id=checkout.id,
+            amount_cents=checkout.total_cents,
+            status=PaymentStatus.CAPTURED if result.captured else PaymentStatus.DECLINED,
+            gateway_ref=result.gateway_ref,
+            idempotency_key=key,
+            decline_reason=result.decline_reason,
+        )
+        session.add(recorded)
+    else:
+        close(session, claim, JobStatus.COMPLETED)
+    if recorded.status is PaymentStatus.DECLINED:
+        reason = (recorded.decline_reason or "card_declined").replace("_", " ")
+        return fail_checkout(
+            session, ctx.settings, checkout, "payment_declined", f"Payment declined: {reason}"
+        )
+    record_event(session, checkout, f"Payment of {checkout.total_cents} cents captured")
+    return [new_job(session, ctx.settings, CREATE_ORDER, checkout=checkout)]
+
+
+def create_order(
+    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
+) -> list[Job]:
+    lines = list(checkout.lines)
+    session.commit()
+    ctx.simulate_step_latency()
+    close(session, claim, JobStatus.COMPLETED)
+    exists = session.scalar(select(Order.id).where(Order.checkout_id == checkout.id))
+    if exists is None:
+        order = Order(
+            order_number=order_number_for(checkout),
+            checkout_id=checkout.id,
+            email=checkout.email,
+            customer_id=checkout.customer_id,
+            subtotal_cents=checkout.subtotal_cents,
+            discount_cents=checkout.discount_cents,
+            total_cents=checkout.total_cents,
+            lines=[
+                OrderLine(
+                    product_id=line.product_id,
+                    sku=line.sku,
+                    name=line.name,
+                    quantity=line.quantity,
+                    unit_price_cents=line.unit_price_cents,
+                )
+                for line in lines
+            ],
+        )
+        session.add(order)
+        session.flush()
+        record_event(session, checkout, f"Order {order.order_number} created")
+    return [new_job(session, ctx.settings, UPDATE_INVENTORY, checkout=checkout)]
+
+
+def update_inventory(
+    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
+) -> list[Job]:
+    session.commit()
+    ctx.simulate_step_latency()
+    close(session, claim, JobStatus.COMPLETED)
+    holds = session.scalars(
+        select(StockHold).where(
+            StockHold.checkout_id == checkout.id, StockHold.status == HoldStatus.HELD
+        )
+    ).all()
+    now = utcnow()
+    for hold in holds:
+        sold = session.execute(
+            update(StockHold)
+            .where(StockHold.id == hold.id, StockHold.status == HoldStatus.HELD)
+            .values(status=HoldStatus.SOLD, closed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if sold.rowcount == 1:  # type: ignore[attr-defined]
+            session.execute(
+                update(Product)
+                .where(Product.id == hold.product_id)
+                .values(sold=Product.sold + hold.quantity)
+                .execution_options(synchronize_session=False)
+            )
+    low = session.execute(
+        select(Product.sku, Product.stock).where(
+            Product.id.in_([hold.product_id for hold in holds]),
+            Product.stock <= ctx.settings.low_stock_threshold,
+        )
+    ).all()
+    for sku, stock in low:
+        record_event(session, checkout, f"Low stock: {sku} has {stock} left")
+    move_checkout(session, checkout, CheckoutStage.COMPLETED, "Order confirmed")
+    order = session.scalars(select(Order).where(Order.checkout_id == checkout.id)).one()
+    email = order_confirmation(session, ctx.settings, checkout, order)
+    return [
+        new_job(
+            session, ctx.settings, SEND_ORDER_CONFIRMATION, checkout=checkout, email_id=email.id
+        )
+    ]

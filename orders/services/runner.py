@@ -1,0 +1,241 @@
+"""Run one job: claim it, enter its checkout step, run the step, record the outcome.
+
+Outcomes:
+- the step returns: the job is completed and its follow-up jobs are dispatched;
+- :class:`StepFailed` (out of stock, ...): the checkout ends ``failed`` with its code,
+  with compensation;
+- :class:`GatewayCircuitOpen`: the job waits and retries, without using an attempt;
+- anything else: retried with exponential backoff; after the last attempt the step's
+  ``give_up`` runs (a checkout step fails the checkout and flags it for an operator);
+- :class:`LeaseLost`: someone else owns the job now; we write nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from orders.domain.states import TERMINAL
+from orders.errors import (
+    GatewayCircuitOpen,
+    IllegalTransition,
+    LeaseLost,
+    ShopError,
+    StepFailed,
+)
+from orders.jobtypes import JOB_TYPES
+from orders.models import Checkout, Job, JobStatus
+from orders.services import compensation, emails, pipeline
+from orders.services.context import PipelineContext
+from orders.services.jobs import (
+    Claim,
+    JobRef,
+    backoff_delay,
+    claim,
+    close,
+    ref,
+    reschedule,
+    send_after_commit,
+)
+from orders.services.timeline import move_checkout, record_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    run: Callable[..., list[Job]]
+    give_up: Callable[..., list[Job] | None] | None = None  # None: fail the checkout
+
+
+STEPS: dict[str, Step] = {
+    "reserve-stock": Step(pipeline.reserve_stock),
+    "process-payment": Step(pipeline.process_payment),
+    "create-order": Step(pipeline.create_order),
+    "update-inventory": Step(pipeline.update_inventory),
+    "send-order-confirmation": Step(emails.send_email, emails.give_up_email),
+    "send-recovery-email": Step(emails.send_email, emails.give_up_email),
+    "refund-payment": Step(compensation.refund_payment, compensation.give_up_refund),
+}
+
+
+def run_job(session: Session, job_id: str, ctx: PipelineContext) -> str:
+    """Run the job with id ``job_id`` once. Returns the outcome's name (for logs/tests)."""
+    taken = claim(session, job_id, ctx.worker, ctx.settings.lease_seconds)
+    if taken is None:
+        log.info("job %s not claimable (done, taken or not due); skipping", job_id)
+        return "skipped"
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    try:
+        if not _enter_step(session, taken, checkout):
+            session.commit()
+            return "discarded"
+        session.commit()
+    except LeaseLost:
+        session.rollback()
+        return "lease_lost"
+    _publish(ctx, checkout)
+
+    follow_ups: list[JobRef] = []
+    try:
+        follow_ups = [ref(job) for job in STEPS[taken.type].run(session, taken, checkout, ctx)]
+        session.commit()
+        outcome = "completed"
+    except LeaseLost:
+        session.rollback()
+        log.warning("job %s attempt %d lost its lease; dropping its result", job_id, taken.attempt)
+        return "lease_lost"
+    except StepFailed as exc:
+        session.rollback()
+        follow_ups = _end_checkout(session, taken, ctx, exc.code, exc.message, JobStatus.FAILED)
+        outcome = "failed"
+    except GatewayCircuitOpen as exc:
+        session.rollback()
+        follow_ups = _wait_for_breaker(session, taken, ctx, exc)
+        outcome = "waiting"
+    except Exception as exc:
+        session.rollback()
+        follow_ups, outcome = _retry_or_give_up(session, taken, ctx, exc)
+    send_after_commit(session, follow_ups, ctx.dispatch)
+    _publish(ctx, checkout)
+    return outcome
+
+
+def _enter_step(session: Session, taken: Claim, checkout: Checkout | None) -> bool:
+    """Move the checkout into this job's step. False if the job is moot (discarded)."""
+    stage = JOB_TYPES[taken.type].stage
+    if stage is None or checkout is None:
+        return True
+    if checkout.stage is stage:
+        if taken.attempt > 1:
+            record_event(
+                session,
+                checkout,
+                f"Retrying {stage.value.replace('_', ' ')}, "
+                f"attempt {taken.attempt}/{taken.max_attempts}",
+            )
+        return True
+    reason = None
+    if checkout.stage in TERMINAL:
+        reason = f"checkout already {checkout.stage.value}"
+    else:
+        try:
+            move_checkout(session, checkout, stage)
+        except IllegalTransition as exc:
+            reason = str(exc)
+    if reason is None:
+        return True
+    log.warning("discarding job %s (%s): %s", taken.job_id, taken.type, reason)
+    close(session, taken, JobStatus.DISCARDED, reason)
+    return False
+
+
+def _end_checkout(
+    session: Session,
+    taken: Claim,
+    ctx: PipelineContext,
+    code: str,
+    message: str,
+    job_status: JobStatus,
+    *,
+    needs_attention: bool = False,
+    trace: str | None = None,
+) -> list[JobRef]:
+    try:
+        close(session, taken, job_status, message, trace)
+        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+        jobs: list[Job] = []
+        if checkout is not None:
+            jobs = compensation.fail_checkout(
+                session, ctx.settings, checkout, code, message, needs_attention=needs_attention
+            )
+        session.commit()
+        return [ref(job) for job in jobs]
+    except LeaseLost:
+        session.rollback()
+        return []
+
+
+def _wait_for_breaker(
+    session: Session, taken: Claim, ctx: PipelineContext, exc: GatewayCircuitOpen
+) -> list[JobRef]:
+    delay = max(ctx.settings.retry_delay_seconds, 1.0)
+    try:
+        reschedule(session, taken, delay, exc.message, count_attempt=False)
+        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+        if checkout is not None:
+            record_event(
+                session,
+                checkout,
+                f"Payment gateway unavailable (circuit open); waiting {delay:g} s",
+            )
+        session.commit()
+    except LeaseLost:
+        session.rollback()
+        return []
+    return [JobRef(taken.job_id, taken.type, delay)]
+
+
+def give_up(
+    session: Session,
+    taken: Claim,
+    ctx: PipelineContext,
+    message: str,
+    code: str = "processing_error",
+    trace: str | None = None,
+) -> list[JobRef]:
+    """The last attempt failed: end the job, and the checkout if it was a checkout step."""
+    step = STEPS[taken.type]
+    what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
+    if step.give_up is None:
+        return _end_checkout(
+            session, taken, ctx, code, what, JobStatus.FAILED, needs_attention=True, trace=trace
+        )
+    try:
+        close(session, taken, JobStatus.FAILED, what, trace)
+        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+        step.give_up(session, taken, checkout, message)
+        session.commit()
+    except LeaseLost:
+        session.rollback()
+    return []
+
+
+def _retry_or_give_up(
+    session: Session, taken: Claim, ctx: PipelineContext, exc: Exception
+) -> tuple[list[JobRef], str]:
+    trace = traceback.format_exc()
+    message = exc.message if isinstance(exc, ShopError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, ShopError):
+        log.error("job %s (%s) raised unexpectedly:\n%s", taken.job_id, taken.type, trace)
+    if taken.final:
+        code = exc.code if isinstance(exc, ShopError) and exc.retryable else "processing_error"
+        return give_up(session, taken, ctx, message, code, trace), "failed"
+    delay = backoff_delay(ctx.settings, taken.attempt)
+    try:
+        reschedule(session, taken, delay, message, trace=trace)
+        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+        if checkout is not None:
+            record_event(
+                session,
+                checkout,
+                f"{taken.type} attempt {taken.attempt}/{taken.max_attempts} failed ({message}); "
+                f"retrying in {delay:g} s",
+            )
+        session.commit()
+    except LeaseLost:
+        session.rollback()
+        return [], "lease_lost"
+    return [JobRef(taken.job_id, taken.type, delay)], "retrying"
+
+
+def _publish(ctx: PipelineContext, checkout: Checkout | None) -> None:
+    if checkout is not None:
+        try:
+            ctx.publish(checkout.public_id)
+        except Exception:  # a wake-up is best effort; listeners also poll
+            log.warning("could not publish progress for %s", checkout.public_id, exc_info=True)

@@ -1,0 +1,83 @@
+"""Read models for clients: checkout status, order detail, timelines (from the database)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from orders.errors import NotFound
+from orders.models import Checkout, CheckoutEvent, Order, Payment
+from orders.services.timeline import status_payload
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="milliseconds") + "Z" if value else None
+
+
+def find_checkout(session: Session, public_id: str) -> Checkout:
+    checkout = session.scalar(select(Checkout).where(Checkout.public_id == public_id))
+    if checkout is None:
+        raise NotFound(f"no checkout job with id {public_id}", code="job_not_found")
+    return checkout
+
+
+def checkout_status(session: Session, public_id: str) -> dict[str, Any]:
+    return status_payload(session, find_checkout(session, public_id))
+
+
+def timeline(session: Session, checkout_id: int, after_id: int = 0) -> list[CheckoutEvent]:
+    return list(
+        session.scalars(
+            select(CheckoutEvent)
+            .where(CheckoutEvent.checkout_id == checkout_id, CheckoutEvent.id > after_id)
+            .order_by(CheckoutEvent.id)
+        )
+    )
+
+
+def order_detail(session: Session, order_number: str) -> dict[str, Any]:
+    order = session.scalar(
+        select(Order).where(Order.order_number == order_number).options(selectinload(Order.lines))
+    )
+    if order is None:
+        raise NotFound(f"no order {order_number}", code="order_not_found")
+    checkout = session.get(Checkout, order.checkout_id)
+    assert checkout is not None
+    payments = session.scalars(
+        select(Payment).where(Payment.checkout_id == order.checkout_id).order_by(Payment.id)
+    )
+    return {
+        "orderNumber": order.order_number,
+        "status": checkout.status.value,
+        "email": order.email,
+        "totalCents": order.total_cents,
+        "subtotalCents": order.subtotal_cents,
+        "discountCents": order.discount_cents,
+        "jobId": checkout.public_id,
+        "createdAt": iso(order.created_at),
+        "items": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unitPriceCents": line.unit_price_cents,
+            }
+            for line in order.lines
+        ],
+        "payments": [
+            {
+                "status": p.status.value,
+                "amountCents": p.amount_cents,
+                "gatewayRef": p.gateway_ref,
+                "idempotencyKey": p.idempotency_key,
+            }
+            for p in payments
+        ],
+        "timeline": [
+            {"id": e.id, "type": e.type.value, "message": e.message, "at": iso(e.created_at)}
+            for e in timeline(session, checkout.id)
+        ],
+    }

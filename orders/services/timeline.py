@@ -1,0 +1,104 @@
+"""The one function that moves a checkout, and the append-only event timeline."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from orders.db import utcnow
+from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
+from orders.errors import LeaseLost
+from orders.models import Checkout, CheckoutEvent, CheckoutStage, CheckoutStatus, EventType, Order
+
+
+def status_payload(
+    session: Session, checkout: Checkout, message: str | None = None
+) -> dict[str, Any]:
+    """The status JSON of API.md for this checkout as it stands."""
+    if checkout.status is CheckoutStatus.COMPLETED:
+        order = session.scalar(select(Order).where(Order.checkout_id == checkout.id))
+        return {
+            "status": "completed",
+            "progress": 100,
+            "order": {
+                "orderId": order.id if order else None,
+                "orderNumber": order.order_number if order else None,
+                "totalCents": checkout.total_cents,
+            },
+        }
+    if checkout.status is CheckoutStatus.FAILED:
+        return {
+            "status": "failed",
+            "error": checkout.error_message or "Order failed",
+            "code": checkout.error_code or "processing_error",
+        }
+    return {
+        "status": checkout.status.value,
+        "progress": checkout.progress,
+        "step": checkout.stage.value,
+        "message": message or DESCRIPTION[checkout.stage],
+    }
+
+
+def record_event(
+    session: Session, checkout: Checkout, message: str, type_: EventType = EventType.INFO
+) -> CheckoutEvent:
+    """Append one event carrying a snapshot of the status JSON."""
+    payload = status_payload(session, checkout, message if type_ is EventType.PROGRESS else None)
+    event = CheckoutEvent(
+        checkout_id=checkout.id,
+        type=type_,
+        stage=checkout.stage,
+        progress=checkout.progress,
+        message=message[:500],
+        status_json=json.dumps(payload),
+        created_at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def move_checkout(
+    session: Session,
+    checkout: Checkout,
+    target: CheckoutStage,
+    message: str | None = None,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> CheckoutEvent:
+    """Move ``checkout`` to ``target`` if the state table allows it, and record why.
+
+    The UPDATE is conditional on the stage we read, so two workers racing on one
+    checkout cannot both move it: the loser gets :class:`LeaseLost`.
+    """
+    check_move(checkout.stage, target)
+    now = utcnow()
+    values: dict[str, Any] = {
+        "stage": target,
+        "status": status_of(target),
+        "progress": PROGRESS[target],
+        "updated_at": now,
+        "error_code": error_code,
+        "error_message": error_message,
+    }
+    values["finished_at"] = now if target in TERMINAL else None
+    result = session.execute(
+        update(Checkout)
+        .where(Checkout.id == checkout.id, Checkout.stage == checkout.stage)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"checkout {checkout.public_id} changed under us")
+    for key, value in values.items():
+        set_committed_value(checkout, key, value)  # already written; don't UPDATE again
+    kind = {
+        CheckoutStage.COMPLETED: EventType.COMPLETED,
+        CheckoutStage.FAILED: EventType.FAILED,
+    }.get(target, EventType.PROGRESS)
+    return record_event(session, checkout, message or DESCRIPTION[target], kind)

@@ -1,0 +1,24 @@
+"""Flask extensions, bound in ``create_app``. Models live on our own declarative base."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from orders.config import Settings
+from orders.db import Base
+from orders.services.jobs import Dispatch
+
+db = SQLAlchemy(metadata=Base.metadata, session_options={"expire_on_commit": False})
+migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
+def settings() -> Settings:
+    value: Settings = current_app.extensions["shop.settings"]
+    return value
+
+
+def dispatch() -> Dispatch:
+    value: Dispatch = current_app.extensions["shop.dispatch"]
+    return value

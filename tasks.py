@@ -1,0 +1,178 @@
+"""Huey instances (one per queue) and their thin tasks.
+
+Run one consumer per queue (see the Procfile):
+
+    huey_consumer tasks.orders_queue         -w 2   # reserve-stock, create-order, update-inventory
+    huey_consumer tasks.payments_queue       -w 3   # process-payment, refund-payment
+    huey_consumer tasks.notifications_queue  -w 5   # send-order-confirmation, send-recovery-email
+    huey_consumer tasks.scheduler            -w 1   # exactly one: sweeper + periodic tasks
+
+Each task takes a job id, opens a session and calls the job runner; the job row in
+the database is the record, the Huey message only the fast path. This module must
+never import Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from huey import Huey, PriorityRedisExpireHuey, SqliteHuey
+
+from orders.config import Settings
+from orders.db import make_engine, make_session_factory, session_scope
+from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
+from orders.services.context import PipelineContext
+from orders.services.jobs import JobRef
+from orders.services.runner import run_job
+from orders.services.sweeper import sweep
+from orders.wiring import build_gateway, build_mailer, configure_logging, redis_pool
+
+log = logging.getLogger("tasks")
+settings = Settings.from_env()
+configure_logging()
+
+
+def make_huey(queue: str) -> Huey:
+    name = f"{settings.queue_prefix}-{queue}"
+    if settings.redis_url:
+        return PriorityRedisExpireHuey(
+            name, connection_pool=redis_pool(settings.redis_url), results=False
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(
+        name, filename=str(settings.data_dir.resolve() / f"huey-{queue}.db"), results=False
+    )
+
+
+orders_queue = make_huey(ORDERS)
+payments_queue = make_huey(PAYMENTS)
+notifications_queue = make_huey(NOTIFICATIONS)
+scheduler = make_huey(MAINTENANCE)
+QUEUES: dict[str, Huey] = {
+    ORDERS: orders_queue,
+    PAYMENTS: payments_queue,
+    NOTIFICATIONS: notifications_queue,
+}
+
+_engine = None
+_sessions = None
+_context: PipelineContext | None = None
+
+
+def context() -> PipelineContext:
+    """Built on first use, so importing this module opens no connections."""
+    global _engine, _sessions, _context
+    if _context is None:
+        _engine = make_engine(settings)
+        _sessions = make_session_factory(_engine)
+        _context = PipelineContext(
+            settings=settings,
+            gateway=build_gateway(settings),
+            mailer=build_mailer(settings),
+            dispatch=dispatch,
+        )
+    return _context
+
+
+def _run(job_id: str) -> None:
+    ctx = context()
+    assert _sessions is not None
+    with session_scope(_sessions) as session:
+        outcome = run_job(session, job_id, ctx)
+    log.info("job %s: %s", job_id, outcome)
+
+
+@orders_queue.task(name="reserve-stock")
+def reserve_stock(job_id: str) -> None:
+    _run(job_id)
+
+
+@payments_queue.task(name="process-payment")
+def process_payment(job_id: str) -> None:
+    _run(job_id)
+
+
+@orders_queue.task(name="create-order")
+def create_order(job_id: str) -> None:
+    _run(job_id)
+
+
+@orders_queue.task(name="update-inventory")
+def update_inventory(job_id: str) -> None:
+    _run(job_id)
+
+
+@notifications_queue.task(name="send-order-confirmation")
+def send_order_confirmation(job_id: str) -> None:
+    _run(job_id)
+
+
+@notifications_queue.task(name="send-recovery-email")
+def send_recovery_email(job_id: str) -> None:
+    _run(job_id)
+
+
+@payments_queue.task(name="refund-payment")
+def refund_payment(job_id: str) -> None:
+    _run(job_id)
+
+
+TASKS = {
+    "reserve-stock": reserve_stock,
+    "process-payment": process_payment,
+    "create-order": create_order,
+    "update-inventory": update_inventory,
+    "send-order-confirmation": send_order_confirmation,
+    "send-recovery-email": send_recovery_email,
+    "refund-payment": refund_payment,
+}
+assert set(TASKS) == set(JOB_TYPES), "every job type needs a task"
+
+
+def dispatch(refs: Sequence[JobRef]) -> list[str]:
+    """Send job refs to their queues; return the ids the broker did not take."""
+    failed = []
+    for ref in refs:
+        task = TASKS[ref.type]
+        options = {"id": ref.id, "priority": JOB_TYPES[ref.type].huey_priority}
+        if ref.delay > 0:
+            options["delay"] = ref.delay
+        try:
+            task.huey.enqueue(task.s(ref.id, **options))
+        except Exception as exc:  # broker down: the sweeper sends it later
+            log.warning("could not enqueue job %s (%s): %s", ref.id, ref.type, exc)
+            failed.append(ref.id)
+    return failed
+
+
+# --- the scheduler consumer: sweeper loop --------------------------------------------
+
+_sweeper_started = threading.Event()
+
+
+def sweep_once() -> None:
+    ctx = context()
+    assert _sessions is not None
+    with session_scope(_sessions) as session:
+        sweep(session, ctx)
+
+
+def _sweeper_loop() -> None:
+    while True:
+        try:
+            sweep_once()
+        except Exception:  # the database may be away; try again next round
+            log.exception("sweep failed")
+        time.sleep(settings.sweep_interval_seconds)
+
+
+@scheduler.on_startup()
+def start_sweeper() -> None:
+    """Runs in the scheduler consumer only. A thread, so it works while Redis is down."""
+    if not _sweeper_started.is_set():
+        _sweeper_started.set()
+        threading.Thread(target=_sweeper_loop, name="sweeper", daemon=True).start()
+        log.info("sweeper running every %s s", settings.sweep_interval_seconds)
