@@ -56,7 +56,11 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 
 
 def init_extensions(app: Flask) -> None:
+    from orders.db import configure_sqlite
+
     db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
 
 

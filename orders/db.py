@@ -1,8 +1,7 @@
 """Database engine, sessions and the declarative base (no Flask here).
 
-SQLite (the embedded default) is shared by the web process and every consumer: it
-runs in WAL mode with a busy timeout, and every transaction starts with
-``BEGIN IMMEDIATE`` so two writers queue for the lock instead of failing on upgrade.
+SQLite (the embedded default) is shared by the web process and every consumer: see
+:func:`configure_sqlite`.
 """
 
 from __future__ import annotations
@@ -43,11 +42,11 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, immediate: bool = True) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, **engine_options(settings))
+    return configure_sqlite(create_engine(url, **engine_options(settings)), immediate=immediate)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -67,9 +66,19 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+def configure_sqlite(engine: Engine, *, immediate: bool = True) -> Engine:
+    """WAL, busy timeout and foreign keys on every connection; ``BEGIN IMMEDIATE``.
+
+    With ``immediate`` every transaction takes the write lock up front, so two
+    writers wait for each other (busy timeout) instead of one failing when it
+    upgrades a read lock. An inspector (tests, reports) passes False and runs in
+    autocommit: each statement sees the latest commit and holds no lock.
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -78,8 +87,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    if immediate:
 
-@event.listens_for(Engine, "begin")
-def _sqlite_on_begin(connection: Any) -> None:
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

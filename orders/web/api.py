@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from orders.errors import FieldError, ShopError, ValidationFailed
 from orders.services import catalog
@@ -23,6 +24,8 @@ def json_body() -> Any:
         raise _Abort(problem(415, "Unsupported Media Type", "send Content-Type: application/json"))
     try:
         return request.get_json(force=True, silent=False)
+    except RequestEntityTooLarge:
+        raise
     except Exception:
         raise _Abort(problem(400, "Malformed JSON", "the request body is not valid JSON")) from None
 

@@ -1,0 +1,85 @@
+"""Checkouts over HTTP through real gunicorn and huey_consumer processes."""
+
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+
+def sku() -> str:
+    return f"E2E-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_checkout_completes(stack):
+    item = sku()
+    stack.add_product(item, stock=5, price_cents=2500)
+    job_id = stack.checkout(item, 2)
+    final = stack.wait_final([job_id])[job_id]
+    assert final["status"] == "completed"
+    assert final["order"]["totalCents"] == 5000
+    number = final["order"]["orderNumber"]
+    detail = stack.http.get(f"{stack.base_url}/api/orders/{number}", timeout=10).json()
+    assert [p["status"] for p in detail["payments"]] == ["captured"]
+    assert stack.scalar("SELECT stock FROM products WHERE sku = :s", s=item) == 3
+    # the confirmation email is a follow-up job; it is recorded in the timeline
+    stack.wait_final([job_id])
+    assert (
+        stack.scalar(
+            "SELECT COUNT(*) FROM emails WHERE checkout_id = "
+            "(SELECT id FROM checkouts WHERE public_id = :j)",
+            j=job_id,
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "stock", "code"),
+    [
+        ("tok_declined", 5, "payment_declined"),
+        ("tok_error", 5, "payment_unavailable"),
+        ("tok_visa", 0, "out_of_stock"),
+    ],
+)
+def test_each_failure_code(stack, token, stock, code):
+    item = sku()
+    stack.add_product(item, stock=max(stock, 1))
+    if stock == 0:  # sell the last unit first so validation passes but the hold fails
+        blocker = stack.checkout(item, 1)
+        job_id = stack.checkout(item, 1)
+        stack.wait_final([blocker])
+    else:
+        job_id = stack.checkout(item, 1, token=token)
+    final = stack.wait_final([job_id])[job_id]
+    assert final["status"] == "failed" and final["code"] == code, final
+    assert (
+        stack.scalar(
+            "SELECT COUNT(*) FROM payments p JOIN checkouts c ON c.id = p.checkout_id "
+            "WHERE c.public_id = :j AND p.status = 'captured'",
+            j=job_id,
+        )
+        == 0
+    )
+    expected_stock = 0 if stock == 0 else 5
+    assert stack.scalar("SELECT stock FROM products WHERE sku = :s", s=item) == expected_stock
+
+
+def test_many_checkouts_all_finish_and_balance(stack):
+    item = sku()
+    stack.add_product(item, stock=15, price_cents=100)
+    jobs = [stack.checkout(item, 1) for _ in range(20)]
+    final = stack.wait_final(jobs, timeout=90)
+    outcomes = sorted(body.get("code", body["status"]) for body in final.values())
+    assert outcomes.count("completed") == 15
+    assert outcomes.count("out_of_stock") == 5
+    assert stack.scalar("SELECT stock FROM products WHERE sku = :s", s=item) == 0
+    assert (
+        stack.scalar(
+            "SELECT COUNT(*) FROM payments p "
+            "JOIN checkout_lines l ON l.checkout_id = p.checkout_id "
+            "JOIN products pr ON pr.id = l.product_id WHERE pr.sku = :s AND p.status = 'captured'",
+            s=item,
+        )
+        == 15
+    )

@@ -1,0 +1,68 @@
+"""Settings from the environment."""
+
+import pytest
+
+from orders.config import ConfigError, Settings
+
+
+def test_embedded_defaults(tmp_path):
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve()}/shop.db"
+    assert settings.redis_url is None and not settings.uses_redis
+    assert (settings.orders_concurrency, settings.payments_concurrency) == (2, 3)
+    assert settings.notifications_concurrency == 5
+    assert settings.max_attempts == 5 and settings.retry_delay_seconds == 2.0
+    assert settings.job_cleanup_interval_ms == 3_600_000
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_both_postgres_schemes_are_accepted(scheme):
+    settings = Settings.from_env({"DATABASE_URL": f"{scheme}://u:p@db:5432/shop"})
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u:p@db:5432/shop"
+
+
+def test_seed_redis_variables_build_a_url():
+    env = {"REDIS_HOST": "cache", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss", "REDIS_DB": "1"}
+    assert Settings.from_env(env).redis_url == "redis://:p%40ss@cache:6380/1"
+
+
+def test_redis_url_wins_over_parts():
+    env = {"REDIS_URL": "redis://a:6379/0", "REDIS_HOST": "b"}
+    assert Settings.from_env(env).redis_url == "redis://a:6379/0"
+
+
+def test_max_job_concurrency_sets_every_queue_and_per_queue_wins():
+    settings = Settings.from_env({"MAX_JOB_CONCURRENCY": "7", "PAYMENTS_CONCURRENCY": "9"})
+    assert settings.orders_concurrency == 7
+    assert settings.notifications_concurrency == 7
+    assert settings.payments_concurrency == 9
+
+
+def test_latency_ranges_parse():
+    env = {"SIM_GATEWAY_LATENCY_MS": "3000-5000", "SIM_STEP_LATENCY_MS": "0"}
+    settings = Settings.from_env(env)
+    assert settings.sim_gateway_latency_ms == (3000, 5000)
+    assert settings.sim_step_latency_ms == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SIM_GATEWAY_LATENCY_MS": "5-3"},
+        {"SIM_STEP_LATENCY_MS": "fast"},
+        {"LEASE_SECONDS": "soon"},
+        {"OVERLOAD_POLICY": "panic"},
+        {"MAX_ATTEMPTS": "0"},
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(env):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    name = next(iter(env))
+    assert name in str(info.value) or name.lower() in str(info.value).lower()
+
+
+def test_production_refuses_the_default_secret():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Settings.from_env({"SHOP_ENV": "production"})
+    assert Settings.from_env({"SHOP_ENV": "production", "SECRET_KEY": "s3cret"}).is_production

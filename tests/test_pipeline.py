@@ -1,0 +1,191 @@
+"""The whole pipeline against a real database, jobs run in-process by the real runner."""
+
+from sqlalchemy import func, select
+
+from orders.models import (
+    Checkout,
+    Email,
+    EmailStatus,
+    HoldStatus,
+    Job,
+    JobStatus,
+    Order,
+    Payment,
+    PaymentStatus,
+    Product,
+    StockHold,
+)
+from tests.factories import checkout_body, make_product
+
+
+def place(client, *items, **extra):
+    response = client.post("/api/checkout", json=checkout_body(*items, **extra))
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["data"]["jobId"]
+
+
+def status(client, job_id):
+    return client.get(f"/api/orders/status/{job_id}").get_json()
+
+
+def test_a_checkout_runs_every_step_to_completed(client, session, drain):
+    product = make_product(session, sku="TEE", price_cents=2500, stock=5)
+    job_id = place(client, ("TEE", 2))
+    ran = drain()
+    assert [t for t, _ in ran] == [
+        "reserve-stock",
+        "process-payment",
+        "create-order",
+        "update-inventory",
+        "send-order-confirmation",
+    ]
+    assert {o for _, o in ran} == {"completed"}
+    body = status(client, job_id)
+    assert body["status"] == "completed" and body["progress"] == 100
+    order = session.scalar(select(Order))
+    assert body["order"] == {
+        "orderId": order.id,
+        "orderNumber": order.order_number,
+        "totalCents": 5000,
+    }
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 3
+    assert session.get(Product, product.id).sold == 2
+    assert session.scalar(select(StockHold.status)) is HoldStatus.SOLD
+    assert drain.gateway.ledger()["captures"] == 1
+    email = session.scalar(select(Email))
+    assert email.status is EmailStatus.STORED and order.order_number in email.subject
+
+    detail = client.get(f"/api/orders/{order.order_number}").get_json()
+    assert detail["items"] == [
+        {"sku": "TEE", "name": product.name, "quantity": 2, "unitPriceCents": 2500}
+    ]
+    assert [p["status"] for p in detail["payments"]] == ["captured"]
+    ids = [e["id"] for e in detail["timeline"]]
+    assert ids == sorted(ids) and len(ids) >= 6
+    assert detail["timeline"][-1]["message"].startswith("Email")
+
+
+def test_out_of_stock_fails_without_a_charge(client, session, drain):
+    product = make_product(session, sku="LAST", stock=1)
+    first = place(client, ("LAST", 1))
+    second = place(client, ("LAST", 1))  # validation saw stock 1; the hold decides
+    drain()
+    assert status(client, first)["status"] == "completed"
+    assert status(client, second) == {
+        "status": "failed",
+        "error": f"{product.name} (LAST) is out of stock",
+        "code": "out_of_stock",
+    }
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 0
+    assert drain.gateway.ledger()["captures"] == 1
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_a_multi_line_cart_holds_all_or_nothing(client, session, drain):
+    plenty = make_product(session, sku="PLENTY", stock=10)
+    make_product(session, sku="ONE", stock=1)
+    place(client, ("ONE", 1))
+    loser = place(client, ("PLENTY", 3), ("ONE", 1))
+    drain()
+    assert status(client, loser)["code"] == "out_of_stock"
+    session.expire_all()
+    assert session.get(Product, plenty.id).stock == 10  # its partial hold rolled back
+
+
+def test_declined_card_releases_stock_and_another_card_completes(client, session, drain):
+    product = make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 2), paymentToken="tok_declined")
+    drain()
+    assert status(client, job_id) == {
+        "status": "failed",
+        "error": "Payment declined: card declined",
+        "code": "payment_declined",
+    }
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 5
+
+    retry = client.post("/api/payments", json={"jobId": job_id, "paymentToken": "tok_visa"})
+    assert retry.status_code == 202
+    assert retry.get_json()["data"]["jobId"] == job_id
+    assert status(client, job_id)["status"] == "queued"
+    drain()
+    assert status(client, job_id)["status"] == "completed"
+    payments = session.scalars(select(Payment).order_by(Payment.id)).all()
+    assert [p.status for p in payments] == [PaymentStatus.DECLINED, PaymentStatus.CAPTURED]
+    assert payments[0].idempotency_key != payments[1].idempotency_key
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 3
+
+
+def test_payment_retry_is_refused_unless_declined(client, session, drain):
+    make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1))
+    response = client.post("/api/payments", json={"jobId": job_id, "paymentToken": "tok_visa"})
+    assert response.status_code == 409
+    drain()
+    assert (
+        client.post("/api/payments", json={"jobId": job_id, "paymentToken": "tok_visa"}).status_code
+        == 409
+    )
+    assert (
+        client.post("/api/payments", json={"jobId": "nope", "paymentToken": "tok_visa"}).status_code
+        == 404
+    )
+    bad = client.post("/api/payments", json={"jobId": job_id, "paymentToken": 7})
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "paymentToken"
+
+
+def test_transient_gateway_errors_retry_then_fail_cleanly(client, session, drain):
+    product = make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1), paymentToken="tok_error")
+    ran = drain()
+    payment_outcomes = [o for t, o in ran if t == "process-payment"]
+    assert payment_outcomes == ["retrying"] * 4 + ["failed"]
+    body = status(client, job_id)
+    assert body["status"] == "failed" and body["code"] == "payment_unavailable"
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 5
+    assert session.scalar(select(Checkout.needs_attention)) is True
+    assert drain.gateway.ledger()["captures"] == 0
+
+
+def test_a_flaky_gateway_is_retried_and_charges_once(client, session, drain):
+    make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1), paymentToken="tok_flaky")
+    ran = drain()
+    assert [o for t, o in ran if t == "process-payment"] == ["retrying", "completed"]
+    assert status(client, job_id)["status"] == "completed"
+    assert drain.gateway.ledger()["captures"] == 1
+    detail_messages = [
+        e["message"]
+        for e in client.get(f"/api/orders/{session.scalar(select(Order.order_number))}").get_json()[
+            "timeline"
+        ]
+    ]
+    assert any("attempt 1/5 failed" in m for m in detail_messages)
+
+
+def test_running_a_job_twice_has_the_effect_of_once(client, session, drain, dispatched):
+    product = make_product(session, sku="TEE", stock=5)
+    place(client, ("TEE", 2))
+    for _ in range(6):
+        refs = dispatched.take()
+        if not refs:
+            break
+        for ref in refs:
+            assert drain.run(ref.id) == "completed"
+            assert drain.run(ref.id) == "skipped"  # a duplicate delivery does nothing
+    session.expire_all()
+    assert session.get(Product, product.id).stock == 3
+    assert drain.gateway.ledger()["captures"] == 1
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_every_job_row_ends_completed(client, session, drain):
+    make_product(session, sku="TEE", stock=5)
+    place(client, ("TEE", 1))
+    drain()
+    statuses = session.scalars(select(Job.status)).all()
+    assert statuses and set(statuses) == {JobStatus.COMPLETED}
