@@ -189,3 +189,19 @@ def test_every_job_row_ends_completed(client, session, drain):
     drain()
     statuses = session.scalars(select(Job.status)).all()
     assert statuses and set(statuses) == {JobStatus.COMPLETED}
+
+
+def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, drain, dispatched):
+    from orders.services.inline import run_inline
+
+    make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1), paymentToken="tok_flaky")
+    leftover = run_inline(
+        drain.sessions,
+        drain.ctx,
+        dispatched.take(),
+        include=frozenset({"reserve-stock", "process-payment", "create-order", "update-inventory"}),
+    )
+    assert status(client, job_id)["status"] == "completed"
+    assert [r.type for r in leftover] == ["send-order-confirmation"]
+    assert drain.gateway.ledger()["captures"] == 1
