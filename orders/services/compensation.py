@@ -28,8 +28,12 @@ from orders.services.jobs import Claim, close, new_job
 from orders.services.timeline import move_checkout, record_event
 
 
-def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
-    """Put back every unit this checkout holds; return how many units went back."""
+def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> int:
+    """Close every ``held`` hold of a checkout; return the units closed.
+
+    ``released`` puts the units back in stock; ``sold`` counts them as sold. Each
+    hold closes with a conditional UPDATE, so running this twice changes nothing.
+    """
     holds = session.scalars(
         select(StockHold).where(
             StockHold.checkout_id == checkout.id, StockHold.status == HoldStatus.HELD
@@ -41,17 +45,29 @@ def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
         closed = session.execute(
             update(StockHold)
             .where(StockHold.id == hold.id, StockHold.status == HoldStatus.HELD)
-            .values(status=HoldStatus.RELEASED, closed_at=now)
+            .values(status=to, closed_at=now)
             .execution_options(synchronize_session=False)
         )
-        if closed.rowcount == 1:  # type: ignore[attr-defined]
-            session.execute(
-                update(Product)
-                .where(Product.id == hold.product_id)
-                .values(stock=Product.stock + hold.quantity)
-                .execution_options(synchronize_session=False)
-            )
-            units += hold.quantity
+        if closed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        change = (
+            {"stock": Product.stock + hold.quantity}
+            if to is HoldStatus.RELEASED
+            else {"sold": Product.sold + hold.quantity}
+        )
+        session.execute(
+            update(Product)
+            .where(Product.id == hold.product_id)
+            .values(**change)
+            .execution_options(synchronize_session=False)
+        )
+        units += hold.quantity
+    return units
+
+
+def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
+    """Put back every unit this checkout holds; return how many units went back."""
+    units = close_holds(session, checkout, HoldStatus.RELEASED)
     if units:
         record_event(session, checkout, f"Released {units} held unit(s): {reason}")
     return units

@@ -57,6 +57,20 @@ class Claim:
     def final(self) -> bool:
         return self.attempt >= self.max_attempts
 
+    @classmethod
+    def of(cls, job: Job) -> Claim:
+        """The claim a job row stands for now (its current attempt is the lease token)."""
+        return cls(
+            job.id,
+            job.type,
+            job.attempts,
+            job.max_attempts,
+            job.checkout_id,
+            job.cart_id,
+            job.email_id,
+            job.payment_id,
+        )
+
 
 Dispatch = Callable[[Sequence[JobRef]], list[str]]
 """Send refs to the broker; return the ids that could not be sent."""
@@ -121,16 +135,7 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: int) -> Cla
         return None
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
-    taken = Claim(
-        job.id,
-        job.type,
-        job.attempts,
-        job.max_attempts,
-        job.checkout_id,
-        job.cart_id,
-        job.email_id,
-        job.payment_id,
-    )
+    taken = Claim.of(job)
     session.commit()
     return taken
 

@@ -31,7 +31,7 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.services.compensation import fail_checkout
+from orders.services.compensation import close_holds, fail_checkout
 from orders.services.context import PipelineContext
 from orders.services.emails import order_confirmation
 from orders.services.jobs import Claim, close, new_job
@@ -155,29 +155,11 @@ def update_inventory(
     session.commit()
     ctx.simulate_step_latency()
     close(session, claim, JobStatus.COMPLETED)
-    holds = session.scalars(
-        select(StockHold).where(
-            StockHold.checkout_id == checkout.id, StockHold.status == HoldStatus.HELD
-        )
-    ).all()
-    now = utcnow()
-    for hold in holds:
-        sold = session.execute(
-            update(StockHold)
-            .where(StockHold.id == hold.id, StockHold.status == HoldStatus.HELD)
-            .values(status=HoldStatus.SOLD, closed_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if sold.rowcount == 1:  # type: ignore[attr-defined]
-            session.execute(
-                update(Product)
-                .where(Product.id == hold.product_id)
-                .values(sold=Product.sold + hold.quantity)
-                .execution_options(synchronize_session=False)
-            )
+    product_ids = [line.product_id for line in checkout.lines]
+    close_holds(session, checkout, HoldStatus.SOLD)
     low = session.execute(
         select(Product.sku, Product.stock).where(
-            Product.id.in_([hold.product_id for hold in holds]),
+            Product.id.in_(product_ids),
             Product.stock <= ctx.settings.low_stock_threshold,
         )
     ).all()

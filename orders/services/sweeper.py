@@ -51,16 +51,7 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
     ).all()
     session.commit()
     for job in expired:
-        taken = Claim(
-            job.id,
-            job.type,
-            job.attempts,
-            job.max_attempts,
-            job.checkout_id,
-            job.cart_id,
-            job.email_id,
-            job.payment_id,
-        )
+        taken = Claim.of(job)
         if taken.final:
             refs += give_up(session, taken, ctx, "lease expired: the worker died or hung")
             report.gave_up += 1
