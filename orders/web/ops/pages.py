@@ -54,7 +54,7 @@ def _public_ids(ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
     rows = db.session.execute(select(Checkout.id, Checkout.public_id).where(Checkout.id.in_(ids)))
-    return dict(rows.tuples())
+    return {row[0]: row[1] for row in rows}
 
 
 @bp.get("/jobs/<job_id>")
