@@ -28,7 +28,7 @@ from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYME
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
 from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
-from orders.services.ops.pause import PauseFlags, job_queue
+from orders.services.ops.pause import job_is_paused
 from orders.services.ops.retention import sweep_job_records
 from orders.services.runner import run_job
 from orders.services.sweeper import sweep
@@ -84,9 +84,11 @@ def context() -> PipelineContext:
 def _run(job_id: str) -> None:
     ctx = context()
     assert _sessions is not None
-    if _queue_is_paused(job_id):
-        return
     with session_scope(_sessions) as session:
+        if job_is_paused(session, job_id):  # ops pause: leave it waiting (resume re-sends)
+            session.rollback()
+            log.info("job %s: its queue is paused; it stays waiting", job_id)
+            return
         outcome = run_job(session, job_id, ctx)
     log.info("job %s: %s", job_id, outcome)
 
@@ -184,28 +186,7 @@ def start_sweeper() -> None:
         log.info("sweeper running every %s s", settings.sweep_interval_seconds)
 
 
-# --- ops: queue pauses, consumer heartbeats, job retention -------------------------------
-
-_pause_flags: PauseFlags | None = None
-
-
-def _queue_is_paused(job_id: str) -> bool:
-    """A paused queue leaves the job waiting (its row stays queued; resume re-sends it)."""
-    global _pause_flags
-    assert _sessions is not None
-    if _pause_flags is None:
-        _pause_flags = PauseFlags(_sessions)
-    paused = _pause_flags.paused()  # its own short session: before we open ours
-    if not paused:
-        return False
-    with session_scope(_sessions) as session:
-        queue = job_queue(session, job_id)
-        session.commit()
-    if queue in paused:
-        log.info("queue %s is paused; job %s stays waiting", queue, job_id)
-        return True
-    return False
-
+# --- ops: consumer heartbeats, job retention -------------------------------
 
 _heartbeats_started: set[str] = set()
 _heartbeat_lock = threading.Lock()

@@ -12,10 +12,11 @@ from orders.config import Settings
 from orders.db import utcnow
 from orders.domain.scaling import DEFAULT_MAX_WORKERS, DEFAULT_MIN_WORKERS, recommend_workers
 from orders.jobtypes import QUEUES
-from orders.models import Checkout, CheckoutStatus, Job, JobStatus, QueuePause
+from orders.models import Checkout, CheckoutStatus, Job, JobStatus
 from orders.services.ops import stats
 from orders.services.ops.breaker_state import breaker_state
 from orders.services.ops.heartbeats import list_workers
+from orders.services.ops.pause import paused_queues
 
 SEED_ACTIVE_LIMIT = 10
 """The seed's health rule: every queue has fewer than 10 active jobs."""
@@ -74,10 +75,6 @@ def queue_counts(session: Session) -> dict[str, dict[str, Any]]:
             entry["completed"] = outcomes["completed"].count if "completed" in outcomes else 0
             entry["failed"] = outcomes["failed"].count if "failed" in outcomes else 0
     return counts
-
-
-def paused_queues(session: Session) -> set[str]:
-    return set(session.scalars(select(QueuePause.queue)))
 
 
 def workers_by_queue(session: Session, settings: Settings) -> dict[str, Any]:
