@@ -397,3 +397,21 @@ def test_the_stream_pushes_the_overview(client, session):
     response.close()
     assert event.startswith("id: 0\nevent: overview\ndata: {")
     assert '"queues": {"orders"' in event and '"breaker": "unknown"' in event
+
+
+def test_a_stuck_checkout_is_re_driven(client, session, dispatched):
+    make_product(session, sku="KEY", stock=5)
+    public_id = place(client, ("KEY", 1))
+    [lost] = dispatched.take()  # the broker "lost" it: nothing will run it
+    assert login(client).status_code == 302
+    page = client.get(f"/ops/checkouts/{public_id}").get_data(as_text=True)
+    assert "Re-drive checkout" in page
+    response = client.post(
+        f"/ops/checkouts/{public_id}/redrive", data={"csrf_token": token(client)}
+    )
+    assert response.status_code == 302
+    assert [r.id for r in dispatched.take()] == [lost.id]
+    row = session.scalar(select(AuditLog).where(AuditLog.action == "redrive_checkout"))
+    assert (row.actor, row.target, row.detail) == ("ops", public_id, lost.id)
+    messages = session.scalars(select(CheckoutEvent.message)).all()
+    assert "Re-driven by an operator" in messages
