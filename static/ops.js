@@ -66,6 +66,12 @@
         var px = PAD + (W - 2 * PAD) * (n > 1 ? x / (n - 1) : 0);
         var py = H - PAD - (H - 2 * PAD) * (v / max);
         points.push(px.toFixed(1) + "," + py.toFixed(1));
+        if (v > 0) {  // a dot per non-empty slot, so a lone minute still shows
+          var dot = document.createElementNS(SVG, "circle");
+          dot.setAttribute("cx", px.toFixed(1)); dot.setAttribute("cy", py.toFixed(1)); dot.setAttribute("r", "2");
+          dot.setAttribute("fill", COLORS[i % COLORS.length]);
+          svg.appendChild(dot);
+        }
       });
       var line = document.createElementNS(SVG, "polyline");
       line.setAttribute("points", points.join(" "));
@@ -95,7 +101,7 @@
     var breaker = document.getElementById("breaker");
     if (breaker) { text(breaker, data.breaker); breaker.setAttribute("data-state", data.breaker); }
     renderCharts(data.series);
-    text(document.getElementById("updated"), data.at);
+    text(document.getElementById("updated"), "updated " + data.at.slice(11, 19) + " UTC");
   }
 
   var initial = document.getElementById("initial");

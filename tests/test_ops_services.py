@@ -89,6 +89,12 @@ def test_counters_metrics_and_retention_agree_with_the_database(client, session,
     completed = session.scalar(select(func.count()).where(Checkout.status == "completed"))
     assert before[("shop_checkouts", (("status", "completed"),))] == completed == 3
     assert before[("shop_checkouts", (("status", "queued"),))] == 1
+    durations = sorted(
+        (c.finished_at - c.created_at).total_seconds()
+        for c in session.scalars(select(Checkout).where(Checkout.finished_at.is_not(None)))
+    )
+    median = before[("shop_checkout_duration_seconds_last_hour", (("quantile", "0.5"),))]
+    assert median == durations[1]
     assert waiting
 
     deleted = sweep_job_records(session, replace(settings, keep_completed_jobs=1))

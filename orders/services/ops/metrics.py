@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
+from orders.db import utcnow
 from orders.models import Checkout
 from orders.models.ops import LATENCY_BUCKETS_MS
 from orders.services.ops import stats
@@ -119,6 +121,24 @@ class ShopCollector(Collector):
         for status, count in sorted(rows, key=lambda row: row[0].value):
             family.add_metric([status.value], count)
         yield family
+        latency = GaugeMetricFamily(
+            "shop_checkout_duration_seconds_last_hour",
+            "Placed-to-final time of checkouts finished in the last hour, by quantile",
+            labels=["quantile"],
+        )
+        since = utcnow() - timedelta(hours=1)
+        durations = sorted(
+            (finished - created).total_seconds()
+            for created, finished in session.execute(
+                select(Checkout.created_at, Checkout.finished_at).where(
+                    Checkout.finished_at >= since
+                )
+            )
+        )
+        for q in (0.5, 0.95, 0.99):
+            value = durations[min(int(q * len(durations)), len(durations) - 1)] if durations else 0
+            latency.add_metric([str(q)], value)
+        yield latency
 
 
 def render_metrics(
