@@ -66,6 +66,14 @@ def init_extensions(app: Flask) -> None:
 
 def init_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
+    init_ops(app)
+
+
+def init_ops(app: Flask) -> None:
+    from orders.web import ops
+
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(ops.health_bp)
 
 
 def _migrations_dir() -> Any:

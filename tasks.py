@@ -18,14 +18,18 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 
-from huey import Huey, PriorityRedisExpireHuey, SqliteHuey
+from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
+from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
+from orders.services.ops.pause import job_is_paused
+from orders.services.ops.retention import sweep_job_records
 from orders.services.runner import run_job
 from orders.services.sweeper import sweep
 from orders.wiring import build_gateway, build_mailer, configure_logging, redis_pool
@@ -81,6 +85,10 @@ def _run(job_id: str) -> None:
     ctx = context()
     assert _sessions is not None
     with session_scope(_sessions) as session:
+        if job_is_paused(session, job_id):  # ops pause: leave it waiting (resume re-sends)
+            session.rollback()
+            log.info("job %s: its queue is paused; it stays waiting", job_id)
+            return
         outcome = run_job(session, job_id, ctx)
     log.info("job %s: %s", job_id, outcome)
 
@@ -176,3 +184,70 @@ def start_sweeper() -> None:
         _sweeper_started.set()
         threading.Thread(target=_sweeper_loop, name="sweeper", daemon=True).start()
         log.info("sweeper running every %s s", settings.sweep_interval_seconds)
+
+
+# --- ops: consumer heartbeats, job retention -------------------------------
+
+_heartbeats_started: set[str] = set()
+_heartbeat_lock = threading.Lock()
+
+
+def _heartbeat_loop(worker: WorkerIdentity) -> None:
+    context()
+    assert _sessions is not None
+    while True:
+        try:
+            with session_scope(_sessions) as session:
+                beat(session, worker)
+        except Exception:  # the database may be away; beat again next round
+            log.warning("heartbeat of %s failed", worker.id, exc_info=True)
+        time.sleep(settings.heartbeat_seconds)
+
+
+def _start_heartbeat(queue: str, concurrency: int) -> None:
+    with _heartbeat_lock:  # startup hooks run once per worker thread
+        if queue in _heartbeats_started:
+            return
+        _heartbeats_started.add(queue)
+    worker = this_process(queue, concurrency)
+    threading.Thread(target=_heartbeat_loop, args=(worker,), name="heartbeat", daemon=True).start()
+
+
+def _stop_heartbeat(queue: str, concurrency: int) -> None:
+    with _heartbeat_lock:
+        if queue not in _heartbeats_started:
+            return
+        _heartbeats_started.discard(queue)
+    try:
+        context()
+        assert _sessions is not None
+        with session_scope(_sessions) as session:
+            forget(session, this_process(queue, concurrency))
+    except Exception:
+        log.warning("could not remove the heartbeat of %s", queue, exc_info=True)
+
+
+for _queue, _huey, _concurrency in (
+    (ORDERS, orders_queue, settings.orders_concurrency),
+    (PAYMENTS, payments_queue, settings.payments_concurrency),
+    (NOTIFICATIONS, notifications_queue, settings.notifications_concurrency),
+    (MAINTENANCE, scheduler, 1),
+):
+    _huey.on_startup(name="heartbeat")(partial(_start_heartbeat, _queue, _concurrency))
+    _huey.on_shutdown(name="heartbeat")(partial(_stop_heartbeat, _queue, _concurrency))
+
+_last_retention = float("-inf")
+
+
+@scheduler.periodic_task(crontab(minute="*"), name="job-retention")
+def job_retention() -> None:
+    """Every minute, run retention when ``JOB_CLEANUP_INTERVAL`` (ms) has passed."""
+    global _last_retention
+    if time.monotonic() - _last_retention < settings.job_cleanup_interval_ms / 1000:
+        return
+    context()
+    assert _sessions is not None
+    with session_scope(_sessions) as session:
+        deleted = sweep_job_records(session, settings)
+    _last_retention = time.monotonic()
+    log.info("job retention: deleted %d old job record(s)", deleted)

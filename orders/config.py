@@ -89,6 +89,8 @@ class Settings:
     job_cleanup_interval_ms: int = 3_600_000
     keep_completed_jobs: int = 50
     keep_failed_jobs: int = 100
+    heartbeat_seconds: int = 5
+    health_max_wait_seconds: int = 300
     max_item_quantity: int = 20
     max_cart_lines: int = 50
     max_body_bytes: int = 64 * 1024
@@ -151,6 +153,8 @@ class Settings:
             ("JOB_CLEANUP_INTERVAL", "job_cleanup_interval_ms"),
             ("KEEP_COMPLETED_JOBS", "keep_completed_jobs"),
             ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
+            ("HEARTBEAT_SECONDS", "heartbeat_seconds"),
+            ("HEALTH_MAX_WAIT_SECONDS", "health_max_wait_seconds"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
         ):
             if env.get(name):

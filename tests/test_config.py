@@ -66,3 +66,19 @@ def test_production_refuses_the_default_secret():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env({"SHOP_ENV": "production"})
     assert Settings.from_env({"SHOP_ENV": "production", "SECRET_KEY": "s3cret"}).is_production
+
+
+def test_ops_settings_parse_with_defaults():
+    assert (Settings.from_env({}).heartbeat_seconds, Settings.from_env({}).keep_failed_jobs) == (
+        5,
+        100,
+    )
+    env = {
+        "HEARTBEAT_SECONDS": "2",
+        "HEALTH_MAX_WAIT_SECONDS": "60",
+        "KEEP_COMPLETED_JOBS": "3",
+        "KEEP_FAILED_JOBS": "4",
+    }
+    settings = Settings.from_env(env)
+    assert settings.heartbeat_seconds == 2 and settings.health_max_wait_seconds == 60
+    assert (settings.keep_completed_jobs, settings.keep_failed_jobs) == (3, 4)

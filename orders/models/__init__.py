@@ -2,6 +2,7 @@
 
 from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
+from orders.models.ops import AuditLog, JobStatMinute, QueuePause, WorkerHeartbeat
 from orders.models.sales import Order, OrderLine, Payment, StockHold
 from orders.models.types import (
     CheckoutStage,
@@ -15,6 +16,10 @@ from orders.models.types import (
 from orders.models.work import Email, Job
 
 __all__ = [
+    "AuditLog",
+    "JobStatMinute",
+    "QueuePause",
+    "WorkerHeartbeat",
     "Cart",
     "CartItem",
     "Checkout",

@@ -23,6 +23,7 @@ from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.jobtypes import JOB_TYPES, JobType
 from orders.models import Checkout, Job, JobStatus
+from orders.services.ops.stats import record_outcome
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def close(
     if trace is not None:
         values["traceback"] = trace[-20000:]
     _guarded_update(session, job, values)
+    record_outcome(session, job.job_id, job.type, status.value)  # ops counters, same txn
 
 
 def reschedule(
@@ -183,6 +185,7 @@ def reschedule(
     if not count_attempt:
         values["attempts"] = Job.attempts - 1
     _guarded_update(session, job, values)
+    record_outcome(session, job.job_id, job.type, "retried")  # ops counters, same txn
 
 
 def _guarded_update(session: Session, job: Claim, values: dict[str, object]) -> None:

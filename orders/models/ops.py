@@ -1,0 +1,86 @@
+"""The operator's tables: worker heartbeats, per-minute job counters, audit log, pauses.
+
+``job_stats_minutely`` is written when a job attempt ends (in the same transaction as
+the job row), so throughput and latency history survive restarts and do not change
+when retention deletes old job rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orders.db import Base, utcnow
+
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+"""Upper bounds of the stored latency histogram; a last bucket holds everything slower."""
+
+BUCKET_COLUMNS = tuple(f"le_{ms}" for ms in LATENCY_BUCKETS_MS) + ("le_inf",)
+
+
+class WorkerHeartbeat(Base):
+    """One consumer process, seen every ``HEARTBEAT_SECONDS``."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)  # host:pid:queue
+    hostname: Mapped[str] = mapped_column(String(120))
+    pid: Mapped[int]
+    queue: Mapped[str] = mapped_column(String(20), index=True)
+    concurrency: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class JobStatMinute(Base):
+    """Counters per minute, queue, job type and outcome, with a latency histogram."""
+
+    __tablename__ = "job_stats_minutely"
+    __table_args__ = (
+        UniqueConstraint("minute", "queue", "type", "outcome", name="uq_job_stats_minute_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(index=True)
+    queue: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(16))  # completed/failed/discarded/retried
+    count: Mapped[int] = mapped_column(default=0)
+    total_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_50: Mapped[int] = mapped_column(default=0)
+    le_100: Mapped[int] = mapped_column(default=0)
+    le_250: Mapped[int] = mapped_column(default=0)
+    le_500: Mapped[int] = mapped_column(default=0)
+    le_1000: Mapped[int] = mapped_column(default=0)
+    le_2500: Mapped[int] = mapped_column(default=0)
+    le_5000: Mapped[int] = mapped_column(default=0)
+    le_10000: Mapped[int] = mapped_column(default=0)
+    le_30000: Mapped[int] = mapped_column(default=0)
+    le_inf: Mapped[int] = mapped_column(default=0)
+
+
+class AuditLog(Base):
+    """Who did what from the dashboard (and failed logins, for rate limiting)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_ip_at", "action", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class QueuePause(Base):
+    """A row here pauses the queue: its consumers leave its jobs waiting."""
+
+    __tablename__ = "queue_pauses"
+
+    queue: Mapped[str] = mapped_column(String(20), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(100))
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""The operator's side: counts, workers, stats, actions, search, retention, metrics."""

@@ -1,0 +1,40 @@
+"""``/ops/stream``: the overview numbers pushed over SSE every couple of seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from flask import Response, request, stream_with_context
+
+from orders.services.ops.queues import overview
+from orders.web.extensions import db, settings
+from orders.web.ops import bp
+
+INTERVAL_SECONDS = 2.0
+MAX_EVENTS = 150
+"""About five minutes per connection; the browser's EventSource then reconnects."""
+
+
+@bp.get("/stream")
+def stream() -> Response:
+    span = "day" if request.args.get("span") == "day" else "hour"
+    config = settings()
+
+    def events() -> Iterator[str]:
+        yield f"retry: {int(INTERVAL_SECONDS * 1000)}\n: ops overview\n\n"
+        for number in range(MAX_EVENTS):
+            try:
+                data = overview(db.session, config, span)
+            finally:
+                db.session.rollback()  # hold no transaction or connection while we sleep
+                db.session.close()
+            yield f"id: {number}\nevent: overview\ndata: {json.dumps(data)}\n\n"
+            time.sleep(INTERVAL_SECONDS)
+
+    return Response(
+        stream_with_context(events()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
