@@ -45,10 +45,12 @@ def test_a_checkout_completes(stack):
 def test_each_failure_code(stack, token, stock, code):
     item = sku()
     stack.add_product(item, stock=max(stock, 1))
-    if stock == 0:  # sell the last unit first so validation passes but the hold fails
-        blocker = stack.checkout(item, 1)
-        job_id = stack.checkout(item, 1)
-        stack.wait_final([blocker])
+    if stock == 0:  # two buyers for the last unit: validation passes both, the hold decides
+        pair = [stack.checkout(item, 1), stack.checkout(item, 1)]
+        results = stack.wait_final(pair)
+        losers = [j for j in pair if results[j]["status"] == "failed"]
+        assert len(losers) == 1, results
+        job_id = losers[0]
     else:
         job_id = stack.checkout(item, 1, token=token)
     final = stack.wait_final([job_id])[job_id]
