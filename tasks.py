@@ -82,7 +82,7 @@ def _run(job_id: str) -> None:
     assert _sessions is not None
     with session_scope(_sessions) as session:
         outcome = run_job(session, job_id, ctx)
-    log.info("job %s: %s", job_id, outcome)
+    log.debug("job %s: %s", job_id, outcome)  # the runner logs it with its checkout id
 
 
 @orders_queue.task(name="reserve-stock")

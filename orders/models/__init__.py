@@ -3,6 +3,7 @@
 from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
 from orders.models.sales import Order, OrderLine, Payment, StockHold
+from orders.models.scaling import ScalingDecision
 from orders.models.types import (
     CheckoutStage,
     CheckoutStatus,
@@ -35,5 +36,6 @@ __all__ = [
     "Payment",
     "PaymentStatus",
     "Product",
+    "ScalingDecision",
     "StockHold",
 ]

@@ -1,0 +1,32 @@
+"""The autoscaling rule (from the seed), as a pure function.
+
+Queue depth above ``up_at`` (100) adds two consumers, below ``down_at`` (10) removes
+one; the result stays within ``[minimum, maximum]``. The thresholds are parameters
+so a test (or a small deployment) can use small numbers.
+"""
+
+from __future__ import annotations
+
+SCALE_UP_DEPTH = 100
+SCALE_DOWN_DEPTH = 10
+SCALE_UP_STEP = 2
+SCALE_DOWN_STEP = 1
+
+
+def recommend_workers(
+    depth: int,
+    current: int,
+    minimum: int,
+    maximum: int,
+    *,
+    up_at: int = SCALE_UP_DEPTH,
+    down_at: int = SCALE_DOWN_DEPTH,
+) -> int:
+    """How many consumers a queue with ``depth`` waiting messages should have."""
+    if depth > up_at:
+        target = current + SCALE_UP_STEP
+    elif depth < down_at:
+        target = current - SCALE_DOWN_STEP
+    else:
+        target = current
+    return max(minimum, min(maximum, target))
