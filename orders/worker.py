@@ -49,6 +49,8 @@ def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) ->
         argv += ["-d", "0.05", "-m", "0.5"]  # SqliteHuey polls; keep pickup latency low
     if os.environ.get("HUEY_QUIET"):
         argv.append("-q")
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        argv += ["-l", os.devnull]  # huey's own text handler; records still reach our JSON one
     return argv
 
 
