@@ -10,6 +10,7 @@ consumer polls, so its poll delay is kept short.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -61,7 +62,9 @@ def main(args: list[str]) -> None:
     executable = shutil.which("huey_consumer") or os.path.join(
         os.path.dirname(sys.executable), "huey_consumer"
     )
-    print("starting:", " ".join(argv), flush=True)
+    started = f"starting: {' '.join(argv)}"
+    json_logs = os.environ.get("LOG_FORMAT", "").lower() == "json"
+    print(json.dumps({"message": started}) if json_logs else started, flush=True)
     os.execv(executable, argv)
 
 
