@@ -44,7 +44,7 @@ def test_consumer_logs_are_json_with_the_checkout_id(json_stack):
     assert len(job_ids) >= 5  # four steps and the confirmation email
 
     ours = []
-    for name in ("orders", "payments", "notifications", "scheduler"):
+    for name in ("web", "orders", "payments", "notifications", "scheduler"):
         for line in (stack.data_dir / f"{name}.log").read_text().splitlines():
             entry = json.loads(line)  # every line, including huey's own, is JSON
             if entry.get("logger", "").startswith(("orders", "tasks")) and any(
