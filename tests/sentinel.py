@@ -25,7 +25,7 @@ class SentinelCluster:
         self.server = shutil.which("redis-server") or "redis-server"
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.master_port = self._server("master")
-        self.replica_port = self._server("replica", f"--replicaof 127.0.0.1 {self.master_port}")
+        self.replica_port = self._server("replica", f"replicaof 127.0.0.1 {self.master_port}")
         self.sentinel_ports = [self._sentinel(i) for i in range(sentinels)]
 
     @property
@@ -40,12 +40,12 @@ class SentinelCluster:
         log.close()
 
     def _server(self, name: str, extra: str = "") -> int:
+        """A redis-server with its config file; ``extra`` is one more config line."""
         port = free_port()
         conf = self.base / f"{name}.conf"
         conf.write_text(
             f'port {port}\nbind 127.0.0.1\nprotected-mode no\nsave ""\nappendonly no\n'
-            f"dir {self.base}\ndbfilename {name}.rdb\n"
-            + (f"{extra.replace('--', '')}\n" if extra else "")
+            f"dir {self.base}\ndbfilename {name}.rdb\n" + f"{extra}\n"
         )
         self._spawn(port, name, [self.server, str(conf)])
         return port

@@ -2,8 +2,9 @@
 
 Real redis-server master + replica and two redis-sentinel processes on free loopback
 ports; the shop gets only ``REDIS_SENTINELS`` and ``REDIS_SENTINEL_MASTER``. The
-master is killed mid-traffic; the sentinels promote the replica; every checkout
-placed before, during and after completes, and the consumers talk to the new master.
+master is killed (or demoted with SENTINEL FAILOVER) mid-traffic; the replica is
+promoted; every checkout placed before, during and after completes, and the
+consumers talk to the new master.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def sentinel_stack(tmp_path, cluster):
         stack.close()
 
 
-def test_checkouts_keep_flowing_across_a_sentinel_failover(cluster, sentinel_stack):
+@pytest.mark.parametrize("how", ["kill-master", "sentinel-failover"])
+def test_checkouts_keep_flowing_across_a_sentinel_failover(cluster, sentinel_stack, how):
     stack = sentinel_stack
     item = f"SENT-{uuid.uuid4().hex[:8]}"
     stack.add_product(item, stock=500, price_cents=300)
@@ -77,7 +79,12 @@ def test_checkouts_keep_flowing_across_a_sentinel_failover(cluster, sentinel_sta
     placer.start()
     try:
         time.sleep(0.5)
-        cluster.kill(old_master)
+        if how == "kill-master":  # the crash: unreplicated writes are lost with it
+            cluster.kill(old_master)
+        else:  # a planned switch: the old master is demoted to a replica, still up
+            cluster.client(cluster.sentinel_ports[0]).execute_command(
+                "SENTINEL", "FAILOVER", cluster.master_name
+            )
         cluster.wait_master(new_master)
         time.sleep(1)
     finally:
