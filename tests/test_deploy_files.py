@@ -218,3 +218,59 @@ def test_env_example_names_only_real_settings_and_points_at_the_compose_services
 def test_env_example_refuses_to_run_until_the_secret_is_changed():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env(env_example())
+
+
+def runtime_closure() -> set[str]:
+    """The runtime pins and everything they pull in (what ``pip install`` puts in the image)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    runtime = (ROOT / "requirements.txt").read_text().split("# Tests and tooling")[0]
+    todo = [Requirement(ln) for ln in runtime.splitlines() if ln.strip() and ln[0] != "#"]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        for spec in map(Requirement, requires):
+            env = {"extra": next(iter(req.extras), "")}
+            if spec.marker is None or spec.marker.evaluate(env):
+                todo.append(spec)
+    return seen
+
+
+def test_the_image_has_every_package_the_app_imports():
+    """Every third-party import outside tests/ is installed by the runtime pins."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    sources = [ROOT / "app.py", ROOT / "tasks.py", ROOT / "wsgi.py", ROOT / "gunicorn.conf.py"]
+    sources += (ROOT / "orders").rglob("*.py")
+    modules: set[str] = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    local = {"orders", "app", "tasks", "wsgi"}
+    third_party = modules - set(sys.stdlib_module_names) - local
+    providers = packages_distributions()
+    installed = runtime_closure()
+    missing = {
+        module: providers.get(module)
+        for module in third_party
+        if not {canonicalize_name(d) for d in providers.get(module, [])} & installed
+    }
+    assert third_party and missing == {}
