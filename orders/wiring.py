@@ -70,6 +70,7 @@ def _sentinel_pool(url: str, max_connections: int):  # type: ignore[no-untyped-d
 
     Socket timeouts stay above Huey's 1 s blocking read (HUEY.md); a connection to a
     demoted or dead master fails, is dropped, and the next one goes to the new master.
+    Unlike the plain pool it does not block when all ``max_connections`` are in use.
     """
     from urllib.parse import parse_qs, unquote, urlsplit
 
