@@ -12,3 +12,24 @@ keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG") else None
 errorlog = "-"
 control_socket_disable = True
+
+if os.environ.get("LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON too
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "orders.logcontext.ContextFilter"}},
+        "formatters": {"json": {"()": "orders.logcontext.JsonFormatter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["context"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+    }

@@ -90,7 +90,7 @@ def _run(job_id: str) -> None:
             log.info("job %s: its queue is paused; it stays waiting", job_id)
             return
         outcome = run_job(session, job_id, ctx)
-    log.info("job %s: %s", job_id, outcome)
+    log.debug("job %s: %s", job_id, outcome)  # the runner logs it with its checkout id
 
 
 @orders_queue.task(name="reserve-stock")

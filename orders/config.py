@@ -56,6 +56,29 @@ def _redis_url_from_parts(env: Mapping[str, str]) -> str | None:
     return f"redis://{auth}{host}:{port}/{db}"
 
 
+def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
+    """``REDIS_SENTINELS=h:p,h:p`` + ``REDIS_SENTINEL_MASTER`` -> one ``redis+sentinel://`` URL.
+
+    ``REDIS_PASSWORD`` authenticates to the data nodes, ``REDIS_SENTINEL_PASSWORD`` to
+    the sentinels. :func:`orders.wiring.redis_pool` turns the URL into a pool that
+    asks the sentinels for the current master, so every Redis user follows failover.
+    """
+    sentinels = [s.strip() for s in env.get("REDIS_SENTINELS", "").split(",") if s.strip()]
+    if not sentinels:
+        return None
+    for node in sentinels:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"REDIS_SENTINELS must be 'host:port,host:port', got {node!r}")
+    master = env.get("REDIS_SENTINEL_MASTER", "mymaster")
+    password = env.get("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    url = f"redis+sentinel://{auth}{','.join(sentinels)}/{master}/{env.get('REDIS_DB', '0')}"
+    if env.get("REDIS_SENTINEL_PASSWORD"):
+        url += f"?sentinel_password={quote(env['REDIS_SENTINEL_PASSWORD'], safe='')}"
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable. Built by :meth:`from_env`; tests use ``replace``."""
@@ -95,6 +118,13 @@ class Settings:
     max_cart_lines: int = 50
     max_body_bytes: int = 64 * 1024
     low_stock_threshold: int = 5
+    db_pool_size: int = 5
+    db_max_overflow: int = 15
+    autoscale_min: int = 1
+    autoscale_max: int = 4
+    autoscale_interval_seconds: float = 10.0
+    autoscale_up_depth: int = 100
+    autoscale_down_depth: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,7 +156,9 @@ class Settings:
             "environment": env.get("SHOP_ENV", env.get("FLASK_ENV", "development")),
             "data_dir": data_dir,
             "database_url": env.get("DATABASE_URL") or f"sqlite:///{data_dir.resolve()}/shop.db",
-            "redis_url": env.get("REDIS_URL") or _redis_url_from_parts(env),
+            "redis_url": (
+                _redis_sentinel_url(env) or env.get("REDIS_URL") or _redis_url_from_parts(env)
+            ),
             "queue_prefix": env.get("QUEUE_PREFIX", "shop"),
             "secret_key": env.get("SECRET_KEY", DEV_SECRET_KEY),
             "ops_username": env.get("OPS_USERNAME", "ops"),
@@ -156,12 +188,19 @@ class Settings:
             ("HEARTBEAT_SECONDS", "heartbeat_seconds"),
             ("HEALTH_MAX_WAIT_SECONDS", "health_max_wait_seconds"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
+            ("DB_POOL_SIZE", "db_pool_size"),
+            ("DB_MAX_OVERFLOW", "db_max_overflow"),
+            ("AUTOSCALE_MIN", "autoscale_min"),
+            ("AUTOSCALE_MAX", "autoscale_max"),
+            ("AUTOSCALE_UP_DEPTH", "autoscale_up_depth"),
+            ("AUTOSCALE_DOWN_DEPTH", "autoscale_down_depth"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
         for name, key in (
             ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
             ("RETRY_BACKOFF", "retry_backoff"),
+            ("AUTOSCALE_INTERVAL_SECONDS", "autoscale_interval_seconds"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)
@@ -184,6 +223,10 @@ class Settings:
             raise ConfigError("OVERLOAD_POLICY must be one of accept, shed, sync")
         if self.max_attempts < 1:
             raise ConfigError("MAX_ATTEMPTS must be at least 1")
+        if not 0 <= self.autoscale_min <= self.autoscale_max or self.autoscale_max < 1:
+            raise ConfigError("AUTOSCALE_MIN/MAX must satisfy 0 <= min <= max, max >= 1")
+        if self.autoscale_down_depth >= self.autoscale_up_depth:
+            raise ConfigError("AUTOSCALE_DOWN_DEPTH must be below AUTOSCALE_UP_DEPTH")
 
 
 def _int(value: str, name: str) -> int:

@@ -10,6 +10,7 @@ consumer polls, so its poll delay is kept short.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -49,6 +50,8 @@ def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) ->
         argv += ["-d", "0.05", "-m", "0.5"]  # SqliteHuey polls; keep pickup latency low
     if os.environ.get("HUEY_QUIET"):
         argv.append("-q")
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        argv += ["-l", os.devnull]  # huey's own text handler; records still reach our JSON one
     return argv
 
 
@@ -59,7 +62,9 @@ def main(args: list[str]) -> None:
     executable = shutil.which("huey_consumer") or os.path.join(
         os.path.dirname(sys.executable), "huey_consumer"
     )
-    print("starting:", " ".join(argv), flush=True)
+    started = f"starting: {' '.join(argv)}"
+    json_logs = os.environ.get("LOG_FORMAT", "").lower() == "json"
+    print(json.dumps({"message": started}) if json_logs else started, flush=True)
     os.execv(executable, argv)
 
 

@@ -95,9 +95,11 @@ class Stack:
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
-    def start(self, name: str) -> None:
-        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.processes[name] = subprocess.Popen(
+    def start(self, name: str, instance: str | None = None) -> None:
+        """Start the Procfile line ``name``; ``instance`` names a second copy (e.g. orders-2)."""
+        key = instance or name
+        log = open(self.data_dir / f"{key}.log", "ab")  # noqa: SIM115 (closed with the process)
+        self.processes[key] = subprocess.Popen(
             ["bash", "-c", f"exec {self.commands[name]}"],
             cwd=ROOT,
             env=self.env,

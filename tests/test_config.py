@@ -82,3 +82,59 @@ def test_ops_settings_parse_with_defaults():
     settings = Settings.from_env(env)
     assert settings.heartbeat_seconds == 2 and settings.health_max_wait_seconds == 60
     assert (settings.keep_completed_jobs, settings.keep_failed_jobs) == (3, 4)
+
+
+def test_redis_sentinels_build_a_sentinel_url():
+    env = {
+        "REDIS_SENTINELS": "s1:26379, s2:26380",
+        "REDIS_SENTINEL_MASTER": "shop",
+        "REDIS_PASSWORD": "p@ss",
+        "REDIS_SENTINEL_PASSWORD": "sp",
+        "REDIS_URL": "redis://ignored:6379/0",
+    }
+    settings = Settings.from_env(env)
+    assert (
+        settings.redis_url
+        == "redis+sentinel://:p%40ss@s1:26379,s2:26380/shop/0?sentinel_password=sp"
+    )
+    assert settings.uses_redis
+
+
+def test_redis_sentinels_must_be_host_port():
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
+        Settings.from_env({"REDIS_SENTINELS": "s1"})
+
+
+def test_autoscale_settings():
+    settings = Settings.from_env(
+        {
+            "AUTOSCALE_MIN": "2",
+            "AUTOSCALE_MAX": "6",
+            "AUTOSCALE_UP_DEPTH": "50",
+            "AUTOSCALE_DOWN_DEPTH": "5",
+            "AUTOSCALE_INTERVAL_SECONDS": "2.5",
+        }
+    )
+    assert (settings.autoscale_min, settings.autoscale_max) == (2, 6)
+    assert (settings.autoscale_up_depth, settings.autoscale_down_depth) == (50, 5)
+    assert settings.autoscale_interval_seconds == 2.5
+    defaults = Settings.from_env({})
+    assert (defaults.autoscale_up_depth, defaults.autoscale_down_depth) == (100, 10)
+    with pytest.raises(ConfigError, match="AUTOSCALE_MIN"):
+        Settings.from_env({"AUTOSCALE_MIN": "5", "AUTOSCALE_MAX": "2"})
+    with pytest.raises(ConfigError, match="AUTOSCALE_DOWN_DEPTH"):
+        Settings.from_env({"AUTOSCALE_UP_DEPTH": "5", "AUTOSCALE_DOWN_DEPTH": "5"})
+
+
+def test_database_pool_is_sized_from_the_environment():
+    from orders.db import engine_options
+
+    default = Settings.from_env({"DATABASE_URL": "postgresql://db/shop"})
+    assert (engine_options(default)["pool_size"], engine_options(default)["max_overflow"]) == (
+        5,
+        15,
+    )
+    sized = Settings.from_env(
+        {"DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
+    )
+    assert (engine_options(sized)["pool_size"], engine_options(sized)["max_overflow"]) == (2, 3)

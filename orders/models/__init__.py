@@ -4,6 +4,7 @@ from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
 from orders.models.ops import AuditLog, JobStatMinute, QueuePause, WorkerHeartbeat
 from orders.models.sales import Order, OrderLine, Payment, StockHold
+from orders.models.scaling import ScalingDecision
 from orders.models.types import (
     CheckoutStage,
     CheckoutStatus,
@@ -40,5 +41,6 @@ __all__ = [
     "Payment",
     "PaymentStatus",
     "Product",
+    "ScalingDecision",
     "StockHold",
 ]

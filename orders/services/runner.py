@@ -28,6 +28,7 @@ from orders.errors import (
     StepFailed,
 )
 from orders.jobtypes import JOB_TYPES
+from orders.logcontext import bind_checkout
 from orders.models import Checkout, Job, JobStatus
 from orders.services import compensation, emails, pipeline
 from orders.services.context import PipelineContext
@@ -70,6 +71,16 @@ def run_job(session: Session, job_id: str, ctx: PipelineContext) -> str:
         log.info("job %s not claimable (done, taken or not due); skipping", job_id)
         return "skipped"
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    with bind_checkout(checkout.public_id if checkout else None, job_id, taken.type):
+        outcome = _run_claimed(session, taken, checkout, ctx)
+        log.info("job %s (%s) attempt %d: %s", job_id, taken.type, taken.attempt, outcome)
+    return outcome
+
+
+def _run_claimed(
+    session: Session, taken: Claim, checkout: Checkout | None, ctx: PipelineContext
+) -> str:
+    job_id = taken.job_id
     try:
         if not _enter_step(session, taken, checkout):
             session.commit()

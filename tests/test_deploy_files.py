@@ -1,0 +1,276 @@
+"""The Dockerfile, docker-compose.yml and .env.example, checked statically.
+
+Docker cannot run on the test machines (no daemon, no compose plugin), so these
+tests parse the files: a multi-stage slim build, a non-root user, a /healthz
+health check, and in compose exactly the Procfile's commands, the very lines
+``tests/stack.py`` runs outside containers in the e2e tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orders.config import ConfigError, Settings
+from tests.stack import WORKERS, procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("release", "web", *WORKERS, "autoscaler")
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs; comments dropped, continuations joined."""
+    lines: list[str] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    assert not pending, "dangling line continuation"
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
+
+
+def stages() -> dict[str, list[tuple[str, str]]]:
+    result: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for instruction, args in dockerfile():
+        if instruction == "FROM":
+            parts = args.split()
+            assert len(parts) == 3 and parts[1].upper() == "AS", f"unnamed stage: {args}"
+            current = parts[2]
+            result[current] = []
+        if current is not None:
+            result[current].append((instruction, args))
+    return result
+
+
+def args_of(stage: list[tuple[str, str]], instruction: str) -> list[str]:
+    return [a for i, a in stage if i == instruction]
+
+
+def test_dockerfile_is_multi_stage_on_slim_python_311():
+    build_args = dict(a.split("=", 1) for i, a in dockerfile() if i == "ARG" and "=" in a)
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", build_args["PYTHON_IMAGE"])
+    all_stages = stages()
+    assert list(all_stages) == ["build", "runtime"]
+    for stage in all_stages.values():
+        assert args_of(stage, "FROM")[0].startswith("${PYTHON_IMAGE} AS")
+
+
+def test_dockerfile_installs_the_pinned_runtime_requirements():
+    build = stages()["build"]
+    assert "requirements.txt ." in args_of(build, "COPY")
+    (run,) = args_of(build, "RUN")
+    assert "pip install -r runtime.txt" in run
+    assert "sed '/^# Tests and tooling/,$d' requirements.txt" in run
+    runtime = (ROOT / "requirements.txt").read_text().split("# Tests and tooling")[0]
+    pins = [ln for ln in runtime.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert pins and all(re.fullmatch(r"[\w.\-\[\]]+==[\w.]+", p) for p in pins), pins
+    assert {"gunicorn", "huey", "redis"} <= {p.split("==")[0].split("[")[0] for p in pins}
+    runtime_stage = stages()["runtime"]
+    assert "--from=build /opt/venv /opt/venv" in args_of(runtime_stage, "COPY")
+    assert not args_of(runtime_stage, "RUN")[0].count("pip install")
+
+
+def test_the_image_runs_as_a_non_root_user():
+    runtime = stages()["runtime"]
+    users = args_of(runtime, "USER")
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    creates = " ".join(args_of(runtime, "RUN"))
+    assert "useradd --system --uid 10001 --gid shop" in creates
+    assert users[-1] == "shop"
+    # the user comes after everything that needs root, before the command
+    order = [i for i, _ in runtime]
+    assert order.index("USER") > max(i for i, x in enumerate(order) if x in ("RUN", "COPY"))
+
+
+def test_healthcheck_probes_healthz_on_the_web_port():
+    (check,) = args_of(stages()["runtime"], "HEALTHCHECK")
+    options, _, command = check.partition(" CMD ")
+    assert "--interval=" in options and "--timeout=" in options
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"]
+    assert "/healthz" in argv[2] and "PORT" in argv[2]
+    compile(argv[2], "<healthcheck>", "exec")  # the probe is valid Python
+
+
+def test_the_default_command_is_the_procfile_web_line():
+    (cmd,) = args_of(stages()["runtime"], "CMD")
+    assert json.loads(cmd) == shlex.split(procfile()["web"])
+    assert not args_of(stages()["runtime"], "ENTRYPOINT")  # compose picks the command
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".env", ".git", ".venv", "instance"} <= ignored
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_every_service(compose):
+    assert set(compose["services"]) == {"redis", "postgres", *APP_SERVICES}
+    assert set(compose["volumes"]) == {"shop-data", "redis-data", "postgres-data"}
+
+
+def test_every_app_command_is_a_procfile_line_the_tests_run(compose):
+    """The e2e tests start these same lines (tests/stack.py reads the Procfile)."""
+    lines = procfile()
+    for name in APP_SERVICES:
+        command = compose["services"][name]["command"]
+        if name == "release":
+            assert command == ["sh", "-c", lines["release"]]
+        else:
+            assert command == shlex.split(lines[name]), name
+    assert set(lines) == set(APP_SERVICES)
+    for test in ("test_scale_out_e2e", "test_autoscale_e2e", "test_pipeline_e2e"):
+        assert (ROOT / "tests" / "e2e" / f"{test}.py").exists()
+    started = (ROOT / "tests" / "e2e" / "test_autoscale_e2e.py").read_text()
+    assert '"autoscaler"' in started  # the one line Stack.up() does not start by default
+
+
+def test_redis_keeps_an_append_only_file_on_a_volume(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert "redis-cli" in redis["healthcheck"]["test"]
+
+
+def test_postgres_has_a_volume_and_a_healthcheck(compose):
+    postgres = compose["services"]["postgres"]
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_dependencies_wait_for_health_and_the_release_step(compose):
+    services = compose["services"]
+    assert services["release"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["release"]["restart"] == "no"
+    for name in ("web", *WORKERS, "autoscaler"):
+        needs = services[name]["depends_on"]
+        assert needs["release"] == {"condition": "service_completed_successfully"}, name
+        assert needs["postgres"]["condition"] == needs["redis"]["condition"] == "service_healthy"
+    # the consumers start before the web (a consumer drops task names it does not know)
+    for worker in WORKERS:
+        assert services["web"]["depends_on"][worker]["condition"] == "service_started"
+
+
+def test_workers_stop_gracefully_and_the_scheduler_is_single(compose):
+    services = compose["services"]
+    for name in (*WORKERS, "autoscaler"):
+        assert services[name]["stop_signal"] == "SIGTERM"
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > 30  # consumer -t 30
+        assert services[name]["healthcheck"] == {"disable": True}  # no HTTP in a worker
+    assert services["scheduler"]["deploy"]["replicas"] == 1
+    assert services["autoscaler"]["profiles"] == ["autoscale"]
+
+
+def test_environment_comes_from_env_example(compose):
+    for name in ("postgres", *APP_SERVICES):
+        files = compose["services"][name]["env_file"]
+        assert files[0] == {"path": ".env.example", "required": True}
+        assert files[1] == {"path": ".env", "required": False}
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln.strip() and not ln.startswith("#"))
+
+
+def test_env_example_names_only_real_settings_and_points_at_the_compose_services():
+    env = env_example()
+    known = "\n".join(
+        (ROOT / f).read_text()
+        for f in ("orders/config.py", "orders/wiring.py", "gunicorn.conf.py", "orders/worker.py")
+    )
+    computed = ("POSTGRES_", "ORDERS_CONCURRENCY", "PAYMENTS_", "NOTIFICATIONS_")
+    unknown = [k for k in env if not k.startswith(computed) and f'"{k}"' not in known]
+    assert unknown == []
+    env = {**env, "SECRET_KEY": "a-real-secret"}
+    assert env["DATABASE_URL"] == (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{env['POSTGRES_DB']}"
+    )
+    settings = Settings.from_env(env)
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.is_production
+    assert (
+        settings.orders_concurrency,
+        settings.payments_concurrency,
+        settings.notifications_concurrency,
+    ) == tuple(int(env[f"{q}_CONCURRENCY"]) for q in ("ORDERS", "PAYMENTS", "NOTIFICATIONS"))
+    assert settings.autoscale_up_depth == 100 and settings.autoscale_down_depth == 10
+
+
+def test_env_example_refuses_to_run_until_the_secret_is_changed():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Settings.from_env(env_example())
+
+
+def runtime_closure() -> set[str]:
+    """The runtime pins and everything they pull in (what ``pip install`` puts in the image)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    runtime = (ROOT / "requirements.txt").read_text().split("# Tests and tooling")[0]
+    todo = [Requirement(ln) for ln in runtime.splitlines() if ln.strip() and ln[0] != "#"]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        for spec in map(Requirement, requires):
+            env = {"extra": next(iter(req.extras), "")}
+            if spec.marker is None or spec.marker.evaluate(env):
+                todo.append(spec)
+    return seen
+
+
+def test_the_image_has_every_package_the_app_imports():
+    """Every third-party import outside tests/ is installed by the runtime pins."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    sources = [ROOT / "app.py", ROOT / "tasks.py", ROOT / "wsgi.py", ROOT / "gunicorn.conf.py"]
+    sources += (ROOT / "orders").rglob("*.py")
+    modules: set[str] = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    local = {"orders", "app", "tasks", "wsgi"}
+    third_party = modules - set(sys.stdlib_module_names) - local
+    providers = packages_distributions()
+    installed = runtime_closure()
+    missing = {
+        module: providers.get(module)
+        for module in third_party
+        if not {canonicalize_name(d) for d in providers.get(module, [])} & installed
+    }
+    assert third_party and missing == {}
