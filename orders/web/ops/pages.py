@@ -10,6 +10,7 @@ from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
 from orders.services.ops.audit import recent_audit
 from orders.services.ops.queues import overview as overview_numbers
 from orders.services.ops.search import search as run_search
+from orders.services.scaling import recent_scaling_decisions
 from orders.services.status import timeline
 from orders.web.extensions import db, settings
 from orders.web.ops import bp
@@ -25,7 +26,13 @@ def _span() -> str:
 @bp.get("/")
 def overview() -> str:
     data = overview_numbers(db.session, settings(), _span())
-    return render_template("ops/overview.html", data=data, span=_span(), queues=QUEUES)
+    return render_template(
+        "ops/overview.html",
+        data=data,
+        span=_span(),
+        queues=QUEUES,
+        decisions=recent_scaling_decisions(db.session, 10),
+    )
 
 
 @bp.get("/jobs")
