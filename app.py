@@ -9,7 +9,7 @@ from flask import Flask
 
 from orders.config import Settings
 from orders.services.jobs import Dispatch
-from orders.web import api
+from orders.web import api, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
 from orders.web.problems import init_error_handlers
@@ -40,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["shop.settings"] = settings
     app.extensions["shop.dispatch"] = dispatch or default_dispatch()
+    app.extensions["shop.publish"] = _publisher(settings)
     init_extensions(app)
     init_blueprints(app)
     init_error_handlers(app)
@@ -55,6 +56,12 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
     return engine_options(settings)
 
 
+def _publisher(settings: Settings) -> Any:
+    from orders.wiring import build_publisher
+
+    return build_publisher(settings)
+
+
 def init_extensions(app: Flask) -> None:
     from orders.db import configure_sqlite
 
@@ -66,6 +73,7 @@ def init_extensions(app: Flask) -> None:
 
 def init_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
+    stream.init_stream(app)
 
 
 def _migrations_dir() -> Any:

@@ -28,7 +28,13 @@ from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
 from orders.services.runner import run_job
 from orders.services.sweeper import sweep
-from orders.wiring import build_gateway, build_mailer, configure_logging, redis_pool
+from orders.wiring import (
+    build_gateway,
+    build_mailer,
+    build_publisher,
+    configure_logging,
+    redis_pool,
+)
 
 log = logging.getLogger("tasks")
 settings = Settings.from_env()
@@ -73,6 +79,7 @@ def context() -> PipelineContext:
             gateway=build_gateway(settings),
             mailer=build_mailer(settings),
             dispatch=dispatch,
+            publish=build_publisher(settings),
         )
     return _context
 

@@ -93,6 +93,9 @@ class Settings:
     max_cart_lines: int = 50
     max_body_bytes: int = 64 * 1024
     low_stock_threshold: int = 5
+    sse_heartbeat_seconds: float = 15.0
+    sse_poll_seconds: float = 1.0
+    cart_abandon_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,12 +155,15 @@ class Settings:
             ("KEEP_COMPLETED_JOBS", "keep_completed_jobs"),
             ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
+            ("CART_ABANDON_MINUTES", "cart_abandon_minutes"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
         for name, key in (
             ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
             ("RETRY_BACKOFF", "retry_backoff"),
+            ("SSE_HEARTBEAT_SECONDS", "sse_heartbeat_seconds"),
+            ("SSE_POLL_SECONDS", "sse_poll_seconds"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)
@@ -180,6 +186,8 @@ class Settings:
             raise ConfigError("OVERLOAD_POLICY must be one of accept, shed, sync")
         if self.max_attempts < 1:
             raise ConfigError("MAX_ATTEMPTS must be at least 1")
+        if not 0 < self.sse_heartbeat_seconds <= 15 or self.sse_poll_seconds <= 0:
+            raise ConfigError("SSE_HEARTBEAT_SECONDS must be in (0, 15]; SSE_POLL_SECONDS > 0")
 
 
 def _int(value: str, name: str) -> int:
