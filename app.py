@@ -9,7 +9,7 @@ from flask import Flask
 
 from orders.config import Settings
 from orders.services.jobs import Dispatch
-from orders.web import api, stream
+from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
 from orders.web.problems import init_error_handlers
@@ -74,6 +74,7 @@ def init_extensions(app: Flask) -> None:
 def init_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     stream.init_stream(app)
+    app.register_blueprint(shop.bp)
 
 
 def _migrations_dir() -> Any:

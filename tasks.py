@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Sequence
 
-from huey import Huey, PriorityRedisExpireHuey, SqliteHuey
+from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
+from orders.services.recovery import remind_abandoned_carts
 from orders.services.runner import run_job
 from orders.services.sweeper import sweep
 from orders.wiring import (
@@ -183,3 +184,14 @@ def start_sweeper() -> None:
         _sweeper_started.set()
         threading.Thread(target=_sweeper_loop, name="sweeper", daemon=True).start()
         log.info("sweeper running every %s s", settings.sweep_interval_seconds)
+
+
+@scheduler.periodic_task(crontab(minute="*"), name="remind-abandoned-carts")
+def remind_abandoned_carts_task() -> None:
+    """Every minute: one recovery email per abandoned cart (CART_ABANDON_MINUTES)."""
+    context()
+    assert _sessions is not None
+    with session_scope(_sessions) as session:
+        refs = remind_abandoned_carts(session, settings, dispatch)
+    if refs:
+        log.info("sent %d cart recovery email job(s)", len(refs))

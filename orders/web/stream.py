@@ -9,6 +9,7 @@ of its own.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -27,6 +28,7 @@ from orders.web.extensions import db, settings
 from orders.wiring import build_progress_hub
 
 bp = Blueprint("stream", __name__, url_prefix="/api")
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -73,8 +75,12 @@ def progress_stream(job_id: str) -> Response:
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
 
     def read_after(after_id: int) -> list[ProgressEvent]:
-        with Session(engine) as session:
-            return events_after(session, opening.checkout_id, after_id)
+        try:
+            with Session(engine) as session:
+                return events_after(session, opening.checkout_id, after_id)
+        except Exception as exc:  # the database may be briefly away: keep the stream, retry
+            log.warning("stream %s: could not read the timeline (%s)", job_id, exc)
+            return []
 
     body = follow_progress(
         opening,
