@@ -95,6 +95,7 @@ class Settings:
     low_stock_threshold: int = 5
     sse_heartbeat_seconds: float = 15.0
     sse_poll_seconds: float = 1.0
+    sse_db_pool: int = 4
     cart_abandon_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -156,6 +157,7 @@ class Settings:
             ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
             ("CART_ABANDON_MINUTES", "cart_abandon_minutes"),
+            ("SSE_DB_POOL", "sse_db_pool"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)

@@ -60,6 +60,7 @@ class Hub:
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self.connected = threading.Event()
+        self._closed = threading.Event()
 
     @property
     def wakes(self) -> bool:
@@ -107,10 +108,10 @@ class Hub:
                 client = self._factory()
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
-                self.connected.set()
                 self.ring_all()  # anything may have happened while we were away
-                while True:
-                    message = pubsub.get_message(timeout=5.0)
+                self.connected.set()
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
                     data = message.get("data")
@@ -118,7 +119,17 @@ class Hub:
                         data = data.decode("utf-8", "replace")
                     if isinstance(data, str):
                         self.ring(data)
+                pubsub.close()
+                client.close()
+                return
             except Exception as exc:  # Redis away: streams keep polling; reconnect
                 self.connected.clear()
-                log.warning("progress subscription lost (%s); reconnecting in 1 s", exc)
-                threading.Event().wait(1.0)
+                if self._closed.wait(1.0):
+                    return
+                log.warning("progress subscription lost (%s); reconnecting", exc)
+
+    def close(self) -> None:
+        """Stop the listener (tests; a web process keeps it for life)."""
+        self._closed.set()
+        if self._listener is not None:
+            self._listener.join(5)

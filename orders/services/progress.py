@@ -9,6 +9,7 @@ HTTP, Redis or Flask.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from orders.services.status import find_checkout
 from orders.services.timeline import status_payload
 
 TERMINAL = ("completed", "failed")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,15 @@ def follow_progress(
     heartbeat_seconds: float,
     poll_seconds: float,
     clock: Callable[[], float],
+    retry_seconds: float = 1.0,
 ) -> Iterator[str]:
     """Yield the stream's text: the opening events, then new rows as they appear,
     a comment heartbeat at least every ``heartbeat_seconds``; stop after a final event.
 
     ``wait(timeout)`` blocks until a wake-up or the timeout; after either, the
-    timeline is read (a wake-up is only a hint; the database is the truth).
+    timeline is read (a wake-up is only a hint; the database is the truth). If a read
+    fails (the database is briefly away or out of connections) the stream stays
+    open and reads again after ``retry_seconds``.
     """
     yield "retry: 2000\n\n"
     last_id = opening.after_id
@@ -129,9 +134,17 @@ def follow_progress(
         if event.final:
             return
     next_beat = clock() + heartbeat_seconds
+    interval = poll_seconds
     while True:
-        wait(max(0.0, min(poll_seconds, next_beat - clock())))
-        for event in _until_final(read_after(last_id)):
+        wait(max(0.0, min(interval, next_beat - clock())))
+        try:
+            batch = read_after(last_id)
+        except Exception as exc:
+            log.warning("progress stream %s: reading failed (%s); retrying", opening.public_id, exc)
+            batch, interval = [], min(poll_seconds, retry_seconds)
+        else:
+            interval = poll_seconds
+        for event in _until_final(batch):
             yield event.encode()
             last_id = event.id
             if event.final:

@@ -9,12 +9,13 @@ of its own.
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
+from orders.config import Settings
 from orders.errors import FieldError, ValidationFailed
 from orders.infra.pubsub import Hub
 from orders.services.progress import (
@@ -28,7 +29,6 @@ from orders.web.extensions import db, settings
 from orders.wiring import build_progress_hub
 
 bp = Blueprint("stream", __name__, url_prefix="/api")
-log = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -37,8 +37,30 @@ SSE_HEADERS = {
 
 
 def init_stream(app: Flask) -> None:
-    app.extensions["shop.progress_hub"] = build_progress_hub(app.extensions["shop.settings"])
+    config: Settings = app.extensions["shop.settings"]
+    app.extensions["shop.progress_hub"] = build_progress_hub(config)
+    app.extensions["shop.stream_engine"] = stream_engine(config)
     app.register_blueprint(bp)
+
+
+def stream_engine(config: Settings) -> Engine | None:
+    """A small pool of its own for the streams' timeline reads (PostgreSQL).
+
+    However many streams are open, they share ``SSE_DB_POOL`` connections (a read
+    takes about a millisecond, and a stream reads only when its checkout moved),
+    so a crowd of shoppers can't exhaust the database's connection limit. SQLite
+    (no server connections) uses the app's engine.
+    """
+    if config.sqlalchemy_url.startswith("sqlite"):
+        return None
+    return create_engine(
+        config.sqlalchemy_url,
+        pool_size=config.sse_db_pool,
+        max_overflow=0,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
 
 
 def hub() -> Hub:
@@ -66,7 +88,7 @@ def progress_stream(job_id: str) -> Response:
     except Exception:
         progress_hub.unwatch(job_id, waiter)
         raise
-    engine = db.engine
+    engine = current_app.extensions["shop.stream_engine"] or db.engine
     db.session.remove()  # released before streaming: an open stream holds no connection
     if after is not None and finished:
         progress_hub.unwatch(job_id, waiter)
@@ -75,12 +97,8 @@ def progress_stream(job_id: str) -> Response:
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
 
     def read_after(after_id: int) -> list[ProgressEvent]:
-        try:
-            with Session(engine) as session:
-                return events_after(session, opening.checkout_id, after_id)
-        except Exception as exc:  # the database may be briefly away: keep the stream, retry
-            log.warning("stream %s: could not read the timeline (%s)", job_id, exc)
-            return []
+        with Session(engine) as session:
+            return events_after(session, opening.checkout_id, after_id)
 
     body = follow_progress(
         opening,

@@ -180,3 +180,9 @@ def test_idle_stream_sends_heartbeats_then_wakes_up(
     rest = [item for item in items if isinstance(item, Event)]
     assert_consistent([first, *rest])
     assert rest[-1].name == "completed"
+
+
+def test_worker_class_follows_the_database(live: Stack) -> None:
+    """gevent where the driver cooperates (PostgreSQL), gthread on SQLite (gunicorn.conf.py)."""
+    expected = "gthread" if live.env["DATABASE_URL"].startswith("sqlite") else "gevent"
+    assert f"Using worker: {expected}" in live.log("web")
