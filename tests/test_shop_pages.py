@@ -106,3 +106,25 @@ def test_the_recovery_link_reopens_the_cart_in_a_new_browser(app, client, produc
     response = other.get(f"/cart/{cart_id}")
     assert response.status_code == 302
     assert "Page Tee" in other.get("/cart").get_data(as_text=True)
+
+
+def test_a_double_submitted_checkout_form_is_one_checkout(client, product, dispatched):
+    add(client, product.sku)
+    form = client.get("/checkout").get_data(as_text=True)
+    attempt = re.search(r'name="attempt" value="([^"]+)"', form).group(1)
+    data = {
+        "csrf_token": token(form),
+        "attempt": attempt,
+        "email": "ann@example.com",
+        "paymentToken": "tok_visa",
+        "discountCode": "",
+    }
+    cookie = client.get_cookie("session").value
+
+    first = client.post("/checkout", data=data)
+    client.set_cookie("session", cookie)  # the second click went out with the old cookie
+    second = client.post("/checkout", data=data)
+
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert dispatched.types() == ["reserve-stock"]

@@ -166,35 +166,17 @@ def recover_cart(cart_id: str) -> BaseResponse:
 
 @bp.route("/checkout", methods=["GET", "POST"])
 def checkout() -> Any:
-    cart = current_cart()
-    view = carts.view_cart(cart)
-    if cart is None or not view.lines:
-        flash("Your cart is empty.", "error")
-        return redirect(url_for("shop.cart"))
     form = {
-        "email": request.form.get("email", view.email or ""),
+        "email": request.form.get("email", ""),
         "discountCode": request.form.get("discountCode", ""),
         "paymentToken": request.form.get("paymentToken", "tok_visa"),
         "attempt": request.form.get("attempt") or secrets.token_urlsafe(12),
     }
     errors: list[Any] = []
-    if request.method == "POST":
-        body = {
-            "email": form["email"].strip(),
-            "cartId": cart.id,
-            "paymentToken": form["paymentToken"],
-        }
-        if form["discountCode"].strip():
-            body["discountCode"] = form["discountCode"].strip()
+    cart_id = session.get(CART_KEY)
+    if request.method == "POST" and cart_id:
         try:
-            placed = place_checkout(
-                db.session,
-                settings(),
-                body,
-                dispatch(),
-                idempotency_key=f"shop:{cart.id}:{form['attempt']}",  # a double submit is one
-                session_id=session.get(CSRF_KEY),
-            )
+            placed = _place(cart_id, form)
         except ValidationFailed as exc:
             db.session.rollback()
             errors = exc.errors or []
@@ -203,8 +185,30 @@ def checkout() -> Any:
             publish(placed.public_id)
             session.pop(CART_KEY, None)
             return redirect(url_for("shop.progress", job_id=placed.public_id))
+    view = carts.view_cart(current_cart())
+    if not view.lines:
+        flash("Your cart is empty.", "error")
+        return redirect(url_for("shop.cart"))
+    form["email"] = form["email"] or view.email or ""
     html = render_template("shop/checkout.html", cart=view, form=form, errors=errors, cards=CARDS)
     return Response(html, status=422 if errors else 200)
+
+
+def _place(cart_id: str, form: dict[str, str]) -> Any:
+    """Place the checkout of this cart. The form's ``attempt`` nonce is the idempotency
+    key, so a double-submitted form (sent before the first answer cleared the cart from
+    the cookie) lands on the same checkout instead of an error."""
+    body = {"email": form["email"].strip(), "cartId": cart_id, "paymentToken": form["paymentToken"]}
+    if form["discountCode"].strip():
+        body["discountCode"] = form["discountCode"].strip()
+    return place_checkout(
+        db.session,
+        settings(),
+        body,
+        dispatch(),
+        idempotency_key=f"shop:{cart_id}:{form['attempt']}"[:255],
+        session_id=session.get(CSRF_KEY),
+    )
 
 
 @bp.get("/checkout/<job_id>")
