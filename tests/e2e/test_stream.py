@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -114,21 +115,40 @@ def test_reconnect_with_last_event_id_replays_without_duplicates(live: Stack, sk
     assert [e.id for e in events[1:]] == [i for i in ids if first[0].id < i <= events[-1].id]
 
 
+def wait_for_email_row(live: Stack, job_id: str) -> None:
+    """The confirmation email's timeline row comes after completion (a follow-up job)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = live.scalar(
+            "SELECT COUNT(*) FROM checkout_events e JOIN checkouts c ON c.id = e.checkout_id "
+            "WHERE c.public_id = :job AND e.message LIKE 'Email %'",
+            job=job_id,
+        )
+        if found:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no email row for {job_id}:\n{live.log('notifications')}")
+
+
 def test_query_parameter_resumes_too_and_a_finished_stream_answers_204(
     live: Stack, sku: str
 ) -> None:
     job_id = live.checkout(sku)
     live.wait_final([job_id])
+    wait_for_email_row(live, job_id)
     ids = timeline_ids(live, job_id)
     replay = events_until_closed(f"{stream_url(live, job_id)}?lastEventId={ids[0]}")
-    assert [e.id for e in replay] == [i for i in ids[1:] if i <= replay[-1].id]
+    completed_id = replay[-1].id
     assert replay[-1].name == "completed"
+    assert [e.id for e in replay] == [i for i in ids[1:] if i <= completed_id]
+    assert completed_id < ids[-1]  # the email row came after it
 
-    done = requests.get(stream_url(live, job_id), headers={"Last-Event-ID": str(replay[-1].id)})
-    if done.status_code == 200:  # info rows (the email) came after completion: one more
-        assert done.text.count("event: completed") == 1
-    else:
-        assert done.status_code == 204  # EventSource stops reconnecting on 204
+    # Resuming after "completed": the later (email) row still shows the final state.
+    after = events_until_closed(stream_url(live, job_id), **{"Last-Event-ID": str(completed_id)})
+    assert [(e.id, e.name) for e in after] == [(ids[ids.index(completed_id) + 1], "completed")]
+    # Resuming after the last row: nothing more will come; 204 stops EventSource.
+    done = requests.get(stream_url(live, job_id), headers={"Last-Event-ID": str(ids[-1])})
+    assert done.status_code == 204 and done.text == ""
 
 
 def test_headers_for_proxies(live: Stack, sku: str) -> None:
