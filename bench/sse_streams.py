@@ -87,9 +87,9 @@ async def follow(port: int, result: StreamResult) -> None:
         result.opened.set()
 
 
-def place_checkouts(stack: Stack, sku: str, count: int) -> list[str]:
-    def one(_: int) -> str:
-        return stack.checkout(sku)
+def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
+    def one(n: int) -> str:
+        return stack.checkout(skus[n % len(skus)])
 
     with ThreadPoolExecutor(4) as pool:  # few DB connections: the server is shared
         return list(pool.map(one, range(count)))
@@ -164,6 +164,7 @@ def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) 
         "worker_class": args.worker_class,
         "backend": "postgres+redis" if args.postgres_url else "sqlite",
         "env": args.env,
+        "products": args.products,
         "first_event": sum(1 for r in results if r.events),
         "completed": sum(1 for r in results if r.completed),
         "events": len(delays),
@@ -183,6 +184,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--postgres-url", help="admin URL; omit for the embedded SQLite mode")
     parser.add_argument("--redis-url")
+    parser.add_argument(
+        "--products", type=int, default=50, help="spread the orders (one SKU is a hot row)"
+    )
     parser.add_argument("--open-timeout", type=float, default=30)
     parser.add_argument("--deadline", type=float, default=60)
     parser.add_argument("--out", help="write the JSON result here too")
@@ -218,10 +222,12 @@ def main() -> None:
             stack = Stack(data_dir, f"sqlite:///{data_dir}/shop.db", None, **env)
         exits.callback(stack.close)
         stack.up("web")
-        sku = f"SSE-{uuid.uuid4().hex[:6]}"
-        stack.add_product(sku, stock=args.streams * 2)
+        run = uuid.uuid4().hex[:6]
+        skus = [f"SSE-{run}-{n}" for n in range(args.products)]
+        for sku in skus:
+            stack.add_product(sku, stock=args.streams * 2)
         print(f"placing {args.streams} checkouts (consumers stopped)", flush=True)
-        job_ids = place_checkouts(stack, sku, args.streams)
+        job_ids = place_checkouts(stack, skus, args.streams)
         print(f"opening {args.streams} streams ({args.worker_class})", flush=True)
         results, open_s, run_s = asyncio.run(
             run_streams(stack, job_ids, args.open_timeout, args.deadline)

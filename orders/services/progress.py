@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from orders.models import CheckoutEvent
@@ -79,8 +79,9 @@ def open_progress(session: Session, public_id: str, last_event_id: int | None) -
 
 
 def events_after(
-    session: Session, checkout_id: int, after_id: int, limit: int = 200
+    session: Session | Connection, checkout_id: int, after_id: int, limit: int = 200
 ) -> list[ProgressEvent]:
+    """Timeline rows after ``after_id`` (a Core connection will do: streams read often)."""
     rows = session.execute(
         select(CheckoutEvent.id, CheckoutEvent.status_json)
         .where(CheckoutEvent.checkout_id == checkout_id, CheckoutEvent.id > after_id)

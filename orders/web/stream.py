@@ -13,7 +13,6 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.errors import FieldError, ValidationFailed
@@ -97,8 +96,8 @@ def progress_stream(job_id: str) -> Response:
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
 
     def read_after(after_id: int) -> list[ProgressEvent]:
-        with Session(engine) as session:
-            return events_after(session, opening.checkout_id, after_id)
+        with engine.connect() as conn:  # Core, no ORM session: cheap per wake-up
+            return events_after(conn, opening.checkout_id, after_id)
 
     body = follow_progress(
         opening,
