@@ -9,7 +9,7 @@ from flask import Flask
 
 from orders.config import Settings
 from orders.services.jobs import Dispatch
-from orders.web import api
+from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
 from orders.web.problems import init_error_handlers
@@ -40,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["shop.settings"] = settings
     app.extensions["shop.dispatch"] = dispatch or default_dispatch()
+    app.extensions["shop.publish"] = _publisher(settings)
     init_extensions(app)
     init_blueprints(app)
     init_error_handlers(app)
@@ -53,6 +54,12 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
     if settings.sqlalchemy_url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return engine_options(settings)
+
+
+def _publisher(settings: Settings) -> Any:
+    from orders.wiring import build_publisher
+
+    return build_publisher(settings)
 
 
 def init_extensions(app: Flask) -> None:
@@ -74,6 +81,8 @@ def init_ops(app: Flask) -> None:
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(ops.health_bp)
+    stream.init_stream(app)
+    app.register_blueprint(shop.bp)
 
 
 def _migrations_dir() -> Any:

@@ -1,11 +1,28 @@
-"""gunicorn settings. Threaded workers: SSE streams hold a thread each."""
+"""gunicorn settings. Progress streams (SSE) hold a connection each, so the worker
+class is chosen by measurement (bench/sse_streams.py; figures in the README):
+
+- gevent: 1,000 concurrent streams on one 2-core box, all delivered. Chosen when the
+  database is PostgreSQL: psycopg 3 cooperates with gevent (bench/pg_gevent_check.py).
+- gthread: serves exactly workers x threads streams at once; the rest wait. Kept for
+  the embedded SQLite mode, whose driver blocks (a busy-timeout wait would freeze
+  every greenlet of the worker); one developer's browser needs a handful of streams.
+
+``GUNICORN_WORKER_CLASS`` overrides the choice.
+"""
 
 import os
 
+
+def _default_worker_class() -> str:
+    database_url = os.environ.get("DATABASE_URL", "")
+    return "gevent" if database_url.startswith(("postgres://", "postgresql")) else "gthread"
+
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or _default_worker_class()
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
 timeout = 60
 graceful_timeout = 20
 keepalive = 5

@@ -30,9 +30,16 @@ from orders.services.jobs import JobRef
 from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
 from orders.services.ops.pause import job_is_paused
 from orders.services.ops.retention import sweep_job_records
+from orders.services.recovery import remind_abandoned_carts
 from orders.services.runner import run_job
 from orders.services.sweeper import sweep
-from orders.wiring import build_gateway, build_mailer, configure_logging, redis_pool
+from orders.wiring import (
+    build_gateway,
+    build_mailer,
+    build_publisher,
+    configure_logging,
+    redis_pool,
+)
 
 log = logging.getLogger("tasks")
 settings = Settings.from_env()
@@ -77,6 +84,7 @@ def context() -> PipelineContext:
             gateway=build_gateway(settings),
             mailer=build_mailer(settings),
             dispatch=dispatch,
+            publish=build_publisher(settings),
         )
     return _context
 
@@ -251,3 +259,14 @@ def job_retention() -> None:
         deleted = sweep_job_records(session, settings)
     _last_retention = time.monotonic()
     log.info("job retention: deleted %d old job record(s)", deleted)
+
+
+@scheduler.periodic_task(crontab(minute="*"), name="remind-abandoned-carts")
+def remind_abandoned_carts_task() -> None:
+    """Every minute: one recovery email per abandoned cart (CART_ABANDON_MINUTES)."""
+    context()
+    assert _sessions is not None
+    with session_scope(_sessions) as session:
+        refs = remind_abandoned_carts(session, settings, dispatch)
+    if refs:
+        log.info("sent %d cart recovery email job(s)", len(refs))

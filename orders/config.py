@@ -125,6 +125,10 @@ class Settings:
     autoscale_interval_seconds: float = 10.0
     autoscale_up_depth: int = 100
     autoscale_down_depth: int = 10
+    sse_heartbeat_seconds: float = 15.0
+    sse_poll_seconds: float = 1.0
+    sse_db_pool: int = 4
+    cart_abandon_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -194,6 +198,8 @@ class Settings:
             ("AUTOSCALE_MAX", "autoscale_max"),
             ("AUTOSCALE_UP_DEPTH", "autoscale_up_depth"),
             ("AUTOSCALE_DOWN_DEPTH", "autoscale_down_depth"),
+            ("CART_ABANDON_MINUTES", "cart_abandon_minutes"),
+            ("SSE_DB_POOL", "sse_db_pool"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
@@ -201,6 +207,8 @@ class Settings:
             ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
             ("RETRY_BACKOFF", "retry_backoff"),
             ("AUTOSCALE_INTERVAL_SECONDS", "autoscale_interval_seconds"),
+            ("SSE_HEARTBEAT_SECONDS", "sse_heartbeat_seconds"),
+            ("SSE_POLL_SECONDS", "sse_poll_seconds"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)
@@ -227,6 +235,8 @@ class Settings:
             raise ConfigError("AUTOSCALE_MIN/MAX must satisfy 0 <= min <= max, max >= 1")
         if self.autoscale_down_depth >= self.autoscale_up_depth:
             raise ConfigError("AUTOSCALE_DOWN_DEPTH must be below AUTOSCALE_UP_DEPTH")
+        if not 0 < self.sse_heartbeat_seconds <= 15 or self.sse_poll_seconds <= 0:
+            raise ConfigError("SSE_HEARTBEAT_SECONDS must be in (0, 15]; SSE_POLL_SECONDS > 0")
 
 
 def _int(value: str, name: str) -> int:

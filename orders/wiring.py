@@ -6,11 +6,13 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from orders.config import Settings
 from orders.infra.gateway import PaymentGateway, SimulatedGateway
 from orders.infra.mail import Mailer, SmtpMailer
+from orders.infra.pubsub import Hub, progress_channel, redis_publisher
 from orders.logcontext import ContextFilter, JsonFormatter
 
 
@@ -97,3 +99,32 @@ def _sentinel_pool(url: str, max_connections: int):  # type: ignore[no-untyped-d
         health_check_interval=30,
         **timeouts,
     )
+
+
+def _no_publish(_public_id: str) -> None:
+    return None
+
+
+def build_publisher(settings: Settings) -> Callable[[str], None]:
+    """``publish(public_id)`` after a commit: wakes live streams (Redis only)."""
+    if not settings.redis_url:
+        return _no_publish  # embedded mode: streams poll the database
+    import redis
+
+    client = redis.Redis(connection_pool=redis_pool(settings.redis_url))
+    return redis_publisher(client, progress_channel(settings.queue_prefix))
+
+
+def build_progress_hub(settings: Settings) -> Hub:
+    """The one subscription of this process, fanned out to its streams."""
+    url = settings.redis_url
+    if not url:
+        return Hub(None, progress_channel(settings.queue_prefix))
+
+    def subscriber():  # type: ignore[no-untyped-def]
+        import redis
+
+        # through the one pool factory, so a Sentinel URL follows failover here too
+        return redis.Redis(connection_pool=redis_pool(url))
+
+    return Hub(subscriber, progress_channel(settings.queue_prefix))

@@ -138,3 +138,16 @@ def test_database_pool_is_sized_from_the_environment():
         {"DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
     )
     assert (engine_options(sized)["pool_size"], engine_options(sized)["max_overflow"]) == (2, 3)
+
+
+def test_stream_and_cart_settings(tmp_path):
+    defaults = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert (defaults.sse_heartbeat_seconds, defaults.sse_poll_seconds) == (15.0, 1.0)
+    assert defaults.cart_abandon_minutes == 60 and defaults.sse_db_pool == 4
+    env = {"SSE_HEARTBEAT_SECONDS": "0.5", "SSE_POLL_SECONDS": "0.2", "CART_ABANDON_MINUTES": "5"}
+    settings = Settings.from_env({**env, "SSE_DB_POOL": "2"})
+    assert settings.sse_db_pool == 2
+    assert (settings.sse_heartbeat_seconds, settings.sse_poll_seconds) == (0.5, 0.2)
+    assert settings.cart_abandon_minutes == 5
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SSE_HEARTBEAT_SECONDS": "30"})

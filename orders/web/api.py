@@ -12,7 +12,7 @@ from orders.services import catalog
 from orders.services.checkout import place_checkout
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, order_detail
-from orders.web.extensions import db, dispatch, settings
+from orders.web.extensions import db, dispatch, publish, settings
 from orders.web.problems import problem
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -87,6 +87,7 @@ def checkout() -> Response:
     placed = place_checkout(
         db.session, settings(), body, dispatch(), idempotency_key=key, session_id=session_id
     )
+    publish(placed.public_id)
     return accepted(placed.public_id, placed.status)
 
 
@@ -99,6 +100,7 @@ def payments() -> Response:
     if not isinstance(job_id, str) or not job_id or len(job_id) > 64:
         raise ValidationFailed([FieldError("jobId", "is required")])
     status = retry_payment(db.session, settings(), job_id, body.get("paymentToken"), dispatch())
+    publish(job_id)
     return accepted(job_id, status)
 
 

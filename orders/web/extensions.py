@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -22,3 +24,11 @@ def settings() -> Settings:
 def dispatch() -> Dispatch:
     value: Dispatch = current_app.extensions["shop.dispatch"]
     return value
+
+
+def publish(public_id: str) -> None:
+    """Wake live streams of ``public_id`` (after a commit); best effort."""
+    try:
+        current_app.extensions["shop.publish"](public_id)
+    except Exception:  # streams also poll; never fail a request over a wake-up
+        logging.getLogger(__name__).warning("could not publish %s", public_id, exc_info=True)

@@ -1,0 +1,247 @@
+"""How many progress streams one box holds, and how late their events arrive.
+
+    python bench/sse_streams.py --streams 1000 --worker-class gevent \\
+        --postgres-url postgresql://postgres@127.0.0.1:5432/test --redis-url redis://127.0.0.1:6379/0
+
+Starts the real shop (``tests.stack.Stack``: the Procfile's release + web lines, on
+127.0.0.1) with the chosen gunicorn worker class, places N checkouts while the
+consumers are still stopped, opens one SSE stream per checkout (asyncio sockets,
+HTTP/1.0) and waits until every stream got its first event, so N streams are open
+at once. Then it starts the consumers and follows every stream to its end.
+
+Reports: streams that got their first event, streams that delivered every step and
+closed on ``completed``, and the delay from a step change (the event row's
+``created_at``) to the moment the client read that event: p50 / p99 / max. Bounded
+by ``--deadline`` seconds after the consumers start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import bindparam, text  # noqa: E402
+
+from tests.stack import WORKERS, Stack, postgres_database  # noqa: E402
+
+
+@dataclass
+class StreamResult:
+    job_id: str
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    events: list[tuple[int, str, float]] = field(default_factory=list)  # id, name, wall time
+    closed: bool = False
+    error: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.closed and bool(self.events) and self.events[-1][1] == "completed"
+
+
+async def follow(port: int, result: StreamResult) -> None:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"GET /api/orders/status/{result.job_id}/stream HTTP/1.0\r\n"
+            f"Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            result.error = head.split(b"\r\n", 1)[0].decode()
+            return
+        buffer = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                result.closed = True
+                break
+            now = time.time()
+            buffer += chunk
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                fields = dict(
+                    line.split(": ", 1) for line in block.decode().split("\n") if ": " in line
+                )
+                if "id" in fields and "event" in fields:
+                    result.events.append((int(fields["id"]), fields["event"], now))
+                    result.opened.set()
+        writer.close()
+    except Exception as exc:  # counted as a stream that failed
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.opened.set()
+
+
+def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
+    def one(n: int) -> str:
+        return stack.checkout(skus[n % len(skus)])
+
+    with ThreadPoolExecutor(4) as pool:  # few DB connections: the server is shared
+        return list(pool.map(one, range(count)))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def run_streams(
+    stack: Stack, job_ids: list[str], open_timeout: float, deadline: float
+) -> tuple[list[StreamResult], float, float]:
+    results = [StreamResult(j) for j in job_ids]
+    tasks = []
+    for result in results:
+        tasks.append(asyncio.create_task(follow(stack.port, result)))
+        await asyncio.sleep(0.002)  # ~500 connects/s: a browser crowd, not a SYN flood
+    opened_at = time.monotonic()
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(r.opened.wait() for r in results)), timeout=open_timeout
+        )
+    except TimeoutError:
+        pass
+    open_seconds = time.monotonic() - opened_at
+    print(f"  {sum(1 for r in results if r.events)} streams got their first event", flush=True)
+    for name in WORKERS:
+        stack.start(name)
+    consumers_at = time.monotonic()
+    _done, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    return results, open_seconds, time.monotonic() - consumers_at
+
+
+def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) -> dict:
+    with stack.engine.connect() as conn:
+        created = {
+            row[0]: row[1].replace(tzinfo=UTC).timestamp()
+            for row in conn.execute(
+                text(
+                    "SELECT e.id, e.created_at FROM checkout_events e "
+                    "JOIN checkouts c ON c.id = e.checkout_id WHERE c.public_id IN :ids"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": [r.job_id for r in results]},
+            )
+        }
+    delays = [
+        (wall - created[event_id]) * 1000
+        for r in results
+        for event_id, _name, wall in r.events[1:]  # the first event is the state at connect
+        if event_id in created
+    ]
+    errors: dict[str, int] = {}
+    for r in results:
+        if r.error:
+            errors[r.error[:80]] = errors.get(r.error[:80], 0) + 1
+    incomplete = [r for r in results if not r.completed]
+    samples = []
+    for r in incomplete[:5]:
+        status = stack.scalar(
+            "SELECT stage || ' ' || COALESCE(error_code, '') FROM checkouts WHERE public_id = :j",
+            j=r.job_id,
+        )
+        last = r.events[-1][1] if r.events else None
+        samples.append(f"{r.job_id}: db={status} last={last} closed={r.closed} err={r.error}")
+    return {
+        "streams": len(results),
+        "worker_class": args.worker_class,
+        "backend": "postgres+redis" if args.postgres_url else "sqlite",
+        "env": args.env,
+        "products": args.products,
+        "first_event": sum(1 for r in results if r.events),
+        "completed": sum(1 for r in results if r.completed),
+        "events": len(delays),
+        "delay_ms_p50": round(percentile(delays, 0.50), 1),
+        "delay_ms_p99": round(percentile(delays, 0.99), 1),
+        "delay_ms_max": round(max(delays), 1) if delays else None,
+        "errors": errors,
+        "incomplete": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--worker-class", choices=("gthread", "gevent"), default="gevent")
+    parser.add_argument("--threads", type=int, default=16, help="gthread threads per worker")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--postgres-url", help="admin URL; omit for the embedded SQLite mode")
+    parser.add_argument("--redis-url")
+    parser.add_argument(
+        "--products", type=int, default=50, help="spread the orders (one SKU is a hot row)"
+    )
+    parser.add_argument("--open-timeout", type=float, default=30)
+    parser.add_argument("--deadline", type=float, default=60)
+    parser.add_argument("--out", help="write the JSON result here too")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="extra KEY=VALUE for the shop, e.g. SSE_DB_POOL=8",
+    )
+    args = parser.parse_args()
+
+    env = {
+        "WEB_CONCURRENCY": str(args.workers),
+        "GUNICORN_WORKER_CLASS": args.worker_class,
+        "GUNICORN_THREADS": str(args.threads),
+        "GUNICORN_WORKER_CONNECTIONS": str(max(1000, args.streams + 200)),
+        "ORDERS_CONCURRENCY": "4",
+        "PAYMENTS_CONCURRENCY": "4",
+        "NOTIFICATIONS_CONCURRENCY": "4",
+        "HUEY_QUIET": "1",
+        "LOG_LEVEL": "WARNING",
+        "LEASE_SECONDS": "120",
+        "REQUEUE_AFTER_SECONDS": "300",
+        "SWEEP_INTERVAL_SECONDS": "5",
+        **dict(item.split("=", 1) for item in args.env),
+    }
+    with ExitStack() as exits:
+        data_dir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sse-bench-")))
+        if args.postgres_url:
+            url = exits.enter_context(postgres_database(args.postgres_url))
+            stack = Stack(data_dir, url, args.redis_url, **env)
+        else:
+            stack = Stack(data_dir, f"sqlite:///{data_dir}/shop.db", None, **env)
+        exits.callback(stack.close)
+        stack.up("web")
+        run = uuid.uuid4().hex[:6]
+        skus = [f"SSE-{run}-{n}" for n in range(args.products)]
+        for sku in skus:
+            stack.add_product(sku, stock=args.streams * 2)
+        print(f"placing {args.streams} checkouts (consumers stopped)", flush=True)
+        job_ids = place_checkouts(stack, skus, args.streams)
+        print(f"opening {args.streams} streams ({args.worker_class})", flush=True)
+        results, open_s, run_s = asyncio.run(
+            run_streams(stack, job_ids, args.open_timeout, args.deadline)
+        )
+        summary = report(stack, results, args)
+        summary["open_seconds"] = round(open_s, 1)
+        summary["run_seconds"] = round(run_s, 1)
+        summary["load_average_1m"] = round(os.getloadavg()[0], 1)  # the box is shared
+        print(json.dumps(summary, indent=2))
+        if summary["completed"] < summary["streams"]:
+            print("--- web log (tail)\n" + stack.log("web")[-3000:])
+        if args.out:
+            Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The stream's logic (services.progress) and the one-subscription hub (real Redis)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from orders.infra.pubsub import Hub, progress_channel, redis_publisher
+from orders.services.progress import Opening, ProgressEvent, follow_progress, open_progress
+from tests.conftest import REDIS_URL
+
+
+def event(id_: int, status: str, progress: int = 10) -> ProgressEvent:
+    return ProgressEvent(id_, {"status": status, "progress": progress})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, timeout: float) -> bool:
+        self.now += timeout
+        return False
+
+
+def test_opening_events_then_new_rows_then_stop_after_final() -> None:
+    clock = Clock()
+    batches = [[], [event(3, "processing", 35)], [event(4, "completed", 100), event(5, "x")]]
+    reads: list[int] = []
+
+    def read_after(after: int) -> list[ProgressEvent]:
+        reads.append(after)
+        return batches.pop(0)
+
+    opening = Opening(1, "job", [event(2, "queued", 0)], 0)
+    text = "".join(
+        follow_progress(
+            opening, read_after, clock.wait, heartbeat_seconds=15, poll_seconds=1, clock=clock
+        )
+    )
+    assert reads == [2, 2, 3]  # each read asks for rows after the last one sent
+    assert text.count("event: progress") == 2 and text.count("event: completed") == 1
+    assert "id: 5" not in text  # nothing after the final event
+    assert text.index("id: 2") < text.index("id: 3") < text.index("id: 4")
+
+
+def test_heartbeat_while_nothing_happens_and_a_failed_read_is_retried_soon() -> None:
+    clock = Clock()
+    calls = {"n": 0}
+
+    def read_after(after: int) -> list[ProgressEvent]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("too many clients")
+        return [] if clock.now < 40 else [event(9, "failed")]
+
+    stream = follow_progress(
+        Opening(1, "job", [event(2, "queued")], 0),
+        read_after,
+        clock.wait,
+        heartbeat_seconds=15,
+        poll_seconds=15,
+        clock=clock,
+        retry_seconds=1,
+    )
+    text = "".join(stream)
+    assert text.count(": heartbeat") >= 2
+    assert text.rstrip().endswith('"progress":10}') and "event: failed" in text
+    assert calls["n"] >= 3  # the failed read was retried after 1 s, not after 15 s
+
+
+def test_a_final_opening_ends_at_once() -> None:
+    text = "".join(
+        follow_progress(
+            Opening(1, "job", [event(7, "completed", 100)], 0),
+            lambda _after: pytest.fail("no read after a final event"),
+            lambda _t: False,
+            heartbeat_seconds=15,
+            poll_seconds=1,
+            clock=time.monotonic,
+        )
+    )
+    assert "event: completed" in text
+
+
+def test_open_progress_unknown_job_is_not_found(session) -> None:
+    from orders.errors import NotFound
+
+    with pytest.raises(NotFound):
+        open_progress(session, "nope", None)
+
+
+@pytest.mark.redis
+def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> None:
+    import redis
+
+    channel = progress_channel(f"t{uuid.uuid4().hex[:8]}")
+    hub = Hub(lambda: redis.Redis.from_url(REDIS_URL), channel)
+    a1, a2, b = hub.watch("A"), hub.watch("A"), hub.watch("B")
+    request.addfinalizer(hub.close)
+    assert hub.connected.wait(5)
+    for waiter in (a1, a2, b):
+        waiter.wait(0)  # the bells rung on connecting
+    client = redis.Redis.from_url(REDIS_URL)
+    publish = redis_publisher(client, channel)
+    assert client.pubsub_numsub(channel)[0][1] == 1  # one subscription for three streams
+
+    publish("A")
+    assert a1.wait(5) and a2.wait(5)
+    assert not b.wait(0.3)
+    hub.unwatch("A", a1)
+    publish("A")
+    assert a2.wait(5) and not a1.wait(0.3)
+    assert hub.watching() == 2
+    client.close()
