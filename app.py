@@ -65,7 +65,10 @@ def init_extensions(app: Flask) -> None:
 
 
 def init_blueprints(app: Flask) -> None:
+    from orders.web.sync_checkout import init_sync_checkout
+
     app.register_blueprint(api.bp)
+    init_sync_checkout(app)
 
 
 def _migrations_dir() -> Any:
