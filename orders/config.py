@@ -99,6 +99,8 @@ class Settings:
     max_cart_lines: int = 50
     max_body_bytes: int = 64 * 1024
     low_stock_threshold: int = 5
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +167,8 @@ class Settings:
             ("KEEP_COMPLETED_JOBS", "keep_completed_jobs"),
             ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
+            ("DB_POOL_SIZE", "db_pool_size"),
+            ("DB_MAX_OVERFLOW", "db_max_overflow"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)

@@ -39,7 +39,12 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_recycle": 1800,
+    }
 
 
 def make_engine(settings: Settings, *, immediate: bool = True) -> Engine:

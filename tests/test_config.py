@@ -86,3 +86,14 @@ def test_per_step_latencies_fall_back_and_scale_by_one_time_factor():
 def test_negative_time_factor_is_refused():
     with pytest.raises(ConfigError):
         Settings.from_env({"SIM_TIME_FACTOR": "-1"})
+
+
+def test_database_pool_is_sized_from_the_environment():
+    from orders.db import engine_options
+
+    env = {"DATABASE_URL": "postgresql://u@db/shop", "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2"}
+    options = engine_options(Settings.from_env(env))
+    assert (options["pool_size"], options["max_overflow"]) == (4, 2)
+    assert engine_options(Settings.from_env({"DATABASE_URL": "postgresql://u@db/shop"}))[
+        "pool_size"
+    ] == 10

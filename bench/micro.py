@@ -1,0 +1,269 @@
+"""Micro-benchmarks, each a ratio of two figures measured in the same run:
+
+- checkout 202 capacity vs a bare Flask "one LPUSH + 202" endpoint (same gunicorn
+  settings), both under an open-model arrival-rate sweep, the consumers stopped;
+- the pipeline with zero simulated latency (the backlog the capacity sweep left,
+  drained by restarted consumers) vs raw Huey no-op tasks on the same consumer flags;
+- CPU ms per order by process (web, each consumer, PostgreSQL), with py-spy flame
+  graphs when py-spy is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.load import checkout_body, run_rate
+from bench.procs import BenchStack, postgres_cpu_seconds
+from bench.report import capacity, summarize
+from orders.db import utcnow
+
+
+def sweep(
+    url: str,
+    body_for: Callable[[int], dict[str, Any]],
+    rates: list[float],
+    step_s: float,
+    endpoint: str,
+    say: Callable[[str], None],
+    limit_ms: float = 100,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Step the arrival rate up until p99 >= ``limit_ms`` or an error (one step past)."""
+    steps, ids = [], []
+    for rate in rates:
+        result = asyncio.run(run_rate(url, body_for, rate=rate, duration=step_s, timeout=10))
+        row = {"endpoint": endpoint, "rate": rate, **summarize(result, [], 0)}
+        steps.append(row)
+        ids += result.job_ids
+        say(
+            f"  {endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"{row['errors']} errors"
+        )
+        if row["p99_ms"] >= limit_ms or row["errors"]:
+            break
+        time.sleep(1)
+    return steps, ids
+
+
+def flame(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | None:
+    """Start py-spy on a process tree for ``seconds``, writing an SVG flame graph."""
+    exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if exe is None:
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "50",
+            "--nonblocking",
+            "--format",
+            "flamegraph",
+            "-o",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def finish(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+
+
+def pending(stack: BenchStack) -> int:
+    return int(
+        stack.scalar("SELECT COUNT(*) FROM checkouts WHERE status NOT IN ('completed', 'failed')")
+    )
+
+
+def wait_drained(stack: BenchStack, timeout: float, say: Callable[[str], None]) -> int:
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    while time.monotonic() < deadline:
+        left = pending(stack)
+        if left == 0:
+            return 0
+        if time.monotonic() - last > 5:
+            say(f"  draining: {left} checkouts not final yet")
+            last = time.monotonic()
+        time.sleep(0.25)
+    return pending(stack)
+
+
+def sample_drain(
+    stack: BenchStack, timeout: float, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Until no checkout is pending: finished count and CPU per process, every 0.25 s."""
+    samples: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    last_say = time.monotonic()
+    while True:
+        left = pending(stack)
+        finished = int(stack.scalar("SELECT COUNT(*) FROM checkouts WHERE finished_at IS NOT NULL"))
+        cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
+        cpu["postgres"] = postgres_cpu_seconds()
+        samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
+        if left == 0 or time.monotonic() > deadline:
+            return samples
+        if time.monotonic() - last_say > 5:
+            say(f"  draining: {left} checkouts not final yet")
+            last_say = time.monotonic()
+        time.sleep(0.25)
+
+
+def run_micro(
+    stack: BenchStack,
+    profile: dict[str, Any],
+    out: Path,
+    stem: str,
+    skus: list[str],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], list[str]]:
+    threads = profile["micro_threads"]
+    step_s = profile["capacity_step_s"]
+    say("micro: checkout capacity (open model), consumers stopped")
+    stack.stop_workers()
+    before = pending(stack)
+    web_cpu0 = stack.cpu_seconds("web")
+    spy = flame(stack.pid("web"), step_s * 3, out / f"{stem}-flame-web.svg")
+    checkout_steps, ids = sweep(
+        f"{stack.base_url}/api/checkout",
+        lambda n: checkout_body(skus[n % len(skus)], n),
+        profile["checkout_rates"],
+        step_s,
+        "checkout",
+        say,
+    )
+    web_cpu = stack.cpu_seconds("web") - web_cpu0
+    finish(spy)
+    say("micro: bare LPUSH endpoint capacity")
+    bare_steps, _ = sweep(
+        f"{stack.bare_url}/bare/enqueue",
+        lambda n: {"n": n},
+        profile["bare_rates"],
+        step_s,
+        "bare LPUSH",
+        say,
+    )
+    cap_checkout = capacity(checkout_steps, 100)
+    cap_bare = capacity(bare_steps, 100)
+
+    backlog = pending(stack) - before
+    say(
+        f"micro: pipeline with zero latency draining a backlog of {backlog} checkouts "
+        f"({threads} threads per consumer)"
+    )
+    started = utcnow()
+    stack.restart_workers(
+        SIM_TIME_FACTOR="0",
+        ORDERS_CONCURRENCY=str(threads),
+        PAYMENTS_CONCURRENCY=str(threads),
+        NOTIFICATIONS_CONCURRENCY=str(threads),
+    )
+    spy = flame(stack.pid("orders"), 10, out / f"{stem}-flame-orders-consumer.svg")
+    samples = sample_drain(stack, profile["drain_timeout_s"], say)
+    left = samples[-1]["pending"]
+    finish(spy)
+    # CPU between the first and the last finished checkout (consumer start-up excluded)
+    first = next((s for s in samples if s["finished"] > 0), samples[-1])
+    last = samples[-1]
+    window_orders = max(1, last["finished"] - first["finished"])
+    cpu = {name: last["cpu"][name] - first["cpu"][name] for name in last["cpu"]}
+    with stack.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT COUNT(*), MIN(finished_at), MAX(finished_at) FROM checkouts "
+                "WHERE finished_at >= :started"
+            ),
+            {"started": started},
+        ).one()
+    done, first, last = row
+    span = (last - first).total_seconds() if done and done > 1 else float("nan")
+    orders_per_s = (done - 1) / span if span and span > 0 else 0.0
+
+    say(f"micro: Huey no-op tasks on the same consumer flags (-k thread -w {threads})")
+    noop_per_s = noop_rate(stack, profile["noop_tasks"], threads)
+
+    per_order = {}
+    if done:
+        per_order = {
+            "web (POST /api/checkout, 202)": 1000 * web_cpu / max(1, len(ids)),
+            "orders consumer (reserve, create order, inventory)": 1000
+            * cpu["orders"]
+            / window_orders,
+            "payments consumer (charge)": 1000 * cpu["payments"] / window_orders,
+            "notifications consumer (email)": 1000 * cpu["notifications"] / window_orders,
+            "postgres (all backends, shared server)": 1000 * cpu["postgres"] / window_orders,
+        }
+    result = {
+        "capacity_steps": checkout_steps + bare_steps,
+        "checkout_capacity_per_s": cap_checkout,
+        "bare_capacity_per_s": cap_bare,
+        "capacity_ratio": cap_checkout / cap_bare if cap_bare else 0.0,
+        "pipeline_backlog": backlog,
+        "pipeline_orders_per_s": orders_per_s,
+        "pipeline_not_drained": left,
+        "noop_tasks_per_s": noop_per_s,
+        "pipeline_jobs_per_s": orders_per_s * 5,
+        "cpu_ms_per_order": per_order,
+        "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
+    }
+    result["lines"] = [
+        f"checkout capacity (p99 < 100 ms, 0 errors): {cap_checkout:g}/s vs bare LPUSH "
+        f"{cap_bare:g}/s = {100 * result['capacity_ratio']:.0f} % (goal >= 40 %)",
+        f"pipeline, zero latency: {orders_per_s:.1f} orders/s end to end ({backlog} orders, "
+        f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
+        f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
+        "task rate (goal >= 150 orders/s)",
+        "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
+    ]
+    return result, ids
+
+
+def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
+    import os
+
+    os.environ["REDIS_URL"] = stack.redis_url or ""
+    os.environ["QUEUE_PREFIX"] = stack.prefix
+    from bench import bare
+
+    counter = f"{stack.prefix}-noop-count"
+    client = stack.redis()
+    client.delete(counter)
+    for _ in range(n):
+        bare.noop(counter)
+    stack.start_noop(threads)
+    deadline = time.monotonic() + 120
+    first = None
+    while time.monotonic() < deadline:
+        count = int(client.get(counter) or 0)
+        if count and first is None:
+            first = (time.monotonic(), count)
+        if count >= n:
+            break
+        time.sleep(0.01)
+    end = time.monotonic()
+    stack.stop("noop")
+    client.close()
+    if first is None or end <= first[0]:
+        return 0.0
+    return (n - first[1]) / (end - first[0])
