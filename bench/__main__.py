@@ -43,6 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bare_rates": [20],
         "capacity_step_s": 1,
         "micro_threads": 4,
+        "flame_s": 2,
         "noop_tasks": 200,
         "drain_timeout_s": 60,
     },
@@ -53,9 +54,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 0.5,
         "consumer_threads": 64,
-        "checkout_rates": [100, 200, 300, 400, 600],
-        "bare_rates": [200, 400, 800, 1200, 1600],
-        "capacity_step_s": 2,
+        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 600],
+        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2400],
+        "capacity_step_s": 3,
+        "flame_s": 5,
         "micro_threads": 8,
         "noop_tasks": 5000,
         "drain_timeout_s": 180,
@@ -67,9 +69,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 0.5,
         "consumer_threads": 96,
-        "checkout_rates": [100, 200, 300, 400, 500, 600, 800, 1000],
-        "bare_rates": [200, 400, 800, 1200, 1600, 2000, 2500, 3000],
+        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
+        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
         "capacity_step_s": 5,
+        "flame_s": 10,
         "micro_threads": 8,
         "noop_tasks": 20000,
         "drain_timeout_s": 600,
@@ -188,6 +191,7 @@ def run(
     with_micro: bool = True,
     admin_url: str | None = None,
     redis_url: str | None = None,
+    nice: int = 10,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = PROFILES[profile_name]
@@ -209,9 +213,10 @@ def run(
         "poll_s": profile["poll_s"],
         "phase_s": profile["phase_s"],
         "latencies": "validate 0.5-1 s, payment 3-5 s, order 1-2 s, inventory 1-2 s, email 1-2 s",
+        "consumer_nice": nice,
         "server": (
             f"gunicorn gthread -w 2 --threads 16; huey_consumer -k thread -w "
-            f"{profile['consumer_threads']} per queue; PostgreSQL + Redis"
+            f"{profile['consumer_threads']} per queue at nice {nice}; PostgreSQL + Redis"
         ),
         "users": [],
     }
@@ -223,6 +228,7 @@ def run(
                 data_dir,
                 database_url,
                 redis_url,
+                nice=nice,
                 **seed_env(factor),
                 **server_env(profile["consumer_threads"]),
             )
@@ -293,8 +299,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--no-micro", action="store_true")
+    parser.add_argument(
+        "--nice", type=int, default=10, help="CPU niceness of the consumers (0: same as web)"
+    )
     args = parser.parse_args(argv)
-    data = run(args.profile, with_micro=not args.no_micro)
+    data = run(args.profile, with_micro=not args.no_micro, nice=args.nice)
     return 1 if failures(data["audit"]) else 0
 
 

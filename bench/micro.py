@@ -110,10 +110,15 @@ def wait_drained(stack: BenchStack, timeout: float, say: Callable[[str], None]) 
 
 
 def sample_drain(
-    stack: BenchStack, timeout: float, say: Callable[[str], None]
+    stack: BenchStack,
+    timeout: float,
+    say: Callable[[str], None],
+    on_first: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
-    """Until no checkout is pending: finished count and CPU per process, every 0.25 s."""
+    """Until no checkout is pending: finished count and CPU per process, every 0.25 s.
+    ``on_first`` runs once the first checkout finished (the consumers are up)."""
     samples: list[dict[str, Any]] = []
+    base = None
     deadline = time.monotonic() + timeout
     last_say = time.monotonic()
     while True:
@@ -122,6 +127,11 @@ def sample_drain(
         cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
         cpu["postgres"] = postgres_cpu_seconds()
         samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
+        if base is None:
+            base = finished
+        elif finished > base >= 0:
+            base = -1
+            on_first()
         if left == 0 or time.monotonic() > deadline:
             return samples
         if time.monotonic() - last_say > 5:
@@ -179,10 +189,17 @@ def run_micro(
         PAYMENTS_CONCURRENCY=str(threads),
         NOTIFICATIONS_CONCURRENCY=str(threads),
     )
-    spy = flame(stack.pid("orders"), 10, out / f"{stem}-flame-orders-consumer.svg")
-    samples = sample_drain(stack, profile["drain_timeout_s"], say)
+    spies: list[subprocess.Popen[bytes] | None] = []
+    path = out / f"{stem}-flame-orders-consumer.svg"
+    samples = sample_drain(
+        stack,
+        profile["drain_timeout_s"],
+        say,
+        lambda: spies.append(flame(stack.pid("orders"), profile["flame_s"], path)),
+    )
     left = samples[-1]["pending"]
-    finish(spy)
+    for spy in spies:
+        finish(spy)
     # CPU between the first and the last finished checkout (consumer start-up excluded)
     first = next((s for s in samples if s["finished"] > 0), samples[-1])
     last = samples[-1]

@@ -50,8 +50,14 @@ def server_env(threads: int) -> dict[str, str]:
 class BenchStack(Stack):
     """A Stack plus the bare LPUSH web app and the no-op Huey consumer."""
 
-    def __init__(self, data_dir: Path, database_url: str, redis_url: str, **env: str):
+    def __init__(
+        self, data_dir: Path, database_url: str, redis_url: str, nice: int = 0, **env: str
+    ):
         super().__init__(data_dir, database_url, redis_url, **env)
+        self.nice = nice
+        if nice:  # the web keeps its CPU; the pipeline absorbs the wait
+            for name in WORKERS:
+                self.commands[name] = f"nice -n {nice} {self.commands[name]}"
         self.bare_port = free_port()
         self.bare_url = f"http://127.0.0.1:{self.bare_port}"
         self.commands["bare"] = (
@@ -70,7 +76,8 @@ class BenchStack(Stack):
             self.stop(name)
 
     def start_noop(self, threads: int) -> None:
-        self.commands["noop"] = f"huey_consumer bench.bare.huey -k thread -w {threads} -n -q"
+        command = f"huey_consumer bench.bare.huey -k thread -w {threads} -n -q"
+        self.commands["noop"] = f"nice -n {self.nice} {command}" if self.nice else command
         self.start("noop")
 
     def wait_bare(self, timeout: float = 30) -> None:
