@@ -52,7 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "phase_s": 15,
         "factor": 0.1,
         "think_s": 5.0,
-        "poll_s": 0.5,
+        "poll_s": 1.0,  # the 202's Retry-After
         "consumer_threads": 64,
         "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 600],
         "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2400],
@@ -67,7 +67,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "phase_s": 60,
         "factor": 0.1,
         "think_s": 5.0,
-        "poll_s": 0.5,
+        "poll_s": 1.0,  # the 202's Retry-After
         "consumer_threads": 96,
         "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
         "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],

@@ -81,7 +81,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"Machine: {data['machine']}. Server: {data['server']}.",
         f"Simulated latencies: {data['latencies']}, scaled by SIM_TIME_FACTOR="
         f"{data['time_factor']:g}; think time {data['think_s']:g} s, status poll every "
-        f"{data['poll_s']:g} s, {data['phase_s']:g} s per run.",
+        f"{data['poll_s']:g} s (as the 202's Retry-After says), {data['phase_s']:g} s per run; "
+        "submit→final times come from the database (created_at → finished_at).",
         "",
         "## Sync vs async, closed model (shoppers check out, follow, think, repeat)",
         "",
