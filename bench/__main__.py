@@ -45,6 +45,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "micro_threads": 4,
         "flame_s": 2,
         "noop_tasks": 200,
+        "pipeline_orders": 60,
         "drain_timeout_s": 60,
     },
     "quick": {
@@ -60,6 +61,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "flame_s": 5,
         "micro_threads": 8,
         "noop_tasks": 5000,
+        "pipeline_orders": 600,
         "drain_timeout_s": 180,
     },
     "full": {
@@ -75,6 +77,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "flame_s": 10,
         "micro_threads": 8,
         "noop_tasks": 20000,
+        "pipeline_orders": 5000,
         "drain_timeout_s": 600,
     },
 }
