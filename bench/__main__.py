@@ -66,11 +66,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "users": [15, 50, 200, 500, 1000],
-        "phase_s": 60,
-        "factor": 0.1,
+        "phase_s": 90,
+        "factor": 1.0,
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
-        "consumer_threads": 96,
+        "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
         "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
         "capacity_step_s": 5,
@@ -195,9 +195,12 @@ def run(
     admin_url: str | None = None,
     redis_url: str | None = None,
     nice: int = 10,
+    time_factor: float | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
-    profile = PROFILES[profile_name]
+    profile = dict(PROFILES[profile_name])
+    if time_factor is not None:
+        profile["factor"] = time_factor
     admin_url = admin_url or os.environ.get(
         "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -305,8 +308,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--nice", type=int, default=10, help="CPU niceness of the consumers (0: same as web)"
     )
+    parser.add_argument("--time-factor", type=float, help="override SIM_TIME_FACTOR")
     args = parser.parse_args(argv)
-    data = run(args.profile, with_micro=not args.no_micro, nice=args.nice)
+    data = run(
+        args.profile, with_micro=not args.no_micro, nice=args.nice, time_factor=args.time_factor
+    )
     return 1 if failures(data["audit"]) else 0
 
 

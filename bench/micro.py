@@ -121,9 +121,13 @@ def pending(stack: BenchStack) -> int:
     )
 
 
-def pending_jobs(stack: BenchStack) -> int:
+def pending_jobs(stack: BenchStack, after_checkout: int = 0) -> int:
     return int(
-        stack.scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled', 'active')")
+        stack.scalar(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled', 'active') "
+            "AND checkout_id > :after",
+            after=after_checkout,
+        )
     )
 
 
@@ -146,6 +150,7 @@ def sample_drain(
     timeout: float,
     say: Callable[[str], None],
     on_first: Callable[[], None] = lambda: None,
+    after_checkout: int = 0,
 ) -> list[dict[str, Any]]:
     """Until no job is pending (emails included): finished jobs and CPU per process,
     every 0.25 s. ``on_first`` runs once the first job finished (the consumers are up)."""
@@ -154,8 +159,13 @@ def sample_drain(
     deadline = time.monotonic() + timeout
     last_say = time.monotonic()
     while True:
-        left = pending_jobs(stack)
-        finished = int(stack.scalar("SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL"))
+        left = pending_jobs(stack, after_checkout)
+        finished = int(
+            stack.scalar(
+                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL AND checkout_id > :after",
+                after=after_checkout,
+            )
+        )
         cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
         cpu["postgres"] = postgres_cpu_seconds()
         samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
@@ -183,7 +193,9 @@ def run_micro(
     threads = profile["micro_threads"]
     step_s = profile["capacity_step_s"]
     say("micro: checkout capacity (open model), consumers stopped")
+    wait_drained(stack, profile["drain_timeout_s"], say)  # the backlog is ours alone
     stack.stop_workers()
+    first_id = int(stack.scalar("SELECT COALESCE(MAX(id), 0) FROM checkouts"))
     before = pending(stack)
     web_cpu0 = stack.cpu_seconds("web")
     spy = flame(stack.pid("web"), step_s * 3, out / f"{stem}-flame-web.svg")
@@ -228,6 +240,7 @@ def run_micro(
         profile["drain_timeout_s"],
         say,
         lambda: spies.append(flame(stack.pid("orders"), profile["flame_s"], path)),
+        first_id,
     )
     left = pending(stack)
     for spy in spies:
@@ -240,9 +253,9 @@ def run_micro(
         done, begin, end = conn.execute(
             text(
                 "SELECT COUNT(DISTINCT checkout_id), MIN(finished_at), MAX(finished_at) "
-                "FROM jobs WHERE finished_at >= :started"
+                "FROM jobs WHERE finished_at >= :started AND checkout_id > :after"
             ),
-            {"started": started},
+            {"started": started, "after": first_id},
         ).one()
     span = (end - begin).total_seconds() if done and end and begin else 0.0
     orders_per_s = done / span if span > 0 else 0.0

@@ -35,13 +35,13 @@ def server_env(threads: int) -> dict[str, str]:
         "ORDERS_CONCURRENCY": str(threads),
         "PAYMENTS_CONCURRENCY": str(threads),
         "NOTIFICATIONS_CONCURRENCY": str(threads),
-        "DB_POOL_SIZE": "8",
+        "DB_POOL_SIZE": "4",  # six processes x 8 stay well under max_connections = 100
         "DB_MAX_OVERFLOW": "4",
         "HUEY_QUIET": "1",
         "LOG_LEVEL": "WARNING",
-        "LEASE_SECONDS": "120",
+        "LEASE_SECONDS": "30",
         "SWEEP_INTERVAL_SECONDS": "5",
-        "REQUEUE_AFTER_SECONDS": "120",
+        "REQUEUE_AFTER_SECONDS": "60",
         "RETRY_DELAY_SECONDS": "0.5",
         "CHECKOUT_RATE_LIMIT": "off",
     }
