@@ -23,7 +23,7 @@ import aiohttp
 from sqlalchemy import text
 
 from bench.load import checkout_body, connector, run_rate
-from bench.procs import BenchStack, postgres_cpu_seconds
+from bench.procs import BenchStack, PostgresCpu
 from bench.report import capacity, summarize
 from orders.db import utcnow
 
@@ -156,6 +156,7 @@ def sample_drain(
     every 0.25 s. ``on_first`` runs once the first job finished (the consumers are up)."""
     samples: list[dict[str, Any]] = []
     base = None
+    postgres = PostgresCpu(stack)
     deadline = time.monotonic() + timeout
     last_say = time.monotonic()
     while True:
@@ -167,7 +168,7 @@ def sample_drain(
             )
         )
         cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
-        cpu["postgres"] = postgres_cpu_seconds()
+        cpu["postgres"] = postgres.seconds()
         samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
         if base is None:
             base = finished
@@ -270,7 +271,7 @@ def run_micro(
             "orders consumer (reserve, create order, inventory)": 1000 * cpu["orders"] / done,
             "payments consumer (charge)": 1000 * cpu["payments"] / done,
             "notifications consumer (email)": 1000 * cpu["notifications"] / done,
-            "postgres (all backends, shared server)": 1000 * cpu["postgres"] / done,
+            "postgres (backends of the bench database)": 1000 * cpu["postgres"] / done,
         }
     result = {
         "capacity_steps": checkout_steps + bare_steps,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import redis
+from sqlalchemy import text
 
 from tests.stack import WORKERS, Stack, free_port
 
@@ -135,15 +136,26 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU of every postgres process (the server is shared: only a rough figure)."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    stat = _stat(int(entry))
-                    total += stat[1] if stat else 0.0
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    return total
+class PostgresCpu:
+    """CPU used by the PostgreSQL backends serving *our* database (the server is shared):
+    each backend counts from when it was first seen (from 0 if it started later)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.first_round = True
+
+    def seconds(self) -> float:
+        with self.stack.engine.connect() as conn:
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).all()
+        for (pid,) in pids:
+            stat = _stat(int(pid))  # the server runs on this machine
+            if stat is None:
+                continue
+            self.base.setdefault(pid, stat[1] if self.first_round else 0.0)
+            self.last[pid] = stat[1]
+        self.first_round = False
+        return sum(self.last[pid] - self.base[pid] for pid in self.last)
