@@ -94,6 +94,7 @@ def test_database_pool_is_sized_from_the_environment():
     env = {"DATABASE_URL": "postgresql://u@db/shop", "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2"}
     options = engine_options(Settings.from_env(env))
     assert (options["pool_size"], options["max_overflow"]) == (4, 2)
-    assert engine_options(Settings.from_env({"DATABASE_URL": "postgresql://u@db/shop"}))[
-        "pool_size"
-    ] == 10
+    assert (
+        engine_options(Settings.from_env({"DATABASE_URL": "postgresql://u@db/shop"}))["pool_size"]
+        == 10
+    )
