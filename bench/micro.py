@@ -57,8 +57,9 @@ def sweep(
     return steps, ids
 
 
-def fill_backlog(stack: BenchStack, size: int, skus: list[str]) -> int:
-    """Post checkouts (consumers stopped) until ``size`` wait; returns the pending count."""
+def fill_backlog(stack: BenchStack, size: int, skus: list[str], ids: list[str]) -> int:
+    """Post checkouts (consumers stopped) until ``size`` wait, adding their ids to ``ids``;
+    returns the pending count."""
     missing = size - pending(stack)
 
     async def post_all() -> None:
@@ -70,7 +71,9 @@ def fill_backlog(stack: BenchStack, size: int, skus: list[str]) -> int:
                     async with http.post(
                         f"{stack.base_url}/api/checkout", json=checkout_body(skus[n % len(skus)], n)
                     ) as response:
-                        await response.read()
+                        body = await response.json(content_type=None)
+                        if response.status == 202:
+                            ids.append(body["data"]["jobId"])
 
             await asyncio.gather(*(one(n) for n in range(missing)))
 
@@ -222,7 +225,7 @@ def run_micro(
     cap_checkout = capacity(checkout_steps, 100)
     cap_bare = capacity(bare_steps, 100)
 
-    backlog = fill_backlog(stack, profile["pipeline_orders"], skus) - before
+    backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
     say(
         f"micro: pipeline with zero latency draining a backlog of {backlog} checkouts "
         f"({threads} threads per consumer)"
