@@ -196,11 +196,14 @@ def run(
     redis_url: str | None = None,
     nice: int = 10,
     time_factor: float | None = None,
+    users: list[int] | None = None,
+    phase_s: float | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
-    if time_factor is not None:
-        profile["factor"] = time_factor
+    for key, value in (("factor", time_factor), ("users", users), ("phase_s", phase_s)):
+        if value is not None:
+            profile[key] = value
     admin_url = admin_url or os.environ.get(
         "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -309,9 +312,16 @@ def main(argv: list[str]) -> int:
         "--nice", type=int, default=10, help="CPU niceness of the consumers (0: same as web)"
     )
     parser.add_argument("--time-factor", type=float, help="override SIM_TIME_FACTOR")
+    parser.add_argument("--users", help="override the user counts, e.g. 15,50")
+    parser.add_argument("--phase-seconds", type=float, help="override the run length")
     args = parser.parse_args(argv)
     data = run(
-        args.profile, with_micro=not args.no_micro, nice=args.nice, time_factor=args.time_factor
+        args.profile,
+        with_micro=not args.no_micro,
+        nice=args.nice,
+        time_factor=args.time_factor,
+        users=[int(n) for n in args.users.split(",")] if args.users else None,
+        phase_s=args.phase_seconds,
     )
     return 1 if failures(data["audit"]) else 0
 
