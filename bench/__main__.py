@@ -22,65 +22,17 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.audit import audit, failures
+from bench.drain import wait_drained
+from bench.goals import goals, versus_seed
 from bench.load import run_users
-from bench.micro import run_micro, wait_drained
+from bench.micro import run_micro
 from bench.procs import BenchStack, seed_env, server_env
-from bench.report import SEED, max_users_under, summarize, write
+from bench.profiles import PROFILES
+from bench.report import summarize, write
 from tests.stack import postgres_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STOCK = 10_000_000
-
-PROFILES: dict[str, dict[str, Any]] = {
-    "tiny": {  # the e2e test's: seconds, not minutes
-        "users": [3],
-        "phase_s": 3,
-        "factor": 0.02,
-        "think_s": 0.2,
-        "poll_s": 0.1,
-        "consumer_threads": 8,
-        "checkout_rates": [20],
-        "bare_rates": [20],
-        "capacity_step_s": 1,
-        "micro_threads": 4,
-        "flame_s": 2,
-        "noop_tasks": 200,
-        "pipeline_orders": 60,
-        "drain_timeout_s": 60,
-    },
-    "quick": {
-        "users": [15, 50, 200],
-        "phase_s": 15,
-        "factor": 0.1,
-        "think_s": 5.0,
-        "poll_s": 1.0,  # the 202's Retry-After
-        "consumer_threads": 64,
-        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 600],
-        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2400],
-        "capacity_step_s": 3,
-        "flame_s": 5,
-        "micro_threads": 8,
-        "noop_tasks": 5000,
-        "pipeline_orders": 600,
-        "drain_timeout_s": 180,
-    },
-    "full": {
-        "users": [15, 50, 200, 500, 1000],
-        "phase_s": 90,
-        "factor": 1.0,
-        "think_s": 5.0,
-        "poll_s": 1.0,  # the 202's Retry-After
-        "consumer_threads": 160,  # < the Redis pool (200) per consumer
-        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
-        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
-        "capacity_step_s": 5,
-        "flame_s": 10,
-        "micro_threads": 8,
-        "noop_tasks": 20000,
-        "pipeline_orders": 5000,
-        "drain_timeout_s": 600,
-    },
-}
 
 
 def say(line: str) -> None:
@@ -119,72 +71,6 @@ def final_times(stack: BenchStack, ids: list[str]) -> tuple[list[float], int, fl
     if completed:
         span = (max(r[3] for r in completed) - min(r[2] for r in mine)).total_seconds()
     return seconds, len(completed), span
-
-
-def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = {(r["mode"], r["users"]): r for r in data["users"]}
-    out = []
-    a500 = rows.get(("async", 500))
-    clean = not failures(data["audit"])
-    out.append(
-        {
-            "goal": "async checkout p99 < 50 ms at 500 users, 0 errors, audit zero",
-            "met": bool(a500 and a500["p99_ms"] < 50 and a500["errors"] == 0 and clean),
-            "measured": (
-                f"p99 {a500['p99_ms']:.1f} ms, {a500['errors']} errors, audit "
-                f"{'clean' if clean else 'NOT clean'}"
-            )
-            if a500
-            else "not measured (500 users are in the full profile)",
-        }
-    )
-    micro = data.get("micro") or {}
-    ratio = micro.get("capacity_ratio", 0.0)
-    out.append(
-        {
-            "goal": "checkout capacity >= 40 % of the bare LPUSH endpoint's",
-            "met": ratio >= 0.4,
-            "measured": f"{100 * ratio:.0f} %",
-        }
-    )
-    ops = micro.get("pipeline_orders_per_s", 0.0)
-    out.append(
-        {
-            "goal": "pipeline with zero latency >= 150 orders/s end to end",
-            "met": ops >= 150,
-            "measured": f"{ops:.1f} orders/s",
-        }
-    )
-    s200, a200 = rows.get(("sync", 200)), rows.get(("async", 200))
-    r = s200["avg_ms"] / a200["avg_ms"] if s200 and a200 and a200["avg_ms"] else 0.0
-    out.append(
-        {
-            "goal": "sync/async average response ratio > 50x at 200 users",
-            "met": r > 50,
-            "measured": f"{r:.0f}x" if r else "not measured",
-        }
-    )
-    return out
-
-
-def versus_seed(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by = {(r["mode"], r["users"]): r for r in rows}
-    counts = sorted({r["users"] for r in rows})
-    at = 200 if 200 in counts else counts[-1]
-    largest = counts[-1]
-    sync, asyn = by.get(("sync", at)), by.get(("async", at))
-    return {
-        "at_users": at,
-        "sync_avg_ms": sync["avg_ms"] if sync else float("nan"),
-        "async_avg_ms": asyn["avg_ms"] if asyn else float("nan"),
-        "ratio": sync["avg_ms"] / asyn["avg_ms"] if sync and asyn and asyn["avg_ms"] else 0.0,
-        "sync_max_users": max_users_under(rows, "sync"),
-        "async_max_users": max_users_under(rows, "async"),
-        "largest_users": largest,
-        "sync_error_pct": by[("sync", largest)]["error_rate_pct"],
-        "async_error_pct": by[("async", largest)]["error_rate_pct"],
-        "seed": SEED,
-    }
 
 
 def run(

@@ -11,19 +11,17 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from sqlalchemy import text
 
-from bench.load import checkout_body, connector, run_rate
-from bench.procs import BenchStack, PostgresCpu
+from bench.drain import fill_backlog, pending, sample_drain, wait_drained
+from bench.load import checkout_body, run_rate
+from bench.procs import BenchStack, finish, flame
 from bench.report import capacity, summarize
 from orders.db import utcnow
 
@@ -55,135 +53,6 @@ def sweep(
             break
         time.sleep(1)
     return steps, ids
-
-
-def fill_backlog(stack: BenchStack, size: int, skus: list[str], ids: list[str]) -> int:
-    """Post checkouts (consumers stopped) until ``size`` wait, adding their ids to ``ids``;
-    returns the pending count."""
-    missing = size - pending(stack)
-
-    async def post_all() -> None:
-        gate = asyncio.Semaphore(16)
-        async with aiohttp.ClientSession(connector=connector()) as http:
-
-            async def one(n: int) -> None:
-                async with gate:
-                    async with http.post(
-                        f"{stack.base_url}/api/checkout", json=checkout_body(skus[n % len(skus)], n)
-                    ) as response:
-                        body = await response.json(content_type=None)
-                        if response.status == 202:
-                            ids.append(body["data"]["jobId"])
-
-            await asyncio.gather(*(one(n) for n in range(missing)))
-
-    if missing > 0:
-        asyncio.run(post_all())
-    return pending(stack)
-
-
-def flame(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | None:
-    """Start py-spy on a process tree for ``seconds``, writing an SVG flame graph."""
-    exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if exe is None:
-        return None
-    return subprocess.Popen(
-        [
-            exe,
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            "50",
-            "--nonblocking",
-            "--format",
-            "flamegraph",
-            "-o",
-            str(path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def finish(spy: subprocess.Popen[bytes] | None) -> None:
-    if spy is not None:
-        try:
-            spy.wait(60)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            spy.wait(5)
-
-
-def pending(stack: BenchStack) -> int:
-    return int(
-        stack.scalar("SELECT COUNT(*) FROM checkouts WHERE status NOT IN ('completed', 'failed')")
-    )
-
-
-def pending_jobs(stack: BenchStack, after_checkout: int = 0) -> int:
-    return int(
-        stack.scalar(
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled', 'active') "
-            "AND checkout_id > :after",
-            after=after_checkout,
-        )
-    )
-
-
-def wait_drained(stack: BenchStack, timeout: float, say: Callable[[str], None]) -> int:
-    deadline = time.monotonic() + timeout
-    last = time.monotonic()
-    while time.monotonic() < deadline:
-        left = pending(stack)
-        if left == 0:
-            return 0
-        if time.monotonic() - last > 5:
-            say(f"  draining: {left} checkouts not final yet")
-            last = time.monotonic()
-        time.sleep(0.25)
-    return pending(stack)
-
-
-def sample_drain(
-    stack: BenchStack,
-    timeout: float,
-    say: Callable[[str], None],
-    on_first: Callable[[], None] = lambda: None,
-    after_checkout: int = 0,
-) -> list[dict[str, Any]]:
-    """Until no job is pending (emails included): finished jobs and CPU per process,
-    every 0.25 s. ``on_first`` runs once the first job finished (the consumers are up)."""
-    samples: list[dict[str, Any]] = []
-    base = None
-    postgres = PostgresCpu(stack)
-    deadline = time.monotonic() + timeout
-    last_say = time.monotonic()
-    while True:
-        left = pending_jobs(stack, after_checkout)
-        finished = int(
-            stack.scalar(
-                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL AND checkout_id > :after",
-                after=after_checkout,
-            )
-        )
-        cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
-        cpu["postgres"] = postgres.seconds()
-        samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
-        if base is None:
-            base = finished
-        elif finished > base >= 0:
-            base = -1
-            on_first()
-        if left == 0 or time.monotonic() > deadline:
-            return samples
-        if time.monotonic() - last_say > 5:
-            say(f"  draining: {left} jobs to go, {pending(stack)} checkouts not final")
-            last_say = time.monotonic()
-        time.sleep(0.25)
 
 
 def run_micro(

@@ -5,6 +5,9 @@ accounting of process trees from /proc."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +162,39 @@ class PostgresCpu:
             self.last[pid] = stat[1]
         self.first_round = False
         return sum(self.last[pid] - self.base[pid] for pid in self.last)
+
+
+def flame(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | None:
+    """Start py-spy on a process tree for ``seconds``, writing an SVG flame graph."""
+    exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if exe is None:
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "50",
+            "--nonblocking",
+            "--format",
+            "flamegraph",
+            "-o",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def finish(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
