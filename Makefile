@@ -7,7 +7,7 @@ PORT ?= 8000
 export DATA_DIR ?= $(CURDIR)/instance
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup release run test test-fast lint bench clean
+.PHONY: setup release run test test-fast lint bench bench-full clean
 
 $(BIN)/.installed: requirements.txt
 	@echo "==> creating virtualenv in $(VENV) and installing requirements (first run takes a minute)"
@@ -37,6 +37,12 @@ test: setup  ## the whole suite (PostgreSQL/Redis parts run when TEST_POSTGRES_U
 
 test-fast: setup  ## unit and integration tests only (no processes, no browser)
 	$(BIN)/python -m pytest -m "not e2e and not browser and not chaos"
+
+bench: setup  ## sync vs async benchmark, quick profile (< 5 min); needs PostgreSQL + Redis up
+	$(BIN)/python -m bench --profile quick
+
+bench-full: setup  ## the full sweep (15, 50, 200, 500, 1000 users; ~30 min)
+	$(BIN)/python -m bench --profile full
 
 lint: setup
 	$(BIN)/ruff check .

@@ -72,17 +72,16 @@ def init_extensions(app: Flask) -> None:
 
 
 def init_blueprints(app: Flask) -> None:
-    app.register_blueprint(api.bp)
-    init_ops(app)
-
-
-def init_ops(app: Flask) -> None:
+    """One blueprint per surface: JSON API, progress stream, shop, ops, sync checkout."""
     from orders.web import ops
+    from orders.web.sync_checkout import init_sync_checkout
 
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(ops.health_bp)
+    app.register_blueprint(api.bp)
     stream.init_stream(app)
     app.register_blueprint(shop.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(ops.health_bp)
+    init_sync_checkout(app)
 
 
 def _migrations_dir() -> Any:

@@ -97,6 +97,12 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     sim_gateway_latency_ms: tuple[int, int] = (300, 800)
     sim_step_latency_ms: tuple[int, int] = (100, 300)
+    # Per-step overrides of sim_step_latency_ms (None: use it) and one factor for all.
+    sim_validate_latency_ms: tuple[int, int] | None = None
+    sim_order_latency_ms: tuple[int, int] | None = None
+    sim_inventory_latency_ms: tuple[int, int] | None = None
+    sim_email_latency_ms: tuple[int, int] | None = None
+    sim_time_factor: float = 1.0
     orders_concurrency: int = 2
     payments_concurrency: int = 3
     notifications_concurrency: int = 5
@@ -177,7 +183,14 @@ class Settings:
             "checkout_rate_limit": env.get("CHECKOUT_RATE_LIMIT", "20/second;300/minute"),
             "overload_policy": env.get("OVERLOAD_POLICY", "accept"),
         }
-        for name in ("SIM_GATEWAY_LATENCY_MS", "SIM_STEP_LATENCY_MS"):
+        for name in (
+            "SIM_GATEWAY_LATENCY_MS",
+            "SIM_STEP_LATENCY_MS",
+            "SIM_VALIDATE_LATENCY_MS",
+            "SIM_ORDER_LATENCY_MS",
+            "SIM_INVENTORY_LATENCY_MS",
+            "SIM_EMAIL_LATENCY_MS",
+        ):
             if env.get(name):
                 values[name.lower()] = parse_range_ms(env[name], name)
         for name, key in (
@@ -209,6 +222,7 @@ class Settings:
             ("AUTOSCALE_INTERVAL_SECONDS", "autoscale_interval_seconds"),
             ("SSE_HEARTBEAT_SECONDS", "sse_heartbeat_seconds"),
             ("SSE_POLL_SECONDS", "sse_poll_seconds"),
+            ("SIM_TIME_FACTOR", "sim_time_factor"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)
@@ -223,12 +237,22 @@ class Settings:
         settings.check()
         return settings
 
+    def step_latency_ms(self, step: str | None = None) -> tuple[float, float]:
+        """Simulated latency of a step (validate, order, inventory, email, gateway),
+        scaled by ``SIM_TIME_FACTOR``; steps without their own setting use
+        ``SIM_STEP_LATENCY_MS``."""
+        own = getattr(self, f"sim_{step}_latency_ms", None) if step else None
+        low, high = own or self.sim_step_latency_ms
+        return low * self.sim_time_factor, high * self.sim_time_factor
+
     def check(self) -> None:
         """Refuse settings that must never run."""
         if self.is_production and self.secret_key == DEV_SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set in production (the dev default is public)")
         if self.overload_policy not in ("accept", "shed", "sync"):
             raise ConfigError("OVERLOAD_POLICY must be one of accept, shed, sync")
+        if self.sim_time_factor < 0:
+            raise ConfigError("SIM_TIME_FACTOR must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("MAX_ATTEMPTS must be at least 1")
         if not 0 <= self.autoscale_min <= self.autoscale_max or self.autoscale_max < 1:

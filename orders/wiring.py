@@ -33,7 +33,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
 def build_gateway(settings: Settings) -> PaymentGateway:
     ledger = settings.extra.get("SIM_GATEWAY_LEDGER") or os.environ.get("SIM_GATEWAY_LEDGER")
     path = Path(ledger) if ledger else settings.data_dir.resolve() / "sim-gateway.db"
-    return SimulatedGateway(path, latency_ms=settings.sim_gateway_latency_ms)
+    return SimulatedGateway(path, latency_ms=settings.step_latency_ms("gateway"))
 
 
 def build_mailer(settings: Settings) -> Mailer | None:

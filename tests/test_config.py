@@ -126,6 +126,26 @@ def test_autoscale_settings():
         Settings.from_env({"AUTOSCALE_UP_DEPTH": "5", "AUTOSCALE_DOWN_DEPTH": "5"})
 
 
+def test_per_step_latencies_fall_back_and_scale_by_one_time_factor():
+    env = {
+        "SIM_STEP_LATENCY_MS": "100-200",
+        "SIM_GATEWAY_LATENCY_MS": "3000-5000",
+        "SIM_ORDER_LATENCY_MS": "1000-2000",
+        "SIM_TIME_FACTOR": "0.1",
+    }
+    settings = Settings.from_env(env)
+    assert settings.step_latency_ms("order") == pytest.approx((100, 200))
+    assert settings.step_latency_ms("gateway") == pytest.approx((300, 500))
+    assert settings.step_latency_ms("email") == pytest.approx((10, 20))  # the shared range
+    assert settings.step_latency_ms() == pytest.approx((10, 20))
+    assert Settings.from_env({}).step_latency_ms("inventory") == (100, 300)
+
+
+def test_negative_time_factor_is_refused():
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SIM_TIME_FACTOR": "-1"})
+
+
 def test_database_pool_is_sized_from_the_environment():
     from orders.db import engine_options
 

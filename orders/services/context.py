@@ -33,8 +33,10 @@ class PipelineContext:
     sleep: Callable[[float], None] = time.sleep
     worker: str = field(default_factory=worker_name)
 
-    def simulate_step_latency(self) -> None:
-        """The seed's simulated work for non-payment steps (``SIM_STEP_LATENCY_MS``)."""
-        low, high = self.settings.sim_step_latency_ms
+    def simulate_step_latency(self, step: str | None = None) -> None:
+        """The seed's simulated work for a non-payment step: ``validate``, ``order``,
+        ``inventory`` or ``email`` (``SIM_<STEP>_LATENCY_MS``, else ``SIM_STEP_LATENCY_MS``),
+        scaled by ``SIM_TIME_FACTOR``."""
+        low, high = self.settings.step_latency_ms(step)
         if high > 0:
             self.sleep(random.uniform(low, high) / 1000)

@@ -100,7 +100,7 @@ def send_email(
     if email.status in (EmailStatus.SENT, EmailStatus.STORED):
         close(session, claim, JobStatus.COMPLETED)
         return []
-    ctx.simulate_step_latency()
+    ctx.simulate_step_latency("email")
     if ctx.mailer is not None:
         ctx.mailer.send(
             OutgoingEmail(

@@ -54,7 +54,7 @@ def reserve_stock(
 ) -> list[Job]:
     lines = sorted(checkout.lines, key=lambda line: line.product_id)  # one lock order
     session.commit()
-    ctx.simulate_step_latency()
+    ctx.simulate_step_latency("validate")
     close(session, claim, JobStatus.COMPLETED)
     already = session.scalar(
         select(StockHold.id).where(
@@ -120,7 +120,7 @@ def create_order(
 ) -> list[Job]:
     lines = list(checkout.lines)
     session.commit()
-    ctx.simulate_step_latency()
+    ctx.simulate_step_latency("order")
     close(session, claim, JobStatus.COMPLETED)
     exists = session.scalar(select(Order.id).where(Order.checkout_id == checkout.id))
     if exists is None:
@@ -153,7 +153,7 @@ def update_inventory(
     session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
 ) -> list[Job]:
     session.commit()
-    ctx.simulate_step_latency()
+    ctx.simulate_step_latency("inventory")
     close(session, claim, JobStatus.COMPLETED)
     product_ids = [line.product_id for line in checkout.lines]
     close_holds(session, checkout, HoldStatus.SOLD)

@@ -1,0 +1,169 @@
+"""The load: closed-model shoppers and an open-model arrival-rate generator (aiohttp).
+
+- :func:`run_users`: N shoppers, each checks out, follows the checkout to its final
+  status (polling the status URL), thinks, and checks out again. Response times are
+  per request; the shopper's own pace limits the load (a closed model).
+- :func:`run_rate`: requests fired on a fixed schedule, whatever the server does (an
+  open model). Each latency is measured from the request's *scheduled* send time, so a
+  slow server (or a lagging client) cannot hide its queueing (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+FINAL = ("completed", "failed")
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the phase started (scheduled send time)
+    latency: float  # seconds
+    status: int  # HTTP status, 0 for a transport error or timeout
+    ok: bool
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    duration: float
+    samples: list[Sample] = field(default_factory=list)  # the measured request (checkout)
+    other_requests: int = 0  # status polls
+    job_ids: list[str] = field(default_factory=list)
+    follow_timeouts: int = 0
+
+
+def checkout_body(sku: str, n: int) -> dict[str, Any]:
+    return {
+        "customerId": f"bench-{n}",
+        "email": f"bench{n}@example.com",
+        "items": [{"sku": sku, "quantity": 1}],
+        "paymentToken": "tok_visa",
+    }
+
+
+def connector() -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=300)
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float
+) -> tuple[int, dict[str, Any] | None]:
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    try:
+        async with http.post(
+            url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            data = await response.json(content_type=None)
+            return response.status, data
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        return 0, None
+
+
+async def run_users(
+    base_url: str,
+    *,
+    users: int,
+    duration: float,
+    sync: bool,
+    skus: list[str],
+    think: float,
+    poll: float,
+    timeout: float,
+    follow_timeout: float,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> PhaseResult:
+    """``users`` shoppers for ``duration`` seconds; then in-flight shoppers finish."""
+    name = f"{'sync' if sync else 'async'}-{users}"
+    result = PhaseResult(name, duration)
+    url = f"{base_url}/api/checkout/sync" if sync else f"{base_url}/api/checkout"
+    counter = itertools.count()
+    start = time.monotonic()
+    stop_at = start + duration
+
+    async def follow(http: aiohttp.ClientSession, job_id: str) -> None:
+        deadline = time.monotonic() + follow_timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(poll)
+            result.other_requests += 1
+            try:
+                async with http.get(
+                    f"{base_url}/api/orders/status/{job_id}",
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as response:
+                    body = await response.json(content_type=None)
+                if body.get("status") in FINAL:
+                    return
+            except (TimeoutError, aiohttp.ClientError, ValueError):
+                continue
+        result.follow_timeouts += 1
+
+    async def shopper(http: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(random.uniform(0, think or 1.0))  # spread the first wave
+        while time.monotonic() < stop_at:
+            n = next(counter)
+            sent = time.monotonic()
+            status, body = await _post(http, url, checkout_body(random.choice(skus), n), timeout)
+            latency = time.monotonic() - sent
+            ok = status in (201, 202) or (sync and status == 200)
+            result.samples.append(Sample(sent - start, latency, status, ok))
+            job_id = ((body or {}).get("data") or {}).get("jobId") if ok else None
+            if job_id:
+                result.job_ids.append(job_id)
+                if not sync:
+                    await follow(http, job_id)
+            await asyncio.sleep(think)
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(5)
+            done = len(result.samples)
+            errors = sum(not s.ok for s in result.samples)
+            elapsed = time.monotonic() - start
+            progress(f"  {name}: {elapsed:5.0f}s  {done} checkouts, {errors} errors")
+
+    async with aiohttp.ClientSession(connector=connector()) as http:
+        reporter = asyncio.create_task(report())
+        await asyncio.gather(*(shopper(http) for _ in range(users)))
+        reporter.cancel()
+    return result
+
+
+async def run_rate(
+    url: str,
+    body_for: Callable[[int], dict[str, Any]],
+    *,
+    rate: float,
+    duration: float,
+    timeout: float,
+) -> PhaseResult:
+    """POST ``url`` at ``rate`` per second for ``duration`` seconds (open model)."""
+    result = PhaseResult(f"rate-{rate:g}", duration)
+    total = int(rate * duration)
+    start = time.monotonic() + 0.2
+
+    async def one(http: aiohttp.ClientSession, n: int) -> None:
+        scheduled = start + n / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        status, body = await _post(http, url, body_for(n), timeout)
+        latency = time.monotonic() - scheduled  # includes any lag before sending
+        ok = status in (201, 202)
+        result.samples.append(Sample(scheduled - start, latency, status, ok))
+        job_id = ((body or {}).get("data") or {}).get("jobId") if ok else None
+        if job_id:
+            result.job_ids.append(job_id)
+
+    async with aiohttp.ClientSession(connector=connector()) as http:
+        await asyncio.gather(*(one(http, n) for n in range(total)))
+    return result

@@ -1,0 +1,200 @@
+"""Micro-benchmarks, each a ratio of two figures measured in the same run:
+
+- checkout 202 capacity vs a bare Flask "one LPUSH + 202" endpoint (same gunicorn
+  settings), both under an open-model arrival-rate sweep, the consumers stopped;
+- the pipeline with zero simulated latency (the backlog the capacity sweep left,
+  drained by restarted consumers) vs raw Huey no-op tasks on the same consumer flags;
+- CPU ms per order by process (web, each consumer, PostgreSQL), with py-spy flame
+  graphs when py-spy is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.drain import fill_backlog, pending, sample_drain, wait_drained
+from bench.load import checkout_body, run_rate
+from bench.procs import BenchStack, finish, flame
+from bench.report import capacity, summarize
+from orders.db import utcnow
+
+
+def sweep(
+    url: str,
+    body_for: Callable[[int], dict[str, Any]],
+    rates: list[float],
+    step_s: float,
+    endpoint: str,
+    say: Callable[[str], None],
+    limit_ms: float = 100,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Step the arrival rate up until two steps in a row miss p99 < ``limit_ms`` with
+    no errors (one noisy step does not end the sweep)."""
+    steps, ids = [], []
+    misses = 0
+    for rate in rates:
+        result = asyncio.run(run_rate(url, body_for, rate=rate, duration=step_s, timeout=10))
+        row = {"endpoint": endpoint, "rate": rate, **summarize(result, [], 0)}
+        steps.append(row)
+        ids += result.job_ids
+        say(
+            f"  {endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"{row['errors']} errors"
+        )
+        misses = misses + 1 if row["p99_ms"] >= limit_ms or row["errors"] else 0
+        if misses == 2:
+            break
+        time.sleep(1)
+    return steps, ids
+
+
+def run_micro(
+    stack: BenchStack,
+    profile: dict[str, Any],
+    out: Path,
+    stem: str,
+    skus: list[str],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], list[str]]:
+    threads = profile["micro_threads"]
+    step_s = profile["capacity_step_s"]
+    say("micro: checkout capacity (open model), consumers stopped")
+    wait_drained(stack, profile["drain_timeout_s"], say)  # the backlog is ours alone
+    stack.stop_workers()
+    first_id = int(stack.scalar("SELECT COALESCE(MAX(id), 0) FROM checkouts"))
+    before = pending(stack)
+    web_cpu0 = stack.cpu_seconds("web")
+    spy = flame(stack.pid("web"), step_s * 3, out / f"{stem}-flame-web.svg")
+    checkout_steps, ids = sweep(
+        f"{stack.base_url}/api/checkout",
+        lambda n: checkout_body(skus[n % len(skus)], n),
+        profile["checkout_rates"],
+        step_s,
+        "checkout",
+        say,
+    )
+    web_cpu = stack.cpu_seconds("web") - web_cpu0
+    finish(spy)
+    say("micro: bare LPUSH endpoint capacity")
+    bare_steps, _ = sweep(
+        f"{stack.bare_url}/bare/enqueue",
+        lambda n: {"n": n},
+        profile["bare_rates"],
+        step_s,
+        "bare LPUSH",
+        say,
+    )
+    cap_checkout = capacity(checkout_steps, 100)
+    cap_bare = capacity(bare_steps, 100)
+
+    backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
+    say(
+        f"micro: pipeline with zero latency draining a backlog of {backlog} checkouts "
+        f"({threads} threads per consumer)"
+    )
+    started = utcnow()
+    stack.restart_workers(
+        SIM_TIME_FACTOR="0",
+        ORDERS_CONCURRENCY=str(threads),
+        PAYMENTS_CONCURRENCY=str(threads),
+        NOTIFICATIONS_CONCURRENCY=str(threads),
+    )
+    spies: list[subprocess.Popen[bytes] | None] = []
+    path = out / f"{stem}-flame-orders-consumer.svg"
+    samples = sample_drain(
+        stack,
+        profile["drain_timeout_s"],
+        say,
+        lambda: spies.append(flame(stack.pid("orders"), profile["flame_s"], path)),
+        first_id,
+    )
+    left = pending(stack)
+    for spy in spies:
+        finish(spy)
+    # from the first job done (consumers up) to the last (emails included)
+    first = next((s for s in samples if s["finished"] > samples[0]["finished"]), samples[-1])
+    last = samples[-1]
+    cpu = {name: last["cpu"][name] - first["cpu"][name] for name in last["cpu"]}
+    with stack.engine.connect() as conn:
+        done, begin, end = conn.execute(
+            text(
+                "SELECT COUNT(DISTINCT checkout_id), MIN(finished_at), MAX(finished_at) "
+                "FROM jobs WHERE finished_at >= :started AND checkout_id > :after"
+            ),
+            {"started": started, "after": first_id},
+        ).one()
+    span = (end - begin).total_seconds() if done and end and begin else 0.0
+    orders_per_s = done / span if span > 0 else 0.0
+
+    say(f"micro: Huey no-op tasks on the same consumer flags (-k thread -w {threads})")
+    noop_per_s = noop_rate(stack, profile["noop_tasks"], threads)
+
+    per_order = {}
+    if done:
+        per_order = {
+            "web (POST /api/checkout, 202)": 1000 * web_cpu / max(1, len(ids)),
+            "orders consumer (reserve, create order, inventory)": 1000 * cpu["orders"] / done,
+            "payments consumer (charge)": 1000 * cpu["payments"] / done,
+            "notifications consumer (email)": 1000 * cpu["notifications"] / done,
+            "postgres (backends of the bench database)": 1000 * cpu["postgres"] / done,
+        }
+    result = {
+        "capacity_steps": checkout_steps + bare_steps,
+        "checkout_capacity_per_s": cap_checkout,
+        "bare_capacity_per_s": cap_bare,
+        "capacity_ratio": cap_checkout / cap_bare if cap_bare else 0.0,
+        "pipeline_backlog": backlog,
+        "pipeline_orders_per_s": orders_per_s,
+        "pipeline_not_drained": left,
+        "noop_tasks_per_s": noop_per_s,
+        "pipeline_jobs_per_s": orders_per_s * 5,
+        "cpu_ms_per_order": per_order,
+        "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
+    }
+    result["lines"] = [
+        f"checkout capacity (p99 < 100 ms, 0 errors): {cap_checkout:g}/s vs bare LPUSH "
+        f"{cap_bare:g}/s = {100 * result['capacity_ratio']:.0f} % (goal >= 40 %)",
+        f"pipeline, zero latency: {orders_per_s:.1f} orders/s end to end ({done} orders, "
+        f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
+        f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
+        "task rate (goal >= 150 orders/s)",
+        "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
+    ]
+    return result, ids
+
+
+def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
+    import os
+
+    os.environ["REDIS_URL"] = stack.redis_url or ""
+    os.environ["QUEUE_PREFIX"] = stack.prefix
+    from bench import bare
+
+    counter = f"{stack.prefix}-noop-count"
+    client = stack.redis()
+    client.delete(counter)
+    for _ in range(n):
+        bare.noop(counter)
+    stack.start_noop(threads)
+    deadline = time.monotonic() + 120
+    first = None
+    while time.monotonic() < deadline:
+        count = int(client.get(counter) or 0)
+        if count and first is None:
+            first = (time.monotonic(), count)
+        if count >= n:
+            break
+        time.sleep(0.01)
+    end = time.monotonic()
+    stack.stop("noop")
+    client.close()
+    if first is None or end <= first[0]:
+        return 0.0
+    return (n - first[1]) / (end - first[0])

@@ -1,0 +1,56 @@
+"""Benchmark profiles: tiny (the e2e test), quick (`make bench`), full (`make bench-full`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {  # the e2e test's: seconds, not minutes
+        "users": [3],
+        "phase_s": 3,
+        "factor": 0.02,
+        "think_s": 0.2,
+        "poll_s": 0.1,
+        "consumer_threads": 8,
+        "checkout_rates": [20],
+        "bare_rates": [20],
+        "capacity_step_s": 1,
+        "micro_threads": 4,
+        "flame_s": 2,
+        "noop_tasks": 200,
+        "pipeline_orders": 60,
+        "drain_timeout_s": 60,
+    },
+    "quick": {
+        "users": [15, 50, 200],
+        "phase_s": 15,
+        "factor": 0.1,
+        "think_s": 5.0,
+        "poll_s": 1.0,  # the 202's Retry-After
+        "consumer_threads": 64,
+        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 600],
+        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2400],
+        "capacity_step_s": 3,
+        "flame_s": 5,
+        "micro_threads": 8,
+        "noop_tasks": 5000,
+        "pipeline_orders": 600,
+        "drain_timeout_s": 180,
+    },
+    "full": {
+        "users": [15, 50, 200, 500, 1000],
+        "phase_s": 90,
+        "factor": 1.0,
+        "think_s": 5.0,
+        "poll_s": 1.0,  # the 202's Retry-After
+        "consumer_threads": 160,  # < the Redis pool (200) per consumer
+        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
+        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
+        "capacity_step_s": 5,
+        "flame_s": 10,
+        "micro_threads": 8,
+        "noop_tasks": 20000,
+        "pipeline_orders": 5000,
+        "drain_timeout_s": 600,
+    },
+}

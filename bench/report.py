@@ -1,0 +1,195 @@
+"""Figures from samples, and the report: Markdown, JSON and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.load import PhaseResult
+
+SEED = {  # the seed's claim: synchronous vs asynchronous checkout
+    "avg_response_s": (8.5, 1.2),
+    "concurrent_users": (15, 200),
+    "error_rate_pct": (12.0, 2.0),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summarize(result: PhaseResult, final_seconds: list[float], completed: int) -> dict[str, Any]:
+    """One row: response times (ms), errors, rates, submit-to-final (ms)."""
+    latencies = [s.latency * 1000 for s in result.samples]
+    errors = sum(not s.ok for s in result.samples)
+    n = len(result.samples)
+    return {
+        "phase": result.name,
+        "requests": n,
+        "errors": errors,
+        "error_rate_pct": 100 * errors / n if n else 0.0,
+        "avg_ms": statistics.fmean(latencies) if latencies else float("nan"),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies, default=float("nan")),
+        "checkouts_per_s": n / result.duration if result.duration else 0.0,
+        "http_requests_per_s": (n + result.other_requests) / result.duration,
+        "final_p50_ms": percentile([f * 1000 for f in final_seconds], 50),
+        "final_p95_ms": percentile([f * 1000 for f in final_seconds], 95),
+        "orders_completed_per_s": completed / result.duration if result.duration else 0.0,
+        "follow_timeouts": result.follow_timeouts,
+    }
+
+
+def max_users_under(rows: list[dict[str, Any]], mode: str, p99_ms: float = 1000) -> int:
+    """The largest user count whose run (and every smaller one) kept p99 < 1 s, 0 errors."""
+    best = 0
+    for row in sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["users"]):
+        if row["p99_ms"] < p99_ms and row["errors"] == 0:
+            best = row["users"]
+        else:
+            break
+    return best
+
+
+def capacity(steps: list[dict[str, Any]], p99_ms: float) -> float:
+    """Highest arrival rate whose p99 stayed under ``p99_ms`` with no errors."""
+    ok = [s["rate"] for s in steps if s["p99_ms"] < p99_ms and s["errors"] == 0]
+    return max(ok, default=0.0)
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    users = data["users"]
+    lines = [
+        f"# Benchmark {data['started']} ({data['profile']} profile)",
+        "",
+        f"Machine: {data['machine']}. Server: {data['server']}.",
+        f"Simulated latencies: {data['latencies']}, scaled by SIM_TIME_FACTOR="
+        f"{data['time_factor']:g}; think time {data['think_s']:g} s, status poll every "
+        f"{data['poll_s']:g} s (as the 202's Retry-After says), {data['phase_s']:g} s per run; "
+        "submit→final times come from the database (created_at → finished_at).",
+        "",
+        "## Sync vs async, closed model (shoppers check out, follow, think, repeat)",
+        "",
+        "| mode | users | checkouts | err % | avg ms | p50 | p95 | p99 | checkouts/s | "
+        "HTTP req/s | submit→final p50 ms | p95 | orders/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in users:
+        lines.append(
+            f"| {r['mode']} | {r['users']} | {r['requests']} | {_fmt(r['error_rate_pct'], 1)} | "
+            f"{_fmt(r['avg_ms'], 1)} | {_fmt(r['p50_ms'], 1)} | {_fmt(r['p95_ms'], 1)} | "
+            f"{_fmt(r['p99_ms'], 1)} | {_fmt(r['checkouts_per_s'], 1)} | "
+            f"{_fmt(r['http_requests_per_s'], 1)} | {_fmt(r['final_p50_ms'])} | "
+            f"{_fmt(r['final_p95_ms'])} | {_fmt(r['orders_completed_per_s'], 1)} |"
+        )
+    seed, ours = SEED, data["versus_seed"]
+    lines += [
+        "",
+        "## The seed's claim beside ours",
+        "",
+        "| figure | seed sync | seed async | ours sync | ours async |",
+        "|---|---|---|---|---|",
+        f"| avg response at {ours['at_users']} users | {seed['avg_response_s'][0]} s | "
+        f"{seed['avg_response_s'][1]} s | {_fmt(ours['sync_avg_ms'], 1)} ms | "
+        f"{_fmt(ours['async_avg_ms'], 1)} ms |",
+        f"| max concurrent users (p99 < 1 s, 0 errors) | {seed['concurrent_users'][0]} | "
+        f"{seed['concurrent_users'][1]} | {ours['sync_max_users']} "
+        f"| {ours['async_max_users']} |",
+        f"| error rate at the largest run ({ours['largest_users']} users) | "
+        f"{seed['error_rate_pct'][0]} % | {seed['error_rate_pct'][1]} % | "
+        f"{_fmt(ours['sync_error_pct'], 1)} % | {_fmt(ours['async_error_pct'], 1)} % |",
+        f"| sync/async avg response ratio | 7x | | {_fmt(ours['ratio'], 0)}x | |",
+        "",
+        '("max users" is bounded by the largest run of the sweep; a mode that passes every '
+        "run reports the largest count.)",
+    ]
+    micro = data.get("micro")
+    if micro:
+        lines += ["", "## Micro-benchmarks (ratios measured in this run)", ""]
+        lines += [f"- {line}" for line in micro["lines"]]
+        if micro.get("cpu_ms_per_order"):
+            lines += ["", "| process (phase) | CPU ms per order |", "|---|---|"]
+            for name, value in micro["cpu_ms_per_order"].items():
+                lines.append(f"| {name} | {_fmt(value, 2)} |")
+        lines += ["", "Open-model capacity steps (p99 from the scheduled send time):", ""]
+        lines += [
+            "| endpoint | rate/s | sent | errors | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for step in micro.get("capacity_steps", []):
+            lines.append(
+                f"| {step['endpoint']} | {step['rate']:g} | {step['requests']} | {step['errors']} "
+                f"| {_fmt(step['p50_ms'], 1)} | {_fmt(step['p99_ms'], 1)} |"
+            )
+    lines += ["", "## Goals", ""]
+    for goal in data["goals"]:
+        lines.append(
+            f"- {'MET' if goal['met'] else 'NOT MET'}: {goal['goal']} — {goal['measured']}"
+        )
+    lines += ["", "## Audit (every value must be 0)", ""]
+    for key, value in data["audit"].items():
+        lines.append(f"- {key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def chart(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for mode, colour in (("sync", "tab:red"), ("async", "tab:blue")):
+        rows = sorted((r for r in data["users"] if r["mode"] == mode), key=lambda r: r["users"])
+        xs = [r["users"] for r in rows]
+        axes[0].plot(xs, [r["avg_ms"] for r in rows], "o-", color=colour, label=f"{mode} avg")
+        axes[0].plot(xs, [r["p99_ms"] for r in rows], "s--", color=colour, label=f"{mode} p99")
+        axes[1].plot(xs, [r["final_p95_ms"] for r in rows], "o-", color=colour, label=mode)
+    axes[0].set(title="checkout response time", xlabel="concurrent users", ylabel="ms")
+    axes[0].set_yscale("log")
+    axes[1].set(title="submit → final status, p95", xlabel="concurrent users", ylabel="ms")
+    steps = (data.get("micro") or {}).get("capacity_steps", [])
+    for endpoint, colour in (("checkout", "tab:blue"), ("bare LPUSH", "tab:gray")):
+        pts = [s for s in steps if s["endpoint"] == endpoint]
+        axes[2].plot(
+            [s["rate"] for s in pts], [s["p99_ms"] for s in pts], "o-", color=colour, label=endpoint
+        )
+    axes[2].axhline(100, color="k", lw=0.5, ls=":")
+    axes[2].set(title="open model: p99 vs arrival rate", xlabel="requests/s", ylabel="p99 ms")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write(data: dict[str, Any], directory: Path, stem: str) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "md": directory / f"{stem}.md",
+        "json": directory / f"{stem}.json",
+        "png": directory / f"{stem}.png",
+    }
+    paths["json"].write_text(json.dumps(data, indent=2, default=str) + "\n")
+    chart(data, paths["png"])
+    data_md = markdown(data) + f"\n![chart]({paths['png'].name})\n"
+    paths["md"].write_text(data_md)
+    return paths

@@ -1,0 +1,49 @@
+"""The benchmark harness on a tiny run: its audit and its report cannot rot.
+
+Nothing here is timed: the figures are whatever the machine gives; the test checks
+that the harness measures, audits and writes its report, and that the audit is clean.
+"""
+
+import json
+
+import pytest
+
+from tests.conftest import POSTGRES_URL, REDIS_URL
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.xdist_group("bench"),
+]
+
+
+def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
+    from bench.__main__ import run
+
+    data = run("tiny", tmp_path, admin_url=POSTGRES_URL, redis_url=REDIS_URL)
+
+    audit = data["audit"]
+    assert {k: v for k, v in audit.items() if k.endswith("_must_be_0") and v} == {}
+    assert audit["checkouts"] == audit["accepted_by_client"] > 0
+    assert audit["completed"] == audit["captures"] == audit["checkouts"]
+    rows = {(r["mode"], r["users"]): r for r in data["users"]}
+    assert set(rows) == {("async", 3), ("sync", 3)}
+    for row in rows.values():
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert row["p50_ms"] <= row["p99_ms"]
+        assert row["final_p95_ms"] > 0
+    # sync answers only once the order exists: its response includes the pipeline
+    assert rows[("sync", 3)]["avg_ms"] > rows[("async", 3)]["avg_ms"]
+    micro = data["micro"]
+    assert micro["pipeline_backlog"] > 0 and micro["pipeline_not_drained"] == 0
+    assert micro["pipeline_orders_per_s"] > 0 and micro["noop_tasks_per_s"] > 0
+    assert {s["endpoint"] for s in micro["capacity_steps"]} == {"checkout", "bare LPUSH"}
+
+    md = (tmp_path / f"{data['paths']['md'].rsplit('/', 1)[1]}").read_text()
+    assert "| figure | seed sync | seed async | ours sync | ours async |" in md
+    assert "stuck_checkouts_must_be_0: 0" in md
+    saved = json.loads((tmp_path / data["paths"]["json"].rsplit("/", 1)[1]).read_text())
+    assert saved["audit"] == audit
+    png = tmp_path / data["paths"]["png"].rsplit("/", 1)[1]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
