@@ -86,6 +86,10 @@ class Settings:
     stock_hold_seconds: int = 900
     checkout_rate_limit: str = "20/second;300/minute"
     overload_policy: str = "accept"
+    overload_queue_depth: int = 10_000
+    gateway_timeout_seconds: float = 10.0
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
     job_cleanup_interval_ms: int = 3_600_000
     keep_completed_jobs: int = 50
     keep_failed_jobs: int = 100
@@ -152,12 +156,16 @@ class Settings:
             ("KEEP_COMPLETED_JOBS", "keep_completed_jobs"),
             ("KEEP_FAILED_JOBS", "keep_failed_jobs"),
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
+            ("OVERLOAD_QUEUE_DEPTH", "overload_queue_depth"),
+            ("BREAKER_FAIL_MAX", "breaker_fail_max"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
         for name, key in (
             ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
             ("RETRY_BACKOFF", "retry_backoff"),
+            ("GATEWAY_TIMEOUT_SECONDS", "gateway_timeout_seconds"),
+            ("BREAKER_RESET_SECONDS", "breaker_reset_seconds"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)
