@@ -12,6 +12,7 @@ from orders.services.jobs import Dispatch
 from orders.web import api
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
+from orders.web.overload import init_overload
 from orders.web.problems import init_error_handlers
 
 
@@ -25,6 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``test_config`` overrides settings (and may inject ``DISPATCH``)."""
     overrides = dict(test_config or {})
     dispatch = overrides.pop("DISPATCH", None)
+    broker_up = overrides.pop("BROKER_UP", None)
     settings = Settings.from_env(overrides=overrides)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
@@ -44,6 +46,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_blueprints(app)
     init_error_handlers(app)
     init_cli(app)
+    init_overload(app, broker_up)
     return app
 
 
