@@ -104,6 +104,11 @@ class Settings:
         return self.environment == "production"
 
     @property
+    def gateway_call_timeout(self) -> float:
+        """A gateway call is cut at half the lease, so a running charge never outlives it."""
+        return min(self.gateway_timeout_seconds, self.lease_seconds / 2)
+
+    @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
 

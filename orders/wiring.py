@@ -33,7 +33,7 @@ def build_gateway(settings: Settings) -> PaymentGateway:
         inner = HttpGateway(
             settings.gateway_url,
             api_key=settings.extra.get("GATEWAY_API_KEY") or os.environ.get("GATEWAY_API_KEY"),
-            timeout_seconds=settings.gateway_timeout_seconds,
+            timeout_seconds=settings.gateway_call_timeout,
         )
     else:
         ledger = settings.extra.get("SIM_GATEWAY_LEDGER") or os.environ.get("SIM_GATEWAY_LEDGER")
@@ -41,7 +41,7 @@ def build_gateway(settings: Settings) -> PaymentGateway:
         inner = SimulatedGateway(
             path,
             latency_ms=settings.sim_gateway_latency_ms,
-            timeout_seconds=settings.gateway_timeout_seconds,
+            timeout_seconds=settings.gateway_call_timeout,
         )
 
     def breaker() -> pybreaker.CircuitBreaker:

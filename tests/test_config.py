@@ -66,3 +66,22 @@ def test_production_refuses_the_default_secret():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env({"SHOP_ENV": "production"})
     assert Settings.from_env({"SHOP_ENV": "production", "SECRET_KEY": "s3cret"}).is_production
+
+
+def test_resilience_settings_from_env():
+    from orders.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "OVERLOAD_QUEUE_DEPTH": "250",
+            "GATEWAY_TIMEOUT_SECONDS": "4.5",
+            "BREAKER_FAIL_MAX": "7",
+            "BREAKER_RESET_SECONDS": "12",
+            "LEASE_SECONDS": "30",
+        }
+    )
+    assert settings.overload_queue_depth == 250
+    assert settings.breaker_fail_max == 7 and settings.breaker_reset_seconds == 12.0
+    assert settings.gateway_call_timeout == 4.5
+    short_lease = Settings.from_env({"LEASE_SECONDS": "4", "GATEWAY_TIMEOUT_SECONDS": "10"})
+    assert short_lease.gateway_call_timeout == 2.0  # a charge never outlives its lease

@@ -24,7 +24,7 @@ from tests.stack import Stack, free_port, postgres_database
 # Short leases and sweeps keep every chaos test bounded: a killed step is re-driven
 # within about LEASE_SECONDS + SWEEP_INTERVAL_SECONDS.
 CHAOS_ENV = {
-    "LEASE_SECONDS": "4",
+    "LEASE_SECONDS": "6",  # gateway calls are cut at half the lease: 3 s
     "SWEEP_INTERVAL_SECONDS": "1",
     "REQUEUE_AFTER_SECONDS": "4",
     "RETRY_DELAY_SECONDS": "0.2",
