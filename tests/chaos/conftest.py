@@ -109,3 +109,38 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
             return shop
 
         yield build
+
+
+@pytest.fixture
+def http_gateway() -> Iterator[Callable[[Path, str], str]]:
+    """``http_gateway(ledger, latency_ms)`` runs the simulated gateway server; returns its URL."""
+    import sys
+
+    import requests
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(ledger: Path, latency_ms: str = "0") -> str:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orders.infra.sim_gateway_server", "--port", str(port),
+             "--ledger", str(ledger), "--latency-ms", latency_ms],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.post(f"{url}/v1/none", timeout=1)
+                return url
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait(10)
