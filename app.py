@@ -14,6 +14,7 @@ from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
 from orders.web.overload import init_overload
 from orders.web.problems import init_error_handlers
+from orders.web.security import init_security
 
 
 def default_dispatch() -> Dispatch:
@@ -47,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_error_handlers(app)
     init_cli(app)
     init_overload(app, broker_up)
+    init_security(app)
     return app
 
 

@@ -16,6 +16,7 @@ from orders.services.status import checkout_status, order_detail
 from orders.web.extensions import db, dispatch, settings
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
+from orders.web.security import limit_checkout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -81,6 +82,7 @@ def products() -> Response:
 
 @bp.post("/checkout")
 def checkout() -> Response:
+    limit_checkout()
     body = json_body()
     key = idempotency_key()
     session_id = request.headers.get("X-Session-Id")
