@@ -14,6 +14,7 @@ from orders.services.overload import overload_reason, process_inline
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, order_detail
 from orders.web.extensions import db, dispatch, settings
+from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
 from orders.web.security import limit_checkout
@@ -145,6 +146,11 @@ def status(job_id: str) -> Response:
 @bp.get("/orders/<order_number>")
 def order(order_number: str) -> Response:
     return jsonify(order_detail(db.session, order_number))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
 
 
 __all__ = ["bp", "ShopError"]
