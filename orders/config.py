@@ -90,6 +90,8 @@ class Settings:
     gateway_timeout_seconds: float = 10.0
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 30.0
+    payments_rate_limit: int = 1000
+    payments_rate_seconds: int = 60
     job_cleanup_interval_ms: int = 3_600_000
     keep_completed_jobs: int = 50
     keep_failed_jobs: int = 100
@@ -163,6 +165,8 @@ class Settings:
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
             ("OVERLOAD_QUEUE_DEPTH", "overload_queue_depth"),
             ("BREAKER_FAIL_MAX", "breaker_fail_max"),
+            ("PAYMENTS_RATE_LIMIT", "payments_rate_limit"),
+            ("PAYMENTS_RATE_SECONDS", "payments_rate_seconds"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)

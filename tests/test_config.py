@@ -85,3 +85,14 @@ def test_resilience_settings_from_env():
     assert settings.gateway_call_timeout == 4.5
     short_lease = Settings.from_env({"LEASE_SECONDS": "4", "GATEWAY_TIMEOUT_SECONDS": "10"})
     assert short_lease.gateway_call_timeout == 2.0  # a charge never outlives its lease
+
+
+def test_payments_rate_limit_from_env():
+    from orders.config import Settings
+
+    settings = Settings.from_env({"PAYMENTS_RATE_LIMIT": "50", "PAYMENTS_RATE_SECONDS": "10"})
+    assert (settings.payments_rate_limit, settings.payments_rate_seconds) == (50, 10)
+    assert (
+        Settings.from_env({}).payments_rate_limit,
+        Settings.from_env({}).payments_rate_seconds,
+    ) == (1000, 60)
