@@ -108,3 +108,18 @@ def test_pages_get_a_csp_that_allows_same_origin_scripts(client):
     assert response.mimetype == "text/html"
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "'unsafe-eval'" not in csp
+
+
+def test_nul_bytes_are_refused_not_sent_to_the_database(client, session):
+    # found by the schemathesis fuzzer: PostgreSQL raised on NUL, and the API answered 500
+    for path in ("/api/orders/status/1%00x", "/api/orders/ORD-%00"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.mimetype == "application/problem+json"
+    make_product(session, sku="NUL", stock=5)
+    for field in ("discountCode", "customerId", "cartId"):
+        body = checkout_body(("NUL", 1), **{field: "a\x00b"})
+        if field == "cartId":
+            del body["items"]
+        response = client.post("/api/checkout", json=body)
+        assert response.status_code == 422, (field, response.get_json())
+        assert response.get_json()["errors"][0]["field"] == field
