@@ -71,3 +71,12 @@ def test_outage_timeout_and_unreachable_are_gateway_errors(served):
         HttpGateway(f"http://127.0.0.1:{free_port()}").charge(
             amount_cents=100, token="tok_visa", idempotency_key="pay_6"
         )
+
+
+def test_find_charge_by_idempotency_key(served):
+    url, _ = served()
+    client = HttpGateway(url)
+    assert client.find_charge(idempotency_key="pay_9") is None
+    made = client.charge(amount_cents=900, token="tok_visa", idempotency_key="pay_9")
+    found = client.find_charge(idempotency_key="pay_9")
+    assert found is not None and found.captured and found.gateway_ref == made.gateway_ref

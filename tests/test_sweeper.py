@@ -152,3 +152,44 @@ def test_a_hold_left_on_a_failed_checkout_is_released(client, session, drain):
         assert sweep(s, drain.ctx).holds_released == 1
     assert session.scalar(select(Product.stock).where(Product.sku == "LEFT")) == 3
     assert "Released 1 held unit(s): stock hold expired" in events(session, public_id)
+
+
+def test_a_charge_made_by_a_worker_that_died_is_found_and_refunded(
+    client, session, drain, settings
+):
+    from orders.services.compensation import payment_key
+
+    make_product(session, sku="ORPHAN", stock=3, price_cents=1700)
+    public_id = place(client, "ORPHAN")
+    drain.run(drain.dispatched.take()[0].id)
+    job_id = die_holding(drain, "process-payment")
+    # the doomed worker got as far as the gateway: captured, never recorded
+    drain.gateway.charge(
+        amount_cents=1700,
+        token="tok_visa",
+        idempotency_key=payment_key(checkout_of(session, public_id)),
+    )
+    for _ in range(settings.max_attempts - 1):
+        with drain.sessions() as s:
+            sweep(s, drain.ctx)
+        drain.dispatched.take()
+        with drain.sessions() as s:
+            assert claim(s, job_id, "doomed-worker", lease_seconds=-1) is not None
+    with drain.sessions() as s:
+        assert sweep(s, drain.ctx).gave_up == 1
+    assert [r.type for r in drain.dispatched.refs] == ["refund-payment"]
+    drain()
+    ledger = drain.gateway.ledger()
+    assert ledger["captures"] == 1 and ledger["refunds"] == 1
+    assert ledger["refunded_cents"] == 1700
+    assert any("charged but never recorded" in m for m in events(session, public_id))
+
+
+def test_a_payment_that_never_reached_the_gateway_refunds_nothing(client, session, drain):
+    make_product(session, sku="NOCHARGE", stock=3)
+    public_id = place(client, "NOCHARGE", token="tok_error")
+    drain()  # every attempt fails at the gateway: payment_unavailable
+    checkout = checkout_of(session, public_id)
+    assert checkout.error_code == "payment_unavailable"
+    assert drain.gateway.ledger()["refunds"] == 0
+    assert "No charge at the gateway: nothing to refund" in events(session, public_id)

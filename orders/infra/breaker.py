@@ -102,6 +102,9 @@ class BreakerGateway:
             idempotency_key=idempotency_key,
         )
 
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        return self._call(self.inner.find_charge, idempotency_key=idempotency_key)
+
     def _call(self, func: Callable[..., T], **kwargs: Any) -> T:
         breaker = self.breaker
         try:

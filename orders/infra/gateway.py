@@ -33,6 +33,10 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, gateway_ref: str, amount_cents: int, idempotency_key: str) -> str: ...
 
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        """The charge made with this key, if any (to refund a capture we never recorded)."""
+        ...
+
 
 # Test cards: tok_visa succeeds, tok_declined is declined, tok_error always fails
 # transiently, tok_flaky fails transiently on the first try of each key, then succeeds.
@@ -166,6 +170,19 @@ class SimulatedGateway:
             ref = row[0]
         conn.execute("COMMIT")
         return str(ref)
+
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        if self.is_down():
+            raise GatewayError("gateway error: 503 service unavailable (simulated outage)")
+        row = (
+            self._connect()
+            .execute(
+                "SELECT ref, status, decline_reason FROM charges WHERE idempotency_key = ?",
+                (idempotency_key,),
+            )
+            .fetchone()
+        )
+        return ChargeResult(row[1] == "captured", row[0], row[2]) if row else None
 
     def ledger(self) -> dict[str, int]:
         """Counts for audits: captures, declines, refunds, captured and refunded cents."""

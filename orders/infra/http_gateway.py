@@ -58,6 +58,7 @@ class HttpGateway:
                 "currency": self.currency,
                 "payment_method": token,
                 "confirm": "true",
+                "metadata[idempotency_key]": idempotency_key,
             },
             idempotency_key,
         )
@@ -73,6 +74,28 @@ class HttpGateway:
         if body.get("status") != "succeeded":
             return ChargeResult(False, body.get("id"), "card_declined")
         return ChargeResult(True, str(body["id"]))
+
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        """Search PaymentIntents by the key we put in their metadata."""
+        query = f"metadata['idempotency_key']:'{idempotency_key}'"
+        try:
+            response = self.http.get(
+                self.base_url + "/v1/payment_intents/search",
+                params={"query": query},
+                headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise GatewayError(f"gateway unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise GatewayError(f"gateway search failed: HTTP {response.status_code}")
+        found = _json(response).get("data") or []
+        if not found:
+            return None
+        intent = found[0]
+        if intent.get("status") == "succeeded":
+            return ChargeResult(True, str(intent["id"]))
+        return ChargeResult(False, intent.get("id"), "card_declined")
 
     def refund(self, *, gateway_ref: str, amount_cents: int, idempotency_key: str) -> str:
         response = self._post(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -50,6 +51,8 @@ def make_app(
 
 def _handle(gateway: SimulatedGateway, environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+    if method == "GET" and path == "/v1/payment_intents/search":
+        return _search(gateway, environ)
     if method != "POST" or path not in ("/v1/payment_intents", "/v1/refunds"):
         return 404, _error("invalid_request_error", f"no route {method} {path}")
     key = environ.get("HTTP_IDEMPOTENCY_KEY")
@@ -86,6 +89,22 @@ def _handle(gateway: SimulatedGateway, environ: dict[str, Any]) -> tuple[int, di
         "status": "succeeded",
         "amount": amount,
     }
+
+
+def _search(gateway: SimulatedGateway, environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    query = parse_qs(environ.get("QUERY_STRING", "")).get("query", [""])[0]
+    match = re.fullmatch(r"metadata\['idempotency_key'\]:'([^']*)'", query)
+    if match is None:
+        return 400, _error("invalid_request_error", "unsupported search query")
+    try:
+        found = gateway.find_charge(idempotency_key=match[1])
+    except GatewayError as exc:
+        return 503, _error("api_error", exc.message)
+    data = []
+    if found is not None:
+        status = "succeeded" if found.captured else "requires_payment_method"
+        data.append({"id": found.gateway_ref, "object": "payment_intent", "status": status})
+    return 200, {"object": "search_result", "data": data}
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
