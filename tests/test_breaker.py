@@ -32,12 +32,10 @@ def test_declines_are_results_and_never_open_the_breaker(tmp_path):
 
 def test_errors_open_the_breaker_then_calls_are_not_made(tmp_path):
     gw = gateway(tmp_path)
-    for _ in range(2):
+    for _ in range(3):  # the third failure opens it; each was a real call (an attempt)
         with pytest.raises(GatewayError) as raised:
             charge(gw, "tok_error")
         assert not isinstance(raised.value, GatewayCircuitOpen)
-    with pytest.raises(GatewayCircuitOpen):  # the third failure trips it
-        charge(gw, "tok_error")
     with pytest.raises(GatewayCircuitOpen):  # open: the gateway is not even called
         charge(gw, "tok_visa", key="not-sent")
     assert gw.inner.ledger()["captures"] == 0
@@ -65,6 +63,20 @@ def test_a_slow_gateway_call_times_out(tmp_path):
 
 
 @pytest.mark.redis
+def test_a_failed_half_open_trial_is_a_real_failure_and_reopens(tmp_path):
+    gw = gateway(tmp_path, reset=0.3)
+    for _ in range(3):
+        with pytest.raises(GatewayError):
+            charge(gw, "tok_error")
+    time.sleep(0.4)
+    with pytest.raises(GatewayError) as trial:
+        charge(gw, "tok_error")
+    assert not isinstance(trial.value, GatewayCircuitOpen)  # it was called: uses an attempt
+    assert gw.breaker.current_state == "open"
+    with pytest.raises(GatewayCircuitOpen):
+        charge(gw, "tok_visa")
+
+
 def test_state_is_shared_through_redis(tmp_path):
     import redis
 

@@ -4,7 +4,11 @@ Every gateway call goes through one breaker. Failures are exceptions only (a
 :class:`~orders.errors.GatewayError`, a timeout, a dropped connection); a decline is
 a result, so it never trips the breaker. While the breaker is open the call is not
 made and :class:`~orders.errors.GatewayCircuitOpen` is raised: the job runner then
-reschedules the step without using an attempt and says so in the timeline.
+reschedules the step without using an attempt and says so in the timeline. A call
+that is made and fails (including the one that opens the circuit, and a failed
+half-open trial) is an ordinary :class:`~orders.errors.GatewayError`: it uses an
+attempt, so a gateway that never recovers still ends the checkout
+``payment_unavailable`` after ``MAX_ATTEMPTS`` real calls.
 
 With Redis configured the breaker's state lives in Redis, shared by every worker
 process, under ``{QUEUE_PREFIX}:payment-gateway:pybreaker:{state,fail_counter,
@@ -110,8 +114,10 @@ class BreakerGateway:
         try:
             return breaker.call(func, **kwargs)
         except pybreaker.CircuitBreakerError as exc:
-            cause = exc.__cause__ or exc.__context__
-            detail = f" (last error: {cause})" if cause is not None else ""
+            failed = exc.__context__
+            if failed is not None:  # this call was made, failed, and (re)opened the circuit
+                raise GatewayError(f"{failed} (the circuit is now open)") from failed
             raise GatewayCircuitOpen(
-                f"payment gateway circuit open after {breaker.fail_max} failures{detail}"
+                f"payment gateway circuit open after {breaker.fail_max} failures; "
+                f"next trial within {breaker.reset_timeout:g} s"
             ) from exc

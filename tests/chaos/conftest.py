@@ -29,6 +29,7 @@ CHAOS_ENV = {
     "REQUEUE_AFTER_SECONDS": "4",
     "RETRY_DELAY_SECONDS": "0.2",
     "HUEY_QUIET": "1",
+    "GUNICORN_THREADS": "6",  # fewer PostgreSQL connections on a shared server
 }
 
 
