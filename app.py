@@ -12,7 +12,9 @@ from orders.services.jobs import Dispatch
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
+from orders.web.overload import init_overload
 from orders.web.problems import init_error_handlers
+from orders.web.security import init_security
 
 
 def default_dispatch() -> Dispatch:
@@ -25,6 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``test_config`` overrides settings (and may inject ``DISPATCH``)."""
     overrides = dict(test_config or {})
     dispatch = overrides.pop("DISPATCH", None)
+    broker_up = overrides.pop("BROKER_UP", None)
     settings = Settings.from_env(overrides=overrides)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
@@ -45,6 +48,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_blueprints(app)
     init_error_handlers(app)
     init_cli(app)
+    init_overload(app, broker_up)
+    init_security(app)
     return app
 
 

@@ -106,8 +106,19 @@ def reserve_stock(job_id: str) -> None:
     _run(job_id)
 
 
+# The seed's payments rate limit (1000 charges per 60 s), with Huey's fixed-window
+# limiter: counted in the broker's storage, shared by every payments consumer. Over the
+# limit Huey re-enqueues the message for the next window; the job row is not claimed
+# meanwhile (and the sweeper re-sends it should that message be lost).
+payments_rate = payments_queue.rate_limit(
+    "charges", max(settings.payments_rate_limit, 1), max(settings.payments_rate_seconds, 1)
+)
+
+
 @payments_queue.task(name="process-payment")
 def process_payment(job_id: str) -> None:
+    if settings.payments_rate_limit > 0:
+        payments_rate.acquire()
     _run(job_id)
 
 

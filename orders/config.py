@@ -115,6 +115,12 @@ class Settings:
     stock_hold_seconds: int = 900
     checkout_rate_limit: str = "20/second;300/minute"
     overload_policy: str = "accept"
+    overload_queue_depth: int = 10_000
+    gateway_timeout_seconds: float = 10.0
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
+    payments_rate_limit: int = 1000
+    payments_rate_seconds: int = 60
     job_cleanup_interval_ms: int = 3_600_000
     keep_completed_jobs: int = 50
     keep_failed_jobs: int = 100
@@ -140,6 +146,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def gateway_call_timeout(self) -> float:
+        """A gateway call is cut at half the lease, so a running charge never outlives it."""
+        return min(self.gateway_timeout_seconds, self.lease_seconds / 2)
 
     @property
     def uses_redis(self) -> bool:
@@ -213,6 +224,10 @@ class Settings:
             ("AUTOSCALE_DOWN_DEPTH", "autoscale_down_depth"),
             ("CART_ABANDON_MINUTES", "cart_abandon_minutes"),
             ("SSE_DB_POOL", "sse_db_pool"),
+            ("OVERLOAD_QUEUE_DEPTH", "overload_queue_depth"),
+            ("BREAKER_FAIL_MAX", "breaker_fail_max"),
+            ("PAYMENTS_RATE_LIMIT", "payments_rate_limit"),
+            ("PAYMENTS_RATE_SECONDS", "payments_rate_seconds"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
@@ -223,6 +238,8 @@ class Settings:
             ("SSE_HEARTBEAT_SECONDS", "sse_heartbeat_seconds"),
             ("SSE_POLL_SECONDS", "sse_poll_seconds"),
             ("SIM_TIME_FACTOR", "sim_time_factor"),
+            ("GATEWAY_TIMEOUT_SECONDS", "gateway_timeout_seconds"),
+            ("BREAKER_RESET_SECONDS", "breaker_reset_seconds"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)

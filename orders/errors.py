@@ -72,6 +72,16 @@ class Overloaded(ShopError):
         self.retry_after = retry_after
 
 
+class RateLimited(ShopError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str = "", retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # --- pipeline errors ----------------------------------------------------------------
 
 

@@ -9,8 +9,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pybreaker
+
 from orders.config import Settings
+from orders.infra.breaker import BreakerGateway, breaker_namespace, make_breaker
 from orders.infra.gateway import PaymentGateway, SimulatedGateway
+from orders.infra.http_gateway import HttpGateway
 from orders.infra.mail import Mailer, SmtpMailer
 from orders.infra.pubsub import Hub, progress_channel, redis_publisher
 from orders.logcontext import ContextFilter, JsonFormatter
@@ -31,9 +35,37 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
-    ledger = settings.extra.get("SIM_GATEWAY_LEDGER") or os.environ.get("SIM_GATEWAY_LEDGER")
-    path = Path(ledger) if ledger else settings.data_dir.resolve() / "sim-gateway.db"
-    return SimulatedGateway(path, latency_ms=settings.step_latency_ms("gateway"))
+    """The gateway (HTTP when ``GATEWAY_URL`` is set, else simulated), behind the breaker."""
+    inner: PaymentGateway
+    if settings.gateway_url:
+        inner = HttpGateway(
+            settings.gateway_url,
+            api_key=settings.extra.get("GATEWAY_API_KEY") or os.environ.get("GATEWAY_API_KEY"),
+            timeout_seconds=settings.gateway_call_timeout,
+        )
+    else:
+        ledger = settings.extra.get("SIM_GATEWAY_LEDGER") or os.environ.get("SIM_GATEWAY_LEDGER")
+        path = Path(ledger) if ledger else settings.data_dir.resolve() / "sim-gateway.db"
+        inner = SimulatedGateway(
+            path,
+            latency_ms=settings.step_latency_ms("gateway"),
+            timeout_seconds=settings.gateway_call_timeout,
+        )
+
+    def breaker() -> pybreaker.CircuitBreaker:
+        client = None
+        if settings.redis_url:
+            import redis
+
+            client = redis.Redis(connection_pool=redis_pool(settings.redis_url))
+        return make_breaker(
+            settings.breaker_fail_max,
+            settings.breaker_reset_seconds,
+            client,
+            breaker_namespace(settings.queue_prefix),
+        )
+
+    return BreakerGateway(inner, breaker)
 
 
 def build_mailer(settings: Settings) -> Mailer | None:
@@ -57,7 +89,7 @@ def redis_pool(url: str, max_connections: int = 200):  # type: ignore[no-untyped
         url,
         max_connections=max_connections,
         timeout=5,
-        socket_connect_timeout=1,
+        socket_connect_timeout=0.25,
         socket_timeout=5,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,

@@ -58,7 +58,8 @@ def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) ->
 def main(args: list[str]) -> None:
     if len(args) != 1 or args[0] not in INSTANCES:
         sys.exit(f"usage: python -m orders.worker {{{','.join(INSTANCES)}}}")
-    argv = consumer_argv(args[0], Settings.from_env())
+    shutdown = int(os.environ.get("WORKER_SHUTDOWN_SECONDS", "30"))
+    argv = consumer_argv(args[0], Settings.from_env(), shutdown)
     executable = shutil.which("huey_consumer") or os.path.join(
         os.path.dirname(sys.executable), "huey_consumer"
     )

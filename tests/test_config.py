@@ -171,3 +171,33 @@ def test_stream_and_cart_settings(tmp_path):
     assert settings.cart_abandon_minutes == 5
     with pytest.raises(ConfigError):
         Settings.from_env({"SSE_HEARTBEAT_SECONDS": "30"})
+
+
+def test_resilience_settings_from_env():
+    from orders.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "OVERLOAD_QUEUE_DEPTH": "250",
+            "GATEWAY_TIMEOUT_SECONDS": "4.5",
+            "BREAKER_FAIL_MAX": "7",
+            "BREAKER_RESET_SECONDS": "12",
+            "LEASE_SECONDS": "30",
+        }
+    )
+    assert settings.overload_queue_depth == 250
+    assert settings.breaker_fail_max == 7 and settings.breaker_reset_seconds == 12.0
+    assert settings.gateway_call_timeout == 4.5
+    short_lease = Settings.from_env({"LEASE_SECONDS": "4", "GATEWAY_TIMEOUT_SECONDS": "10"})
+    assert short_lease.gateway_call_timeout == 2.0  # a charge never outlives its lease
+
+
+def test_payments_rate_limit_from_env():
+    from orders.config import Settings
+
+    settings = Settings.from_env({"PAYMENTS_RATE_LIMIT": "50", "PAYMENTS_RATE_SECONDS": "10"})
+    assert (settings.payments_rate_limit, settings.payments_rate_seconds) == (50, 10)
+    assert (
+        Settings.from_env({}).payments_rate_limit,
+        Settings.from_env({}).payments_rate_seconds,
+    ) == (1000, 60)

@@ -51,7 +51,15 @@ def _optional_str(
     if len(value) > max_len:
         errors.append(FieldError(name, f"must be at most {max_len} characters"))
         return None
+    if not value.isprintable():  # NUL and other control characters (PostgreSQL refuses NUL)
+        errors.append(FieldError(name, "must not contain control characters"))
+        return None
     return value or None
+
+
+def plausible_id(value: str, max_len: int = 64) -> bool:
+    """A public id or order number we could have issued (else: not found, no query)."""
+    return 0 < len(value) <= max_len and value.isascii() and value.isprintable()
 
 
 def valid_email(value: Any) -> bool:

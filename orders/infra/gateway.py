@@ -33,6 +33,10 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, gateway_ref: str, amount_cents: int, idempotency_key: str) -> str: ...
 
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        """The charge made with this key, if any (to refund a capture we never recorded)."""
+        ...
+
 
 # Test cards: tok_visa succeeds, tok_declined is declined, tok_error always fails
 # transiently, tok_flaky fails transiently on the first try of each key, then succeeds.
@@ -46,6 +50,7 @@ CREATE TABLE IF NOT EXISTS refunds (
     idempotency_key TEXT PRIMARY KEY, ref TEXT, charge_ref TEXT, amount_cents INTEGER,
     created_at REAL);
 CREATE TABLE IF NOT EXISTS attempts (idempotency_key TEXT PRIMARY KEY, count INTEGER);
+CREATE TABLE IF NOT EXISTS outage (id INTEGER PRIMARY KEY CHECK (id = 1), down INTEGER);
 """
 
 
@@ -59,8 +64,10 @@ class SimulatedGateway:
         decline_rate: float = 0.0,
         error_rate: float = 0.0,
         rng: random.Random | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         self.ledger_path = ledger_path
+        self.timeout_seconds = timeout_seconds
         self.latency_ms = latency_ms
         self.decline_rate = decline_rate
         self.error_rate = error_rate
@@ -80,9 +87,27 @@ class SimulatedGateway:
         return conn
 
     def _sleep(self) -> None:
+        """The call's latency; past ``timeout_seconds`` the caller gives up (a timeout)."""
         low, high = self.latency_ms
         if high > 0:
-            time.sleep(self.rng.uniform(low, high) / 1000)
+            seconds = self.rng.uniform(low, high) / 1000
+            if self.timeout_seconds is not None and seconds > self.timeout_seconds:
+                time.sleep(self.timeout_seconds)
+                raise GatewayError(f"gateway timeout after {self.timeout_seconds:g} s")
+            time.sleep(seconds)
+        if self.is_down():
+            raise GatewayError("gateway error: 503 service unavailable (simulated outage)")
+
+    def set_outage(self, down: bool) -> None:
+        """Switch a gateway-wide outage on or off (every process sees it, as with a real one)."""
+        self._connect().execute(
+            "INSERT INTO outage VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET down = excluded.down",
+            (int(down),),
+        )
+
+    def is_down(self) -> bool:
+        row = self._connect().execute("SELECT down FROM outage WHERE id = 1").fetchone()
+        return bool(row and row[0])
 
     def charge(self, *, amount_cents: int, token: str, idempotency_key: str) -> ChargeResult:
         self._sleep()
@@ -145,6 +170,19 @@ class SimulatedGateway:
             ref = row[0]
         conn.execute("COMMIT")
         return str(ref)
+
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        if self.is_down():
+            raise GatewayError("gateway error: 503 service unavailable (simulated outage)")
+        row = (
+            self._connect()
+            .execute(
+                "SELECT ref, status, decline_reason FROM charges WHERE idempotency_key = ?",
+                (idempotency_key,),
+            )
+            .fetchone()
+        )
+        return ChargeResult(row[1] == "captured", row[0], row[2]) if row else None
 
     def ledger(self) -> dict[str, int]:
         """Counts for audits: captures, declines, refunds, captured and refunded cents."""

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
-from orders.jobtypes import REFUND_PAYMENT
+from orders.jobtypes import PROCESS_PAYMENT, REFUND_PAYMENT
 from orders.models import (
     Checkout,
     CheckoutStage,
@@ -26,6 +26,11 @@ from orders.models import (
 from orders.services.context import PipelineContext
 from orders.services.jobs import Claim, close, new_job
 from orders.services.timeline import move_checkout, record_event
+
+
+def payment_key(checkout: Checkout) -> str:
+    """The gateway idempotency key: one per checkout and card attempt."""
+    return f"pay_{checkout.public_id}_{checkout.payment_attempt}"
 
 
 def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> int:
@@ -90,7 +95,29 @@ def refund_jobs_for(session: Session, settings: Settings, checkout: Checkout) ->
             checkout,
             f"Refund of {payment.amount_cents} cents scheduled ({payment.gateway_ref})",
         )
+    if _charge_may_be_unrecorded(session, checkout):
+        jobs.append(new_job(session, settings, REFUND_PAYMENT, checkout=checkout))
+        record_event(
+            session,
+            checkout,
+            "A charge may have been made and not recorded; checking the gateway to refund it",
+        )
     return jobs
+
+
+def _charge_may_be_unrecorded(session: Session, checkout: Checkout) -> bool:
+    """A payment step ran (a worker may have charged, then died) but left no record."""
+    recorded = session.scalar(
+        select(Payment.id).where(Payment.idempotency_key == payment_key(checkout))
+    )
+    if recorded is not None:
+        return False
+    tried = session.scalar(
+        select(Job.id).where(
+            Job.checkout_id == checkout.id, Job.type == PROCESS_PAYMENT.name, Job.attempts > 0
+        )
+    )
+    return tried is not None
 
 
 def fail_checkout(
@@ -119,6 +146,9 @@ def refund_payment(
     session: Session, claim: Claim, checkout: Checkout | None, ctx: PipelineContext
 ) -> list[Job]:
     """Refund a captured payment at the gateway (idempotent by key), then record it."""
+    if claim.payment_id is None:
+        assert checkout is not None, f"job {claim.job_id} has neither payment nor checkout"
+        return _refund_unrecorded(session, claim, checkout, ctx)
     payment = session.get(Payment, claim.payment_id)
     assert payment is not None, f"job {claim.job_id} has no payment"
     session.commit()
@@ -139,6 +169,42 @@ def refund_payment(
             record_event(session, checkout, f"Refunded {payment.amount_cents} cents ({refund_ref})")
     else:
         close(session, claim, JobStatus.COMPLETED)
+    return []
+
+
+def _refund_unrecorded(
+    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
+) -> list[Job]:
+    """Ask the gateway for the charge made with this checkout's key; record and refund it."""
+    key = payment_key(checkout)
+    session.commit()
+    found = ctx.gateway.find_charge(idempotency_key=key)
+    if found is None or not found.captured:
+        close(session, claim, JobStatus.COMPLETED)
+        record_event(session, checkout, "No charge at the gateway: nothing to refund")
+        return []
+    refund_ref = ctx.gateway.refund(
+        gateway_ref=found.gateway_ref or "",
+        amount_cents=checkout.total_cents,
+        idempotency_key=f"refund_{key}",
+    )
+    close(session, claim, JobStatus.COMPLETED)
+    if session.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is None:
+        session.add(
+            Payment(
+                checkout_id=checkout.id,
+                amount_cents=checkout.total_cents,
+                status=PaymentStatus.REFUNDED,
+                gateway_ref=found.gateway_ref,
+                idempotency_key=key,
+                refunded_at=utcnow(),
+            )
+        )
+    record_event(
+        session,
+        checkout,
+        f"Refunded {checkout.total_cents} cents charged but never recorded ({refund_ref})",
+    )
     return []
 
 

@@ -31,7 +31,7 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.services.compensation import close_holds, fail_checkout
+from orders.services.compensation import close_holds, fail_checkout, payment_key
 from orders.services.context import PipelineContext
 from orders.services.emails import order_confirmation
 from orders.services.jobs import Claim, close, new_job
@@ -42,11 +42,6 @@ def order_number_for(checkout: Checkout) -> str:
     """Deterministic (so a re-run makes the same number), short and unguessable."""
     digest = hashlib.sha256(checkout.public_id.encode()).digest()
     return "ORD-" + base64.b32encode(digest).decode()[:10]
-
-
-def payment_key(checkout: Checkout) -> str:
-    """The gateway idempotency key: one per checkout and card attempt."""
-    return f"pay_{checkout.public_id}_{checkout.payment_attempt}"
 
 
 def reserve_stock(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from orders.domain.validation import plausible_id
 from orders.errors import NotFound
 from orders.models import Checkout, CheckoutEvent, Order, Payment
 from orders.services.timeline import status_payload
@@ -18,7 +19,9 @@ def iso(value: datetime | None) -> str | None:
 
 
 def find_checkout(session: Session, public_id: str) -> Checkout:
-    checkout = session.scalar(select(Checkout).where(Checkout.public_id == public_id))
+    checkout = None
+    if plausible_id(public_id):
+        checkout = session.scalar(select(Checkout).where(Checkout.public_id == public_id))
     if checkout is None:
         raise NotFound(f"no checkout job with id {public_id}", code="job_not_found")
     return checkout
@@ -39,9 +42,13 @@ def timeline(session: Session, checkout_id: int, after_id: int = 0) -> list[Chec
 
 
 def order_detail(session: Session, order_number: str) -> dict[str, Any]:
-    order = session.scalar(
-        select(Order).where(Order.order_number == order_number).options(selectinload(Order.lines))
-    )
+    order = None
+    if plausible_id(order_number):
+        order = session.scalar(
+            select(Order)
+            .where(Order.order_number == order_number)
+            .options(selectinload(Order.lines))
+        )
     if order is None:
         raise NotFound(f"no order {order_number}", code="order_not_found")
     checkout = session.get(Checkout, order.checkout_id)

@@ -21,7 +21,8 @@ from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.services.context import PipelineContext
-from orders.services.jobs import Claim, JobRef, send_after_commit
+from orders.services.holds import release_expired_holds
+from orders.services.jobs import Claim, JobRef, ref, send_after_commit
 from orders.services.runner import give_up
 from orders.services.timeline import record_event
 
@@ -34,9 +35,10 @@ class SweepReport:
     expired: int = 0
     gave_up: int = 0
     resent: int = 0
+    holds_released: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.expired or self.gave_up or self.resent)
+        return bool(self.expired or self.gave_up or self.resent or self.holds_released)
 
 
 def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
@@ -92,13 +94,17 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
         session.commit()
         refs += [JobRef(job.id, job.type) for job in lost]
         report.resent += len(lost)
+    report.holds_released, refunds = release_expired_holds(session, ctx.settings)
+    refs += [ref(job) for job in refunds]
     send_after_commit(session, refs, ctx.dispatch)
     if report:
         log.info(
-            "sweep: %d lease(s) expired and re-driven, %d gave up, %d re-sent to the broker",
+            "sweep: %d lease(s) expired and re-driven, %d gave up, %d re-sent to the broker, "
+            "%d checkout(s) with expired stock holds",
             report.expired,
             report.gave_up,
             report.resent,
+            report.holds_released,
         )
     return report
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from orders.errors import FieldError, ShopError, ValidationFailed
+from orders.errors import FieldError, Overloaded, ShopError, ValidationFailed
 from orders.services import catalog
 from orders.services.checkout import place_checkout
+from orders.services.overload import overload_reason, process_inline
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, order_detail
 from orders.web.extensions import db, dispatch, publish, settings
+from orders.web.openapi import openapi_document
+from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
+from orders.web.security import limit_checkout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -79,16 +83,48 @@ def products() -> Response:
 
 @bp.post("/checkout")
 def checkout() -> Response:
+    limit_checkout()
     body = json_body()
     key = idempotency_key()
     session_id = request.headers.get("X-Session-Id")
     if session_id is not None and len(session_id) > 255:
         raise ValidationFailed([FieldError("X-Session-Id", "must be at most 255 characters")])
+    config = settings()
+    reason = None
+    if config.overload_policy != "accept":
+        reason = overload_reason(db.session, config, broker_up)
+    if reason is not None and config.overload_policy == "shed":
+        raise Overloaded(f"checkout is unavailable for now: {reason}", retry_after=5)
+    inline = reason is not None  # the sync policy: run the steps in this request
     placed = place_checkout(
-        db.session, settings(), body, dispatch(), idempotency_key=key, session_id=session_id
+        db.session,
+        config,
+        body,
+        None if inline else dispatch(),
+        idempotency_key=key,
+        session_id=session_id,
     )
     publish(placed.public_id)
-    return accepted(placed.public_id, placed.status)
+    if not inline:
+        return accepted(placed.public_id, placed.status)
+    sessions, ctx = inline_pipeline()
+    process_inline(sessions, ctx, placed.refs)
+    return processed(placed.public_id)
+
+
+def processed(public_id: str) -> Response:
+    """The sync policy's answer: the checkout's final status (200)."""
+    db.session.rollback()
+    db.session.expire_all()  # read what the inline run committed
+    result = checkout_status(db.session, public_id)
+    response = accepted(public_id, result["status"])
+    body = response.get_json()
+    body["message"] = "Order processed"
+    body["data"]["result"] = result
+    response.set_data(current_app.json.dumps(body))
+    response.status_code = 200
+    del response.headers["Retry-After"]
+    return response
 
 
 @bp.post("/payments")
@@ -112,6 +148,11 @@ def status(job_id: str) -> Response:
 @bp.get("/orders/<order_number>")
 def order(order_number: str) -> Response:
     return jsonify(order_detail(db.session, order_number))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
 
 
 __all__ = ["bp", "ShopError"]

@@ -55,7 +55,8 @@ def _page(status: int, title: str, detail: str) -> Response:
 
 def shop_error_response(exc: ShopError) -> Response:
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    retry_after = getattr(exc, "retry_after", None)  # Overloaded (503), RateLimited (429)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     status = exc.status if exc.status < 500 or isinstance(exc, Overloaded) else 500
     if status == 500:
         log.error("unhandled %s: %s", type(exc).__name__, exc.message)

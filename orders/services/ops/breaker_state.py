@@ -14,13 +14,14 @@ Without Redis (the embedded SQLite setup) there is no shared state: "unknown".
 from __future__ import annotations
 
 from orders.config import Settings
+from orders.infra import breaker
 
 STATES = ("closed", "open", "half-open")
-BREAKER_NAME = "payment-gateway"
 
 
 def breaker_namespace(settings: Settings) -> str:
-    return f"{settings.queue_prefix}:{BREAKER_NAME}"
+    """The breaker's Redis namespace: the one ``orders.infra.breaker`` builds it with."""
+    return breaker.breaker_namespace(settings.queue_prefix)
 
 
 def breaker_key(settings: Settings, part: str = "state") -> str:

@@ -1,0 +1,123 @@
+"""The payment gateway behind a circuit breaker (pybreaker).
+
+Every gateway call goes through one breaker. Failures are exceptions only (a
+:class:`~orders.errors.GatewayError`, a timeout, a dropped connection); a decline is
+a result, so it never trips the breaker. While the breaker is open the call is not
+made and :class:`~orders.errors.GatewayCircuitOpen` is raised: the job runner then
+reschedules the step without using an attempt and says so in the timeline. A call
+that is made and fails (including the one that opens the circuit, and a failed
+half-open trial) is an ordinary :class:`~orders.errors.GatewayError`: it uses an
+attempt, so a gateway that never recovers still ends the checkout
+``payment_unavailable`` after ``MAX_ATTEMPTS`` real calls.
+
+With Redis configured the breaker's state lives in Redis, shared by every worker
+process, under ``{QUEUE_PREFIX}:payment-gateway:pybreaker:{state,fail_counter,
+success_counter,opened_at}``. Embedded (no Redis) each process keeps its own
+in-memory breaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pybreaker
+
+from orders.errors import GatewayCircuitOpen, GatewayError
+from orders.infra.gateway import ChargeResult, PaymentGateway
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BREAKER_NAME = "payment-gateway"
+
+
+def breaker_namespace(queue_prefix: str) -> str:
+    return f"{queue_prefix}:{BREAKER_NAME}"
+
+
+def breaker_state_key(queue_prefix: str) -> str:
+    """The Redis key holding the breaker's state (``closed``, ``open``, ``half-open``)."""
+    return f"{breaker_namespace(queue_prefix)}:pybreaker:state"
+
+
+class _LogStateChanges(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        old = old_state.name if old_state is not None else "none"
+        log.warning("payment gateway circuit: %s -> %s", old, new_state.name)
+
+
+def make_breaker(
+    fail_max: int, reset_seconds: float, redis_client: Any | None = None, namespace: str = ""
+) -> pybreaker.CircuitBreaker:
+    storage: pybreaker.CircuitBreakerStorage
+    if redis_client is not None:
+        storage = pybreaker.CircuitRedisStorage(
+            pybreaker.STATE_CLOSED, redis_client, namespace=namespace
+        )
+    else:
+        storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_seconds,
+        state_storage=storage,
+        listeners=[_LogStateChanges()],
+        name=BREAKER_NAME,
+    )
+
+
+class BreakerGateway:
+    """A :class:`PaymentGateway` whose calls all pass through one circuit breaker.
+
+    The breaker is built on first use (building the Redis storage talks to Redis),
+    so a worker starts even while Redis is away.
+    """
+
+    def __init__(self, inner: PaymentGateway, build: Callable[[], pybreaker.CircuitBreaker]):
+        self.inner = inner
+        self._build = build
+        self._breaker: pybreaker.CircuitBreaker | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def breaker(self) -> pybreaker.CircuitBreaker:
+        with self._lock:
+            if self._breaker is None:
+                try:
+                    self._breaker = self._build()
+                except Exception as exc:  # Redis away: a transient gateway failure
+                    raise GatewayError(f"circuit breaker state unavailable: {exc}") from exc
+            return self._breaker
+
+    def charge(self, *, amount_cents: int, token: str, idempotency_key: str) -> ChargeResult:
+        return self._call(
+            self.inner.charge,
+            amount_cents=amount_cents,
+            token=token,
+            idempotency_key=idempotency_key,
+        )
+
+    def refund(self, *, gateway_ref: str, amount_cents: int, idempotency_key: str) -> str:
+        return self._call(
+            self.inner.refund,
+            gateway_ref=gateway_ref,
+            amount_cents=amount_cents,
+            idempotency_key=idempotency_key,
+        )
+
+    def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
+        return self._call(self.inner.find_charge, idempotency_key=idempotency_key)
+
+    def _call(self, func: Callable[..., T], **kwargs: Any) -> T:
+        breaker = self.breaker
+        try:
+            return breaker.call(func, **kwargs)
+        except pybreaker.CircuitBreakerError as exc:
+            failed = exc.__context__
+            if failed is not None:  # this call was made, failed, and (re)opened the circuit
+                raise GatewayError(f"{failed} (the circuit is now open)") from failed
+            raise GatewayCircuitOpen(
+                f"payment gateway circuit open after {breaker.fail_max} failures; "
+                f"next trial within {breaker.reset_timeout:g} s"
+            ) from exc

@@ -1,0 +1,95 @@
+"""A fixed-window rate limiter: ``20/second;300/minute`` notation, Redis or in-process.
+
+Each limit counts hits per client in the current window (``INCR`` + ``EXPIRE`` in
+Redis, shared by every web worker; a dict in this process when Redis is not
+configured). If Redis is unreachable the limiter lets the request through: a broker
+outage must not stop checkouts (the overload policy deals with that).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from orders.config import ConfigError
+
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*(second|minute|hour|day)s?\s*$")
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}s"
+
+
+def parse_limits(text: str) -> list[Limit]:
+    """``"20/second;300/minute"`` -> two limits; ``"off"`` (or empty) -> none."""
+    if text.strip().lower() in ("", "off", "none", "0"):
+        return []
+    limits = []
+    for part in re.split(r"[;,]", text):
+        match = _LIMIT.match(part.lower())
+        if not match or int(match[1]) < 1:
+            raise ConfigError(f"CHECKOUT_RATE_LIMIT: cannot read {part.strip()!r}")
+        limits.append(Limit(int(match[1]), int(match[2] or 1) * UNITS[match[3]]))
+    return limits
+
+
+class FixedWindowLimiter:
+    def __init__(self, limits: list[Limit], redis_url: str | None = None, prefix: str = "shop"):
+        self.limits = limits
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self._counts: dict[tuple[str, int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, client: str, now: float | None = None) -> int | None:
+        """Count one request; None if allowed, else seconds until the client may retry."""
+        if not self.limits:
+            return None
+        now = time.time() if now is None else now
+        windows = [(limit, int(now // limit.seconds)) for limit in self.limits]
+        counts = self._incr_redis(client, windows) if self.redis_url else None
+        if counts is None:
+            counts = self._incr_local(client, windows)
+        waits = [
+            math.ceil((window + 1) * limit.seconds - now)
+            for (limit, window), count in zip(windows, counts, strict=True)
+            if count > limit.count
+        ]
+        return max(1, max(waits)) if waits else None
+
+    def _incr_local(self, client: str, windows: list[tuple[Limit, int]]) -> list[int]:
+        with self._lock:
+            counts = []
+            for limit, window in windows:
+                key = (client, limit.seconds, window)
+                self._counts[key] = self._counts.get(key, 0) + 1
+                counts.append(self._counts[key])
+            if len(self._counts) > 100_000:  # drop past windows
+                current = {(lim.seconds, win) for lim, win in windows}
+                self._counts = {k: v for k, v in self._counts.items() if k[1:] in current}
+            return counts
+
+    def _incr_redis(self, client: str, windows: list[tuple[Limit, int]]) -> list[int] | None:
+        import redis
+
+        from orders.wiring import redis_pool
+
+        try:
+            pipe = redis.Redis(connection_pool=redis_pool(self.redis_url)).pipeline()
+            for limit, window in windows:
+                key = f"{self.prefix}:ratelimit:checkout:{client}:{limit.seconds}:{window}"
+                pipe.incr(key)
+                pipe.expire(key, limit.seconds + 1)
+            replies = pipe.execute()
+        except redis.RedisError:
+            return [0] * len(windows)  # fail open
+        return [int(count) for count in replies[::2]]

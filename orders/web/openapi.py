@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document of the JSON API (``GET /api/openapi.json``), written by hand.
+
+tests/test_openapi.py fuzzes the real API against it with schemathesis: no 5xx,
+every documented status and schema respected, every error problem+json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orders.web.openapi_schemas import SCHEMAS
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/problem+json": {"schema": PROBLEM}},
+    }
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {"schema": {"type": "string"}, "description": "seconds"}
+        }
+    return response
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+CHECKOUT_HEADERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+    {
+        "name": "X-Session-Id",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+    },
+]
+CHECKOUT_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}},
+}
+
+JOB_ID = {
+    "name": "jobId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
+
+
+CHECKOUT_ERRORS = {
+    "400": _problem("Malformed JSON"),
+    "409": _problem("Same Idempotency-Key while the first request is still being recorded"),
+    "413": _problem("Body over the size limit"),
+    "415": _problem("Not JSON"),
+    "422": _problem("Validation failed, or Idempotency-Key reused with another body"),
+    "429": _problem("Rate limited (CHECKOUT_RATE_LIMIT)", retry_after=True),
+    "503": _problem("Overloaded, with OVERLOAD_POLICY=shed", retry_after=True),
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Shop API",
+            "version": "1.0.0",
+            "description": "Checkout in milliseconds; the slow work in the background. "
+            "Every error is application/problem+json.",
+        },
+        "paths": {
+            "/api/products": {
+                "get": {
+                    "operationId": "listProducts",
+                    "responses": {"200": _json("Products", "The catalogue")},
+                }
+            },
+            "/api/checkout": {
+                "post": {
+                    "operationId": "placeCheckout",
+                    "parameters": CHECKOUT_HEADERS,
+                    "requestBody": CHECKOUT_BODY,
+                    "responses": {
+                        "202": _json("Accepted", "Recorded; processing in the background"),
+                        "200": _json("Accepted", "Processed inline (OVERLOAD_POLICY=sync)"),
+                        **CHECKOUT_ERRORS,
+                    },
+                }
+            },
+            "/api/checkout/sync": {
+                "post": {
+                    "operationId": "placeCheckoutSync",
+                    "description": "The seed's synchronous checkout, for benchmarks: the "
+                    "steps run in the request.",
+                    "parameters": CHECKOUT_HEADERS,
+                    "requestBody": CHECKOUT_BODY,
+                    "responses": {
+                        "201": _json("SyncResult", "The order exists"),
+                        "200": _json("SyncResult", "The checkout failed, or is still running"),
+                        **CHECKOUT_ERRORS,
+                    },
+                }
+            },
+            "/api/orders/status/{jobId}/stream": {
+                "get": {
+                    "operationId": "checkoutProgressStream",
+                    "parameters": [
+                        JOB_ID,
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "lastEventId",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Server-Sent Events: the current state, then each "
+                            "step; ends after completed or failed",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "204": {"description": "The checkout is final and nothing is left"},
+                        "404": _problem("Job not found"),
+                        "422": _problem("Malformed Last-Event-ID"),
+                    },
+                }
+            },
+            "/api/payments": {
+                "post": {
+                    "operationId": "retryPayment",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PaymentRetry"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Accepted", "Queued again with the new card"),
+                        "400": _problem("Malformed JSON"),
+                        "404": _problem("Unknown job"),
+                        "409": _problem("Not retryable"),
+                        "413": _problem("Body over the size limit"),
+                        "415": _problem("Not JSON"),
+                        "422": _problem("Validation failed"),
+                    },
+                }
+            },
+            "/api/orders/status/{jobId}": {
+                "get": {
+                    "operationId": "checkoutStatus",
+                    "parameters": [JOB_ID],
+                    "responses": {
+                        "200": _json("Status", "The checkout's status"),
+                        "404": _problem("Job not found"),
+                    },
+                }
+            },
+            "/api/orders/{orderNumber}": {
+                "get": {
+                    "operationId": "orderDetail",
+                    "parameters": [
+                        {
+                            "name": "orderNumber",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("OrderDetail", "The order, its payments and timeline"),
+                        "404": _problem("Order not found"),
+                    },
+                }
+            },
+            "/api/health/queues": {
+                "get": {
+                    "operationId": "queueHealth",
+                    "description": "The seed's health shape; 503 carries the same body "
+                    "(not problem+json) so monitors read the numbers either way.",
+                    "responses": {
+                        "200": _json("QueueHealth", "Healthy"),
+                        "503": _json("QueueHealth", "Unhealthy"),
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "This document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": SCHEMAS},
+    }

@@ -1,0 +1,99 @@
+"""The gateway's circuit breaker: what trips it, what it raises, where its state lives."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from orders.errors import GatewayCircuitOpen, GatewayError
+from orders.infra.breaker import BreakerGateway, breaker_state_key, make_breaker
+from orders.infra.gateway import SimulatedGateway
+from tests.conftest import REDIS_URL
+
+
+def gateway(tmp_path, client=None, namespace="", reset=60.0) -> BreakerGateway:
+    inner = SimulatedGateway(tmp_path / "ledger.db")
+    return BreakerGateway(inner, lambda: make_breaker(3, reset, client, namespace))
+
+
+def charge(gw: BreakerGateway, token: str, key: str | None = None):
+    return gw.charge(amount_cents=100, token=token, idempotency_key=key or uuid.uuid4().hex)
+
+
+def test_declines_are_results_and_never_open_the_breaker(tmp_path):
+    gw = gateway(tmp_path)
+    for _ in range(10):
+        assert charge(gw, "tok_declined").captured is False
+    assert gw.breaker.current_state == "closed"
+    assert charge(gw, "tok_visa").captured
+
+
+def test_errors_open_the_breaker_then_calls_are_not_made(tmp_path):
+    gw = gateway(tmp_path)
+    for _ in range(3):  # the third failure opens it; each was a real call (an attempt)
+        with pytest.raises(GatewayError) as raised:
+            charge(gw, "tok_error")
+        assert not isinstance(raised.value, GatewayCircuitOpen)
+    with pytest.raises(GatewayCircuitOpen):  # open: the gateway is not even called
+        charge(gw, "tok_visa", key="not-sent")
+    assert gw.inner.ledger()["captures"] == 0
+    assert gw.breaker.current_state == "open"
+
+
+def test_half_open_trial_success_closes_it(tmp_path):
+    gw = gateway(tmp_path, reset=0.3)
+    gw.inner.set_outage(True)
+    for _ in range(3):
+        with pytest.raises(GatewayError):
+            charge(gw, "tok_visa")
+    assert gw.breaker.current_state == "open"
+    gw.inner.set_outage(False)
+    time.sleep(0.4)  # the reset timeout passes: the next call is the half-open trial
+    assert charge(gw, "tok_visa").captured
+    assert gw.breaker.current_state == "closed"
+
+
+def test_a_slow_gateway_call_times_out(tmp_path):
+    slow = SimulatedGateway(tmp_path / "slow.db", latency_ms=(500, 500), timeout_seconds=0.05)
+    with pytest.raises(GatewayError, match="timeout"):
+        slow.charge(amount_cents=100, token="tok_visa", idempotency_key="k")
+    assert slow.ledger()["captures"] == 0
+
+
+@pytest.mark.redis
+def test_a_failed_half_open_trial_is_a_real_failure_and_reopens(tmp_path):
+    gw = gateway(tmp_path, reset=0.3)
+    for _ in range(3):
+        with pytest.raises(GatewayError):
+            charge(gw, "tok_error")
+    time.sleep(0.4)
+    with pytest.raises(GatewayError) as trial:
+        charge(gw, "tok_error")
+    assert not isinstance(trial.value, GatewayCircuitOpen)  # it was called: uses an attempt
+    assert gw.breaker.current_state == "open"
+    with pytest.raises(GatewayCircuitOpen):
+        charge(gw, "tok_visa")
+
+
+def test_state_is_shared_through_redis(tmp_path):
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    namespace = f"{prefix}:payment-gateway"
+    try:
+        one = gateway(tmp_path, client, namespace)
+        two = BreakerGateway(
+            SimulatedGateway(tmp_path / "other.db"), lambda: make_breaker(3, 60, client, namespace)
+        )
+        for _ in range(3):
+            with pytest.raises(GatewayError):
+                charge(one, "tok_error")
+        assert client.get(breaker_state_key(prefix)) == b"open"
+        with pytest.raises(GatewayCircuitOpen):  # another process sees it open
+            charge(two, "tok_visa")
+    finally:
+        client.delete(*client.keys(f"{prefix}:*"))
+        client.close()
