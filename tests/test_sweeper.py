@@ -151,3 +151,16 @@ def test_a_capture_whose_worker_died_before_recording_is_not_charged_again(clien
     assert client.get(f"/api/orders/status/{job_id}").get_json()["status"] == "completed"
     assert drain.gateway.ledger()["captures"] == 1
     assert session.scalar(select(Payment.status)) is PaymentStatus.CAPTURED
+
+
+def test_the_sweeper_wakes_the_streams_of_checkouts_it_moves(client, session, drain):
+    make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1))
+    first = drain.dispatched.take()[0]
+    with drain.sessions() as worker_session:
+        assert claim(worker_session, first.id, "dies", 30) is not None
+    expire_leases(session)
+    published: list[str] = []
+    drain.ctx.publish = published.append
+    sweep_now(drain)
+    assert published == [job_id]

@@ -52,20 +52,23 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
         .limit(BATCH)
     ).all()
     session.commit()
+    touched: set[int] = set()  # checkouts whose timeline changed: wake their streams
     for job in expired:
         taken = Claim.of(job)
         if taken.final:
             refs += give_up(session, taken, ctx, "lease expired: the worker died or hung")
             report.gave_up += 1
-            continue
-        try:
-            _requeue_expired(session, taken)
-            session.commit()
-        except LeaseLost:
-            session.rollback()
-            continue
-        refs.append(JobRef(job.id, job.type))
-        report.expired += 1
+        else:
+            try:
+                _requeue_expired(session, taken)
+                session.commit()
+            except LeaseLost:
+                session.rollback()
+                continue
+            refs.append(JobRef(job.id, job.type))
+            report.expired += 1
+        if job.checkout_id is not None:
+            touched.add(job.checkout_id)
 
     stale = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
     lost = session.scalars(
@@ -97,6 +100,7 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
     report.holds_released, refunds = release_expired_holds(session, ctx.settings)
     refs += [ref(job) for job in refunds]
     send_after_commit(session, refs, ctx.dispatch)
+    _publish_all(session, ctx, touched)
     if report:
         log.info(
             "sweep: %d lease(s) expired and re-driven, %d gave up, %d re-sent to the broker, "
@@ -107,6 +111,20 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
             report.holds_released,
         )
     return report
+
+
+def _publish_all(session: Session, ctx: PipelineContext, checkout_ids: set[int]) -> None:
+    if not checkout_ids:
+        return
+    public_ids = session.scalars(
+        select(Checkout.public_id).where(Checkout.id.in_(checkout_ids))
+    ).all()
+    session.commit()
+    for public_id in public_ids:
+        try:
+            ctx.publish(public_id)
+        except Exception:  # a wake-up is best effort; streams also poll
+            log.warning("could not publish progress for %s", public_id, exc_info=True)
 
 
 def _requeue_expired(session: Session, taken: Claim) -> None:
