@@ -171,11 +171,18 @@ def run_micro(
 
 
 def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
+    import importlib
     import os
+    from unittest import mock
 
-    os.environ["REDIS_URL"] = stack.redis_url or ""
-    os.environ["QUEUE_PREFIX"] = stack.prefix
-    from bench import bare
+    # bench.bare reads its broker from the environment at import (it is also the
+    # consumers' target); scope the variables to this import so nothing leaks into
+    # the rest of the process (the test suite runs this in a shared worker).
+    env = {"REDIS_URL": stack.redis_url or "", "QUEUE_PREFIX": stack.prefix}
+    with mock.patch.dict(os.environ, env):
+        from bench import bare
+
+        bare = importlib.reload(bare)
 
     counter = f"{stack.prefix}-noop-count"
     client = stack.redis()
