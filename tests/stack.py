@@ -194,6 +194,27 @@ class Stack:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Follow-ups (emails, refunds) finish too: no job is left waiting or running."""
+        deadline = time.monotonic() + timeout
+        live = "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled', 'active')"
+        while self.scalar(live):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs still live after {timeout} s")
+            time.sleep(0.05)
+
+    def try_checkout(self, sku: str, quantity: int = 1, token: str = "tok_visa") -> Any:
+        """POST a checkout and return the raw response (202, or a 4xx problem)."""
+        return self.http.post(
+            f"{self.base_url}/api/checkout",
+            json={
+                "email": "e2e@example.com",
+                "items": [{"sku": sku, "quantity": quantity}],
+                "paymentToken": token,
+            },
+            timeout=10,
+        )
+
     def wait_final(self, job_ids: list[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
         """Poll until every checkout is completed or failed; fail with the logs if not."""
         deadline = time.monotonic() + timeout

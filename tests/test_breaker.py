@@ -77,6 +77,7 @@ def test_a_failed_half_open_trial_is_a_real_failure_and_reopens(tmp_path):
         charge(gw, "tok_visa")
 
 
+@pytest.mark.redis
 def test_state_is_shared_through_redis(tmp_path):
     import redis
 
@@ -97,3 +98,57 @@ def test_state_is_shared_through_redis(tmp_path):
     finally:
         client.delete(*client.keys(f"{prefix}:*"))
         client.close()
+
+
+def test_calls_from_several_threads_run_at_the_same_time(tmp_path):
+    """pybreaker holds its lock for the whole call; our threads must not queue on it.
+
+    Two charges meet at a barrier *inside* the gateway call: if the breaker
+    serialized them, the first would wait at the barrier alone and break it.
+    """
+    import threading
+
+    from orders.infra.gateway import SimulatedGateway
+
+    meet = threading.Barrier(2, timeout=10)
+
+    class Meeting(SimulatedGateway):
+        def charge(self, **kwargs):  # type: ignore[no-untyped-def]
+            meet.wait()
+            return super().charge(**kwargs)
+
+    gw = BreakerGateway(Meeting(tmp_path / "ledger.db"), lambda: make_breaker(3, 60))
+    results: list[object] = []
+
+    def pay(key: str) -> None:
+        results.append(gw.charge(amount_cents=100, token="tok_visa", idempotency_key=key))
+
+    threads = [threading.Thread(target=pay, args=(f"k{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 2 and all(r.captured for r in results)  # type: ignore[attr-defined]
+    assert not meet.broken
+
+
+def test_thread_breakers_share_one_state(tmp_path):
+    import threading
+
+    from orders.errors import GatewayError
+
+    gw = gateway(tmp_path)
+    failures: list[str] = []
+
+    def fail(key: str) -> None:
+        try:
+            charge(gw, "tok_error", key)
+        except GatewayError as exc:
+            failures.append(str(exc))
+
+    for i in range(3):
+        thread = threading.Thread(target=fail, args=(f"e{i}",))
+        thread.start()
+        thread.join()
+    assert len(failures) == 3
+    assert gw.breaker.current_state == "open"  # three threads' failures, one circuit

@@ -79,6 +79,7 @@ class BreakerGateway:
         self._build = build
         self._breaker: pybreaker.CircuitBreaker | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def breaker(self) -> pybreaker.CircuitBreaker:
@@ -109,8 +110,30 @@ class BreakerGateway:
     def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
         return self._call(self.inner.find_charge, idempotency_key=idempotency_key)
 
+    def _thread_breaker(self) -> pybreaker.CircuitBreaker:
+        """This thread's breaker: a sibling of :attr:`breaker` over the same storage.
+
+        ``pybreaker.CircuitBreaker.call`` holds the breaker's lock for the whole
+        guarded call, so one breaker shared by a consumer's threads would let only one
+        gateway call run at a time per process. Siblings share the state and counters
+        (the same storage object, or the same Redis keys) but not the lock.
+        """
+        mine: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
+        if mine is None:
+            shared = self.breaker
+            mine = pybreaker.CircuitBreaker(
+                fail_max=shared.fail_max,
+                reset_timeout=shared.reset_timeout,
+                success_threshold=shared.success_threshold,
+                listeners=shared.listeners,
+                state_storage=shared._state_storage,
+                name=shared.name,
+            )
+            self._local.breaker = mine
+        return mine
+
     def _call(self, func: Callable[..., T], **kwargs: Any) -> T:
-        breaker = self.breaker
+        breaker = self._thread_breaker()
         try:
             return breaker.call(func, **kwargs)
         except pybreaker.CircuitBreakerError as exc:

@@ -48,11 +48,7 @@ def timeline(shop: Stack, public_id: str) -> list[str]:
 
 def wait_no_live_jobs(shop: Stack, timeout: float = 60) -> None:
     """Follow-ups (emails, refunds) finish too: no job is left waiting or running."""
-    wait_until(
-        lambda: shop.scalar(f"SELECT COUNT(*) FROM jobs WHERE status IN {LIVE_JOBS}") == 0,
-        timeout,
-        "every job to finish",
-    )
+    shop.wait_idle(timeout)
 
 
 def assert_balanced(shop: Stack) -> None:

@@ -68,13 +68,19 @@ def test_each_failure_code(stack, token, stock, code):
 
 
 def test_many_checkouts_all_finish_and_balance(stack):
+    """20 buyers for 15 units. Each one past the stock is refused, either at validation
+    (422, when the workers already hold the stock) or by the hold (failed out_of_stock)."""
     item = sku()
     stack.add_product(item, stock=15, price_cents=100)
-    jobs = [stack.checkout(item, 1) for _ in range(20)]
+    responses = [stack.try_checkout(item, 1) for _ in range(20)]
+    refused = [r for r in responses if r.status_code == 422]
+    assert all("out of stock" in r.json()["errors"][0]["message"] for r in refused)
+    jobs = [r.json()["data"]["jobId"] for r in responses if r.status_code == 202]
+    assert len(jobs) + len(refused) == 20
     final = stack.wait_final(jobs, timeout=90)
     outcomes = sorted(body.get("code", body["status"]) for body in final.values())
     assert outcomes.count("completed") == 15
-    assert outcomes.count("out_of_stock") == 5
+    assert outcomes.count("out_of_stock") + len(refused) == 5
     assert stack.scalar("SELECT stock FROM products WHERE sku = :s", s=item) == 0
     assert (
         stack.scalar(
