@@ -104,7 +104,7 @@ def checkout() -> Response:
         idempotency_key=key,
         session_id=session_id,
     )
-    publish(placed.public_id)
+    # no publish here: nobody can be streaming a checkout whose id this answer carries
     if not inline:
         return accepted(placed.public_id, placed.status)
     sessions, ctx = inline_pipeline()

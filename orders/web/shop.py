@@ -182,7 +182,6 @@ def checkout() -> Any:
             errors = exc.errors or []
             form["attempt"] = secrets.token_urlsafe(12)
         else:
-            publish(placed.public_id)
             session.pop(CART_KEY, None)
             return redirect(url_for("shop.progress", job_id=placed.public_id))
     view = carts.view_cart(current_cart())
