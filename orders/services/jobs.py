@@ -112,8 +112,14 @@ def new_job(
     return job
 
 
-def claim(session: Session, job_id: str, worker: str, lease_seconds: int) -> Claim | None:
-    """Take the job if it is waiting (and due); set a lease. Commits. None if not ours."""
+def claim(
+    session: Session, job_id: str, worker: str, lease_seconds: int, *, commit: bool = True
+) -> Claim | None:
+    """Take the job if it is waiting (and due); set a lease. None if not ours.
+
+    Commits unless ``commit`` is False: the runner then writes the checkout's step
+    entry in the same transaction (one commit per claim instead of two).
+    """
     now = utcnow()
     result = session.execute(
         update(Job)
@@ -137,7 +143,8 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: int) -> Cla
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
     taken = Claim.of(job)
-    session.commit()
+    if commit:
+        session.commit()
     return taken
 
 

@@ -66,7 +66,8 @@ STEPS: dict[str, Step] = {
 
 def run_job(session: Session, job_id: str, ctx: PipelineContext) -> str:
     """Run the job with id ``job_id`` once. Returns the outcome's name (for logs/tests)."""
-    taken = claim(session, job_id, ctx.worker, ctx.settings.lease_seconds)
+    # the claim and the step entry (_run_claimed) commit together
+    taken = claim(session, job_id, ctx.worker, ctx.settings.lease_seconds, commit=False)
     if taken is None:
         log.info("job %s not claimable (done, taken or not due); skipping", job_id)
         return "skipped"
@@ -86,7 +87,7 @@ def _run_claimed(
             session.commit()
             return "discarded"
         session.commit()
-    except LeaseLost:
+    except LeaseLost:  # the claim rolls back too; the sweeper re-sends the job
         session.rollback()
         return "lease_lost"
     _publish(ctx, checkout)
