@@ -68,11 +68,11 @@ def _publisher(settings: Settings) -> Any:
 
 
 def init_extensions(app: Flask) -> None:
-    from orders.db import configure_sqlite
+    from orders.db import configure_sqlite, ping_when_idle
 
     db.init_app(app)
     with app.app_context():
-        configure_sqlite(db.engine)
+        configure_sqlite(ping_when_idle(db.engine))
     migrate.init_app(app, db, directory=str(_migrations_dir()))
 
 

@@ -110,7 +110,8 @@ def run(
         "latencies": "validate 0.5-1 s, payment 3-5 s, order 1-2 s, inventory 1-2 s, email 1-2 s",
         "consumer_nice": nice,
         "server": (
-            f"gunicorn gthread -w 2 --threads 16; huey_consumer -k thread -w "
+            "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
+            f"huey_consumer -k thread -w "
             f"{profile['consumer_threads']} per queue at nice {nice}; PostgreSQL + Redis"
         ),
         "users": [],

@@ -51,7 +51,7 @@ def sweep(
         misses = misses + 1 if row["p99_ms"] >= limit_ms or row["errors"] else 0
         if misses == 2:
             break
-        time.sleep(1)
+        time.sleep(0.5)
     return steps, ids
 
 

@@ -6,12 +6,14 @@ SQLite (the embedded default) is shared by the web process and every consumer: s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from orders.config import Settings
@@ -40,7 +42,6 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     return {
-        "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_recycle": 1800,
@@ -51,7 +52,42 @@ def make_engine(settings: Settings, *, immediate: bool = True) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return configure_sqlite(create_engine(url, **engine_options(settings)), immediate=immediate)
+    engine = create_engine(url, **engine_options(settings))
+    ping_when_idle(engine)
+    return configure_sqlite(engine, immediate=immediate)
+
+
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def ping_when_idle(engine: Engine) -> Engine:
+    """Check a pooled connection before use only if it sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip per transaction, and a
+    job commits three. A connection back from use a moment ago is alive; one that sat
+    idle (a database restart, a firewall's idle timeout) is pinged, and replaced if
+    dead (the pool retries on :class:`~sqlalchemy.exc.DisconnectionError`).
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in_at")
+        if last is not None and time.monotonic() - last < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("stale pooled connection")
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

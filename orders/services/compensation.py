@@ -46,26 +46,21 @@ def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> int:
     ).all()
     units = 0
     now = utcnow()
+    holds_table, products = StockHold.__table__, Product.__table__  # Core UPDATEs: cheaper
     for hold in holds:
         closed = session.execute(
-            update(StockHold)
-            .where(StockHold.id == hold.id, StockHold.status == HoldStatus.HELD)
+            update(holds_table)
+            .where(holds_table.c.id == hold.id, holds_table.c.status == HoldStatus.HELD)
             .values(status=to, closed_at=now)
-            .execution_options(synchronize_session=False)
         )
         if closed.rowcount != 1:  # type: ignore[attr-defined]
             continue
         change = (
-            {"stock": Product.stock + hold.quantity}
+            {"stock": products.c.stock + hold.quantity}
             if to is HoldStatus.RELEASED
-            else {"sold": Product.sold + hold.quantity}
+            else {"sold": products.c.sold + hold.quantity}
         )
-        session.execute(
-            update(Product)
-            .where(Product.id == hold.product_id)
-            .values(**change)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(update(products).where(products.c.id == hold.product_id).values(**change))
         units += hold.quantity
     return units
 

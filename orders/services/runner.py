@@ -51,13 +51,14 @@ log = logging.getLogger(__name__)
 class Step:
     run: Callable[..., list[Job]]
     give_up: Callable[..., list[Job] | None] | None = None  # None: fail the checkout
+    reads_lines: bool = False  # load the checkout's lines in the claim's transaction
 
 
 STEPS: dict[str, Step] = {
-    "reserve-stock": Step(pipeline.reserve_stock),
+    "reserve-stock": Step(pipeline.reserve_stock, reads_lines=True),
     "process-payment": Step(pipeline.process_payment),
-    "create-order": Step(pipeline.create_order),
-    "update-inventory": Step(pipeline.update_inventory),
+    "create-order": Step(pipeline.create_order, reads_lines=True),
+    "update-inventory": Step(pipeline.update_inventory, reads_lines=True),
     "send-order-confirmation": Step(emails.send_email, emails.give_up_email),
     "send-recovery-email": Step(emails.send_email, emails.give_up_email),
     "refund-payment": Step(compensation.refund_payment, compensation.give_up_refund),
@@ -86,6 +87,8 @@ def _run_claimed(
         if not _enter_step(session, taken, checkout):
             session.commit()
             return "discarded"
+        if checkout is not None and STEPS[taken.type].reads_lines:
+            checkout.lines  # noqa: B018 (loaded here, the step needs no read transaction)
         session.commit()
     except LeaseLost:  # the claim rolls back too; the sweeper re-sends the job
         session.rollback()

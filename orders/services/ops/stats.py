@@ -5,43 +5,78 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
 from orders.domain.latency import bucket_index, quantile_ms
 from orders.jobtypes import JOB_TYPES
-from orders.models import Job, JobStatMinute
+from orders.models import JobStatMinute
 from orders.models.ops import BUCKET_COLUMNS, LATENCY_BUCKETS_MS
 from orders.services.ops.upsert import upsert
 
 OUTCOMES = ("completed", "failed", "discarded", "retried")
 
 
-def record_outcome(session: Session, job_id: str, job_type: str, outcome: str) -> None:
-    """Count one finished attempt of ``job_id`` (in the caller's transaction)."""
-    started = session.scalar(select(Job.started_at).where(Job.id == job_id))
+class Attempt(Protocol):
+    """What a finished attempt needs to be counted (a :class:`~orders.services.jobs.Claim`)."""
+
+    job_id: str
+    type: str
+    started_at: datetime | None
+
+
+_PENDING = "job_stat_rows"  # session.info key: this transaction's counts, not yet written
+
+
+def record_outcome(session: Session, job: Attempt, outcome: str) -> None:
+    """Count one finished attempt of ``job`` in the caller's transaction.
+
+    The row is written just before that transaction commits (and dropped if it rolls
+    back): the counter row is shared by every job of its type in that minute, so
+    writing it last keeps its row lock for the shortest time.
+    """
     now = utcnow()
+    started = job.started_at
     duration_ms = max((now - started).total_seconds() * 1000, 0.0) if started else 0.0
-    buckets = dict.fromkeys(BUCKET_COLUMNS, 0)
-    buckets[BUCKET_COLUMNS[bucket_index(LATENCY_BUCKETS_MS, duration_ms)]] = 1
-    upsert(
-        session,
-        JobStatMinute.__table__,  # type: ignore[arg-type]
+    queue = JOB_TYPES[job.type].queue if job.type in JOB_TYPES else "unknown"
+    key = (now.replace(second=0, microsecond=0), queue, job.type, outcome)
+    pending: dict[tuple[Any, ...], dict[str, Any]] = session.info.setdefault(_PENDING, {})
+    row = pending.setdefault(
+        key,
         {
-            "minute": now.replace(second=0, microsecond=0),
-            "queue": JOB_TYPES[job_type].queue if job_type in JOB_TYPES else "unknown",
-            "type": job_type,
+            "minute": key[0],
+            "queue": queue,
+            "type": job.type,
             "outcome": outcome,
-            "count": 1,
-            "total_ms": int(duration_ms),
-            **buckets,
+            "count": 0,
+            "total_ms": 0,
+            **dict.fromkeys(BUCKET_COLUMNS, 0),
         },
-        ("minute", "queue", "type", "outcome"),
-        add=("count", "total_ms", *BUCKET_COLUMNS),
     )
+    row["count"] += 1
+    row["total_ms"] += int(duration_ms)
+    row[BUCKET_COLUMNS[bucket_index(LATENCY_BUCKETS_MS, duration_ms)]] += 1
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    for values in (pending or {}).values():
+        upsert(
+            session,
+            JobStatMinute.__table__,  # type: ignore[arg-type]
+            values,
+            ("minute", "queue", "type", "outcome"),
+            add=("count", "total_ms", *BUCKET_COLUMNS),
+        )
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, _previous: Any) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass
