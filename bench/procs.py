@@ -62,6 +62,10 @@ class BenchStack(Stack):
     ):
         super().__init__(data_dir, database_url, redis_url, **env)
         self.nice = nice
+        consumer_env = os.environ.get("BENCH_CONSUMER_ENV")  # e.g. "DB_POOL_SIZE=2"
+        if consumer_env:
+            for name in WORKERS:
+                self.commands[name] = f"env {consumer_env} {self.commands[name]}"
         if nice:  # the web keeps its CPU; the pipeline absorbs the wait
             for name in WORKERS:
                 self.commands[name] = f"nice -n {nice} {self.commands[name]}"

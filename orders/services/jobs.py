@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, or_, update
+from sqlalchemy import Table, insert, or_, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
@@ -97,25 +97,28 @@ def new_job(
     email_id: int | None = None,
     payment_id: int | None = None,
 ) -> Job:
-    """Add a queued job row to the session (the caller commits, then dispatches)."""
+    """Insert a queued job row in the session's transaction (the caller commits, then
+    dispatches). Returns the row as a detached object (its id and type name the message).
+    """
     now = utcnow()
-    job = Job(
-        id=uuid.uuid4().hex,
-        type=job_type.name,
-        queue=job_type.queue,
-        priority=job_type.huey_priority,
-        status=JobStatus.QUEUED,
-        checkout_id=checkout.id if checkout else None,
-        cart_id=cart_id,
-        email_id=email_id,
-        payment_id=payment_id,
-        attempts=0,
-        max_attempts=settings.max_attempts,
-        created_at=now,
-        enqueued_at=now,
-    )
-    session.add(job)
-    return job
+    values = {
+        "id": uuid.uuid4().hex,
+        "type": job_type.name,
+        "queue": job_type.queue,
+        "priority": job_type.huey_priority,
+        "status": JobStatus.QUEUED,
+        "checkout_id": checkout.id if checkout else None,
+        "cart_id": cart_id,
+        "email_id": email_id,
+        "payment_id": payment_id,
+        "attempts": 0,
+        "max_attempts": settings.max_attempts,
+        "created_at": now,
+        "enqueued_at": now,
+    }
+    # a Core INSERT: the ORM's unit of work cost more CPU than the statement
+    session.execute(insert(JOBS), values)
+    return Job(**values)
 
 
 def claim(
