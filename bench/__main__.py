@@ -26,7 +26,7 @@ from bench.drain import wait_drained
 from bench.goals import goals, versus_seed
 from bench.load import run_users
 from bench.micro import run_micro
-from bench.procs import BenchStack, seed_env, server_env
+from bench.procs import BenchStack, consumer_env, seed_env, server_env
 from bench.profiles import PROFILES
 from bench.report import summarize, write
 from tests.stack import postgres_database
@@ -111,8 +111,9 @@ def run(
         "consumer_nice": nice,
         "server": (
             "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
-            f"huey_consumer -k thread -w "
-            f"{profile['consumer_threads']} per queue at nice {nice}; PostgreSQL + Redis"
+            f"huey_consumer -k thread -w {profile['consumer_threads']} per queue at nice "
+            f"{nice}, {profile['consumer_db_pool']} database connection(s) each; "
+            "PostgreSQL + Redis"
         ),
         "users": [],
     }
@@ -125,6 +126,7 @@ def run(
                 database_url,
                 redis_url,
                 nice=nice,
+                consumer_env=consumer_env(profile["consumer_db_pool"]),
                 **seed_env(factor),
                 **server_env(profile["consumer_threads"]),
             )

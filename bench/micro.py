@@ -100,7 +100,9 @@ def run_micro(
         f"({threads} threads per consumer)"
     )
     started = utcnow()
-    stack.restart_workers(
+    stack.restart_workers(  # alone on the box now: the pool the web had
+        DB_POOL_SIZE=stack.env["DB_POOL_SIZE"],
+        DB_MAX_OVERFLOW=stack.env["DB_MAX_OVERFLOW"],
         SIM_TIME_FACTOR="0",
         ORDERS_CONCURRENCY=str(threads),
         PAYMENTS_CONCURRENCY=str(threads),

@@ -32,6 +32,15 @@ def seed_env(factor: float) -> dict[str, str]:
     }
 
 
+def consumer_env(db_pool: int) -> dict[str, str]:
+    """The consumers' database pool. On one box the pipeline's transactions share the
+    CPU (and PostgreSQL) with the shoppers' requests: a small pool per consumer bounds
+    how many of them run at once, so a backlog waits in the queue, not in front of the
+    web's queries. Jobs release their connection while they wait on the gateway or the
+    simulated work, so this caps transactions, not jobs in flight."""
+    return {"DB_POOL_SIZE": str(db_pool), "DB_MAX_OVERFLOW": "0"}
+
+
 def server_env(threads: int) -> dict[str, str]:
     return {
         "WEB_CONCURRENCY": "2",
@@ -58,14 +67,17 @@ class BenchStack(Stack):
     """A Stack plus the bare LPUSH web app and the no-op Huey consumer."""
 
     def __init__(
-        self, data_dir: Path, database_url: str, redis_url: str, nice: int = 0, **env: str
+        self,
+        data_dir: Path,
+        database_url: str,
+        redis_url: str,
+        nice: int = 0,
+        consumer_env: dict[str, str] | None = None,
+        **env: str,
     ):
         super().__init__(data_dir, database_url, redis_url, **env)
+        self.consumer_env = dict(consumer_env or {})  # the consumers' own settings
         self.nice = nice
-        consumer_env = os.environ.get("BENCH_CONSUMER_ENV")  # e.g. "DB_POOL_SIZE=2"
-        if consumer_env:
-            for name in WORKERS:
-                self.commands[name] = f"env {consumer_env} {self.commands[name]}"
         if nice:  # the web keeps its CPU; the pipeline absorbs the wait
             for name in WORKERS:
                 self.commands[name] = f"nice -n {nice} {self.commands[name]}"
@@ -75,8 +87,20 @@ class BenchStack(Stack):
             f"env PORT={self.bare_port} gunicorn bench.bare:app -c gunicorn.conf.py"
         )
 
+    def start(self, name: str, instance: str | None = None) -> None:
+        if name not in WORKERS or not self.consumer_env:
+            super().start(name, instance)
+            return
+        shared = self.env
+        self.env = {**shared, **self.consumer_env}
+        try:
+            super().start(name, instance)
+        finally:
+            self.env = shared
+
     def restart_workers(self, **env: str) -> None:
         self.env.update(env)
+        self.consumer_env.update(env)
         for name in WORKERS:
             self.stop(name)
         for name in WORKERS:

@@ -12,6 +12,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 0.2,
         "poll_s": 0.1,
         "consumer_threads": 8,
+        "consumer_db_pool": 1,
         "checkout_rates": [20],
         "bare_rates": [20],
         "capacity_step_s": 1,
@@ -28,6 +29,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
         "consumer_threads": 64,
+        "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is
         "checkout_rates": [100, 200, 300, 400, 500, 600],
@@ -46,6 +48,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
+        "consumer_db_pool": 1,  # see bench.procs.consumer_env
         "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
         "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
         "capacity_step_s": 5,
