@@ -93,11 +93,12 @@ def _run(job_id: str) -> None:
     ctx = context()
     assert _sessions is not None
     with session_scope(_sessions) as session:
-        if job_is_paused(session, job_id):  # ops pause: leave it waiting (resume re-sends)
-            session.rollback()
+        # the claim itself skips a paused queue's job (no extra statement per job)
+        outcome = run_job(session, job_id, ctx, unless_paused=True)
+        if outcome == "skipped" and job_is_paused(session, job_id):
+            session.rollback()  # ops pause: it stays waiting (resume re-sends it)
             log.info("job %s: its queue is paused; it stays waiting", job_id)
             return
-        outcome = run_job(session, job_id, ctx)
     log.debug("job %s: %s", job_id, outcome)  # the runner logs it with its checkout id
 
 

@@ -24,6 +24,7 @@ from orders.models import (
     QueuePause,
 )
 from orders.services.ops.heartbeats import WorkerIdentity, beat, list_workers
+from orders.services.jobs import claim
 from orders.services.ops.pause import job_is_paused
 from orders.services.ops.retention import sweep_job_records
 from tests.factories import checkout_body, make_product
@@ -325,6 +326,10 @@ def test_pause_leaves_jobs_waiting_and_resume_sends_them_again(
     [ref] = dispatched.take()
     assert job_is_paused(session, ref.id)
     session.commit()
+    # a consumer's claim leaves it waiting (the pause is part of the claim's UPDATE)
+    assert claim(session, ref.id, "w", 30, unless_paused=True) is None
+    assert session.get(Job, ref.id, populate_existing=True).status is JobStatus.QUEUED
+    session.commit()
     assert client.get("/ops/").get_data(as_text=True).count("paused") >= 1
     assert (
         client.post("/ops/queues/orders/resume", data={"csrf_token": token(client)}).status_code
@@ -333,6 +338,8 @@ def test_pause_leaves_jobs_waiting_and_resume_sends_them_again(
     assert not job_is_paused(session, ref.id)
     session.commit()
     assert [r.type for r in dispatched.take()] == ["reserve-stock"]
+    taken = claim(session, ref.id, "w", 30, unless_paused=True)
+    assert taken is not None and taken.attempt == 1
     assert session.scalar(select(func.count()).select_from(QueuePause)) == 0
     actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
     assert actions == ["login", "pause_queue", "resume_queue"]

@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, insert, or_, update
+from sqlalchemy import Table, exists, insert, or_, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.jobtypes import JOB_TYPES, JobType
-from orders.models import Checkout, Job, JobStatus
+from orders.models import Checkout, Job, JobStatus, QueuePause
 from orders.services.ops.stats import record_outcome
 
 log = logging.getLogger(__name__)
@@ -122,21 +122,33 @@ def new_job(
 
 
 def claim(
-    session: Session, job_id: str, worker: str, lease_seconds: int, *, commit: bool = True
+    session: Session,
+    job_id: str,
+    worker: str,
+    lease_seconds: int,
+    *,
+    commit: bool = True,
+    unless_paused: bool = False,
 ) -> Claim | None:
     """Take the job if it is waiting (and due); set a lease. None if not ours.
 
     Commits unless ``commit`` is False: the runner then writes the checkout's step
-    entry in the same transaction (one commit per claim instead of two).
+    entry in the same transaction (one commit per claim instead of two). With
+    ``unless_paused`` a job whose queue an operator paused is left waiting (checked in
+    the same statement).
     """
     now = utcnow()
+    conditions = [
+        JOBS.c.id == job_id,
+        JOBS.c.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)),
+        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
+    ]
+    if unless_paused:
+        pauses: Table = QueuePause.__table__  # type: ignore[assignment]
+        conditions.append(~exists().where(pauses.c.queue == JOBS.c.queue))
     row = session.execute(
         update(JOBS)
-        .where(
-            JOBS.c.id == job_id,
-            JOBS.c.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)),
-            or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
-        )
+        .where(*conditions)
         .values(
             status=JobStatus.ACTIVE,
             attempts=JOBS.c.attempts + 1,

@@ -65,12 +65,24 @@ STEPS: dict[str, Step] = {
 }
 
 
-def run_job(session: Session, job_id: str, ctx: PipelineContext) -> str:
-    """Run the job with id ``job_id`` once. Returns the outcome's name (for logs/tests)."""
+def run_job(
+    session: Session, job_id: str, ctx: PipelineContext, *, unless_paused: bool = False
+) -> str:
+    """Run the job with id ``job_id`` once. Returns the outcome's name (for logs/tests).
+
+    ``unless_paused`` (the consumers): a job of a paused queue is left waiting.
+    """
     # the claim and the step entry (_run_claimed) commit together
-    taken = claim(session, job_id, ctx.worker, ctx.settings.lease_seconds, commit=False)
+    taken = claim(
+        session,
+        job_id,
+        ctx.worker,
+        ctx.settings.lease_seconds,
+        commit=False,
+        unless_paused=unless_paused,
+    )
     if taken is None:
-        log.info("job %s not claimable (done, taken or not due); skipping", job_id)
+        log.info("job %s not claimable (done, taken, not due or paused); skipping", job_id)
         return "skipped"
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
     with bind_checkout(checkout.public_id if checkout else None, job_id, taken.type):
