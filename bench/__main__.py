@@ -84,10 +84,12 @@ def run(
     time_factor: float | None = None,
     users: list[int] | None = None,
     phase_s: float | None = None,
+    follow: str | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
-    for key, value in (("factor", time_factor), ("users", users), ("phase_s", phase_s)):
+    settings = (("factor", time_factor), ("users", users), ("phase_s", phase_s), ("follow", follow))
+    for key, value in settings:
         if value is not None:
             profile[key] = value
     admin_url = admin_url or os.environ.get(
@@ -106,6 +108,7 @@ def run(
         "time_factor": factor,
         "think_s": profile["think_s"],
         "poll_s": profile["poll_s"],
+        "follow": profile["follow"],
         "phase_s": profile["phase_s"],
         "latencies": "validate 0.5-1 s, payment 3-5 s, order 1-2 s, inventory 1-2 s, email 1-2 s",
         "consumer_nice": nice,
@@ -150,6 +153,7 @@ def run(
                                 skus=skus,
                                 think=profile["think_s"],
                                 poll=profile["poll_s"],
+                                follow_with=profile["follow"],
                                 timeout=30,
                                 follow_timeout=max(60.0, 100 * factor),
                                 progress=say,
@@ -203,6 +207,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--time-factor", type=float, help="override SIM_TIME_FACTOR")
     parser.add_argument("--users", help="override the user counts, e.g. 15,50")
     parser.add_argument("--phase-seconds", type=float, help="override the run length")
+    parser.add_argument(
+        "--follow",
+        choices=("stream", "poll"),
+        help="how async shoppers follow their checkout (default: the profile's, stream)",
+    )
     args = parser.parse_args(argv)
     data = run(
         args.profile,
@@ -211,6 +220,7 @@ def main(argv: list[str]) -> int:
         time_factor=args.time_factor,
         users=[int(n) for n in args.users.split(",")] if args.users else None,
         phase_s=args.phase_seconds,
+        follow=args.follow,
     )
     return 1 if failures(data["audit"]) else 0
 

@@ -1,7 +1,8 @@
 """The load: closed-model shoppers and an open-model arrival-rate generator (aiohttp).
 
 - :func:`run_users`: N shoppers, each checks out, follows the checkout to its final
-  status (polling the status URL), thinks, and checks out again. Response times are
+  status (on its progress stream, as the shop's page does, or by polling the status
+  URL as a plain API client would), thinks, and checks out again. Response times are
   per request; the shopper's own pace limits the load (a closed model).
 - :func:`run_rate`: requests fired on a fixed schedule, whatever the server does (an
   open model). Each latency is measured from the request's *scheduled* send time, so a
@@ -80,6 +81,7 @@ async def run_users(
     poll: float,
     timeout: float,
     follow_timeout: float,
+    follow_with: str = "poll",
     progress: Callable[[str], None] = lambda _line: None,
 ) -> PhaseResult:
     """``users`` shoppers for ``duration`` seconds; then in-flight shoppers finish."""
@@ -89,6 +91,23 @@ async def run_users(
     counter = itertools.count()
     start = time.monotonic()
     stop_at = start + duration
+
+    async def follow_stream(http: aiohttp.ClientSession, job_id: str) -> None:
+        """Read the SSE stream until its completed/failed event; poll if it breaks."""
+        result.other_requests += 1
+        try:
+            async with http.get(
+                f"{base_url}/api/orders/status/{job_id}/stream",
+                timeout=aiohttp.ClientTimeout(total=follow_timeout, sock_connect=timeout),
+            ) as response:
+                if response.status == 204:  # already final
+                    return
+                async for raw in response.content:
+                    if raw.strip() in (b"event: completed", b"event: failed"):
+                        return
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        await follow(http, job_id)
 
     async def follow(http: aiohttp.ClientSession, job_id: str) -> None:
         deadline = time.monotonic() + follow_timeout
@@ -120,7 +139,7 @@ async def run_users(
             if job_id:
                 result.job_ids.append(job_id)
                 if not sync:
-                    await follow(http, job_id)
+                    await (follow_stream if follow_with == "stream" else follow)(http, job_id)
             await asyncio.sleep(think)
 
     async def report() -> None:

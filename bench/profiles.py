@@ -11,6 +11,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "factor": 0.02,
         "think_s": 0.2,
         "poll_s": 0.1,
+        "follow": "stream",
         "consumer_threads": 8,
         "consumer_db_pool": 1,
         "checkout_rates": [20],
@@ -28,6 +29,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "factor": 0.1,
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
+        "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
         "consumer_threads": 64,
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # every checkout the sweep accepts is drained by the pipeline benchmark
@@ -47,6 +49,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "factor": 1.0,
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
+        "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],

@@ -80,8 +80,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"Machine: {data['machine']}. Server: {data['server']}.",
         f"Simulated latencies: {data['latencies']}, scaled by SIM_TIME_FACTOR="
-        f"{data['time_factor']:g}; think time {data['think_s']:g} s, status poll every "
-        f"{data['poll_s']:g} s (as the 202's Retry-After says), {data['phase_s']:g} s per run; "
+        f"{data['time_factor']:g}; think time {data['think_s']:g} s; async shoppers follow "
+        f"their checkout {_following(data)}, {data['phase_s']:g} s per run; "
         "submit→final times come from the database (created_at → finished_at).",
         "",
         "## Sync vs async, closed model (shoppers check out, follow, think, repeat)",
@@ -193,3 +193,9 @@ def write(data: dict[str, Any], directory: Path, stem: str) -> dict[str, Path]:
     data_md = markdown(data) + f"\n![chart]({paths['png'].name})\n"
     paths["md"].write_text(data_md)
     return paths
+
+
+def _following(data: dict[str, Any]) -> str:
+    if data.get("follow", "poll") == "stream":
+        return "on its progress stream (SSE), as the shop's checkout page does"
+    return f"by polling its status every {data['poll_s']:g} s (as the 202's Retry-After says)"
