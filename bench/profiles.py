@@ -34,7 +34,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is
-        "checkout_rates": [100, 200, 300, 400, 500, 600],
+        "checkout_rates": [100, 150, 200, 250, 300, 400, 500, 600],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2400],
         "capacity_step_s": 2,
         "flame_s": 5,
