@@ -52,13 +52,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
-        "checkout_rates": [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000],
-        "bare_rates": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000],
-        "capacity_step_s": 5,
+        # as in quick: every accepted checkout of the sweep is drained and audited
+        "checkout_rates": [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000],
+        "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000],
+        "capacity_step_s": 3,
         "flame_s": 10,
         "micro_threads": 8,
         "noop_tasks": 20000,
-        "pipeline_orders": 5000,
+        "pipeline_orders": 2000,
         "drain_timeout_s": 600,
     },
 }
