@@ -31,6 +31,7 @@ class Sample:
     latency: float  # seconds
     status: int  # HTTP status, 0 for a transport error or timeout
     ok: bool
+    reason: str = ""  # for status 0: "timeout" or the client's exception
 
 
 @dataclass
@@ -58,16 +59,19 @@ def connector() -> aiohttp.TCPConnector:
 
 async def _post(
     http: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float
-) -> tuple[int, dict[str, Any] | None]:
+) -> tuple[int, dict[str, Any] | None, str]:
+    """(HTTP status, JSON body, reason); status 0 when no answer came (reason says why)."""
     headers = {"Idempotency-Key": uuid.uuid4().hex}
     try:
         async with http.post(
             url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
             data = await response.json(content_type=None)
-            return response.status, data
-    except (TimeoutError, aiohttp.ClientError, ValueError):
-        return 0, None
+            return response.status, data, ""
+    except TimeoutError:
+        return 0, None, "timeout"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return 0, None, type(exc).__name__
 
 
 async def run_users(
@@ -131,10 +135,12 @@ async def run_users(
         while time.monotonic() < stop_at:
             n = next(counter)
             sent = time.monotonic()
-            status, body = await _post(http, url, checkout_body(random.choice(skus), n), timeout)
+            status, body, why = await _post(
+                http, url, checkout_body(random.choice(skus), n), timeout
+            )
             latency = time.monotonic() - sent
             ok = status in (201, 202) or (sync and status == 200)
-            result.samples.append(Sample(sent - start, latency, status, ok))
+            result.samples.append(Sample(sent - start, latency, status, ok, why))
             job_id = ((body or {}).get("data") or {}).get("jobId") if ok else None
             if job_id:
                 result.job_ids.append(job_id)
@@ -175,10 +181,10 @@ async def run_rate(
         delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        status, body = await _post(http, url, body_for(n), timeout)
+        status, body, why = await _post(http, url, body_for(n), timeout)
         latency = time.monotonic() - scheduled  # includes any lag before sending
         ok = status in (201, 202)
-        result.samples.append(Sample(scheduled - start, latency, status, ok))
+        result.samples.append(Sample(scheduled - start, latency, status, ok, why))
         job_id = ((body or {}).get("data") or {}).get("jobId") if ok else None
         if job_id:
             result.job_ids.append(job_id)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.load import PhaseResult
+from bench.load import PhaseResult, Sample
 
 SEED = {  # the seed's claim: synchronous vs asynchronous checkout
     "avg_response_s": (8.5, 1.2),
@@ -45,7 +46,12 @@ def summarize(result: PhaseResult, final_seconds: list[float], completed: int) -
         "final_p95_ms": percentile([f * 1000 for f in final_seconds], 95),
         "orders_completed_per_s": completed / result.duration if result.duration else 0.0,
         "follow_timeouts": result.follow_timeouts,
+        "error_kinds": dict(Counter(_kind(s) for s in result.samples if not s.ok)),
     }
+
+
+def _kind(sample: Sample) -> str:
+    return f"HTTP {sample.status}" if sample.status else sample.reason or "no answer"
 
 
 def max_users_under(rows: list[dict[str, Any]], mode: str, p99_ms: float = 1000) -> int:
@@ -98,6 +104,14 @@ def markdown(data: dict[str, Any]) -> str:
             f"{_fmt(r['http_requests_per_s'], 1)} | {_fmt(r['final_p50_ms'])} | "
             f"{_fmt(r['final_p95_ms'])} | {_fmt(r['orders_completed_per_s'], 1)} |"
         )
+    kinds = [
+        f"{r['mode']} {r['users']}: "
+        + ", ".join(f"{n} {kind}" for kind, n in sorted(r["error_kinds"].items()))
+        for r in users
+        if r.get("error_kinds")
+    ]
+    if kinds:
+        lines += ["", "Errors by kind (HTTP status, or why no answer came): " + "; ".join(kinds)]
     seed, ours = SEED, data["versus_seed"]
     lines += [
         "",
