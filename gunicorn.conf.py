@@ -25,7 +25,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
 timeout = 60
 graceful_timeout = 20
-keepalive = 5
+# Idle keep-alive connections stay open longer than a client (or a load balancer:
+# AWS ALB 60 s, nginx 60 s) keeps one idle: at 5 s, a shopper who thought for ~5 s sent
+# the next POST on a connection the server was closing (measured: ServerDisconnectedError
+# on 3 of 467 sync checkouts, bench/results/2026-11-28-0138.md).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 accesslog = "-" if os.environ.get("ACCESS_LOG") else None
 errorlog = "-"
 control_socket_disable = True
