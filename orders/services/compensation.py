@@ -20,9 +20,9 @@ from orders.models import (
     JobStatus,
     Payment,
     PaymentStatus,
-    Product,
     StockHold,
 )
+from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.context import PipelineContext
 from orders.services.jobs import Claim, close, new_job
 from orders.services.timeline import move_checkout, record_event
@@ -46,21 +46,20 @@ def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> int:
     ).all()
     units = 0
     now = utcnow()
-    holds_table, products = StockHold.__table__, Product.__table__  # Core UPDATEs: cheaper
     for hold in holds:
         closed = session.execute(
-            update(holds_table)
-            .where(holds_table.c.id == hold.id, holds_table.c.status == HoldStatus.HELD)
+            update(HOLDS)
+            .where(HOLDS.c.id == hold.id, HOLDS.c.status == HoldStatus.HELD)
             .values(status=to, closed_at=now)
         )
         if closed.rowcount != 1:  # type: ignore[attr-defined]
             continue
         change = (
-            {"stock": products.c.stock + hold.quantity}
+            {"stock": PRODUCTS.c.stock + hold.quantity}
             if to is HoldStatus.RELEASED
-            else {"sold": products.c.sold + hold.quantity}
+            else {"sold": PRODUCTS.c.sold + hold.quantity}
         )
-        session.execute(update(products).where(products.c.id == hold.product_id).values(**change))
+        session.execute(update(PRODUCTS).where(PRODUCTS.c.id == hold.product_id).values(**change))
         units += hold.quantity
     return units
 

@@ -15,21 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, exists, insert, or_, update
+from sqlalchemy import exists, insert, or_, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.jobtypes import JOB_TYPES, JobType
-from orders.models import Checkout, Job, JobStatus, QueuePause
+from orders.models import Checkout, Job, JobStatus
+from orders.models.tables import JOBS, QUEUE_PAUSES
 from orders.services.ops.stats import record_outcome
 
 log = logging.getLogger(__name__)
-
-# The hot path's UPDATEs go through the Core table: the ORM's bulk-update machinery
-# (entity lookup, session synchronisation) cost more CPU than the statements did.
-JOBS: Table = Job.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,6 @@ def new_job(
         "created_at": now,
         "enqueued_at": now,
     }
-    # a Core INSERT: the ORM's unit of work cost more CPU than the statement
     session.execute(insert(JOBS), values)
     return Job(**values)
 
@@ -144,8 +140,7 @@ def claim(
         or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
     ]
     if unless_paused:
-        pauses: Table = QueuePause.__table__  # type: ignore[assignment]
-        conditions.append(~exists().where(pauses.c.queue == JOBS.c.queue))
+        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
     row = session.execute(
         update(JOBS)
         .where(*conditions)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from orders.db import utcnow
 from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
 from orders.errors import LeaseLost
-from orders.models import Checkout, CheckoutEvent, CheckoutStage, CheckoutStatus, EventType, Order
-
-EVENTS: Table = CheckoutEvent.__table__  # type: ignore[assignment]
+from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
+from orders.models.tables import CHECKOUTS, EVENTS
 
 
 def status_payload(
@@ -49,8 +48,8 @@ def status_payload(
 def record_event(
     session: Session, checkout: Checkout, message: str, type_: EventType = EventType.INFO
 ) -> None:
-    """Append one event carrying a snapshot of the status JSON (a Core INSERT, in the
-    session's transaction: the timeline is the hottest insert there is)."""
+    """Append one event, in the session's transaction, carrying a snapshot of the
+    status JSON."""
     payload = status_payload(session, checkout, message if type_ is EventType.PROGRESS else None)
     session.execute(
         insert(EVENTS),
@@ -91,10 +90,9 @@ def move_checkout(
         "error_message": error_message,
     }
     values["finished_at"] = now if target in TERMINAL else None
-    table = Checkout.__table__  # Core, not the ORM's bulk UPDATE: cheaper on the hot path
     result = session.execute(
-        update(table)
-        .where(table.c.id == checkout.id, table.c.stage == checkout.stage)
+        update(CHECKOUTS)
+        .where(CHECKOUTS.c.id == checkout.id, CHECKOUTS.c.stage == checkout.stage)
         .values(**values)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

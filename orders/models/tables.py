@@ -1,0 +1,25 @@
+"""The Core tables behind the models that the job hot path writes directly.
+
+A claim, a close, a step entry, a stock move and the job/event inserts run for every
+job; through the ORM (bulk-update bookkeeping, the unit of work) they cost more CPU
+than the statements themselves, so those few statements use these tables instead.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table
+
+from orders.models import Checkout, CheckoutEvent, Job, Product, QueuePause, StockHold
+
+
+def _table(model: type) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+JOBS = _table(Job)
+CHECKOUTS = _table(Checkout)
+EVENTS = _table(CheckoutEvent)
+PRODUCTS = _table(Product)
+HOLDS = _table(StockHold)
+QUEUE_PAUSES = _table(QueuePause)
