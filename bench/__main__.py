@@ -85,6 +85,7 @@ def run(
     users: list[int] | None = None,
     phase_s: float | None = None,
     follow: str | None = None,
+    modes: tuple[str, ...] = ("async", "sync"),
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
@@ -140,7 +141,7 @@ def run(
                 stack.wait_bare()
                 for sku in skus:
                     stack.add_product(sku, STOCK)
-                for mode in ("async", "sync"):
+                for mode in modes:
                     for users in profile["users"]:
                         say(f"{mode}: {users} users for {profile['phase_s']:g} s")
                         t0 = time.monotonic()
@@ -208,11 +209,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--users", help="override the user counts, e.g. 15,50")
     parser.add_argument("--phase-seconds", type=float, help="override the run length")
     parser.add_argument(
+        "--modes", default="async,sync", help="which modes to run, e.g. async (default both)"
+    )
+    parser.add_argument(
         "--follow",
         choices=("stream", "poll"),
         help="how async shoppers follow their checkout (default: the profile's, stream)",
     )
     args = parser.parse_args(argv)
+    if not set(args.modes.split(",")) <= {"async", "sync"}:
+        parser.error("--modes takes async, sync or async,sync")
     data = run(
         args.profile,
         with_micro=not args.no_micro,
@@ -221,6 +227,7 @@ def main(argv: list[str]) -> int:
         users=[int(n) for n in args.users.split(",")] if args.users else None,
         phase_s=args.phase_seconds,
         follow=args.follow,
+        modes=tuple(m for m in args.modes.split(",") if m),
     )
     return 1 if failures(data["audit"]) else 0
 

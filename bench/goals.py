@@ -68,7 +68,11 @@ def versus_seed(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sync_max_users": max_users_under(rows, "sync"),
         "async_max_users": max_users_under(rows, "async"),
         "largest_users": largest,
-        "sync_error_pct": by[("sync", largest)]["error_rate_pct"],
-        "async_error_pct": by[("async", largest)]["error_rate_pct"],
+        "sync_error_pct": _error_pct(by.get(("sync", largest))),
+        "async_error_pct": _error_pct(by.get(("async", largest))),
         "seed": SEED,
     }
+
+
+def _error_pct(row: dict[str, Any] | None) -> float:
+    return row["error_rate_pct"] if row else float("nan")

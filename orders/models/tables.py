@@ -2,14 +2,24 @@
 
 A claim, a close, a step entry, a stock move and the job/event inserts run for every
 job; through the ORM (bulk-update bookkeeping, the unit of work) they cost more CPU
-than the statements themselves, so those few statements use these tables instead.
+than the statements themselves, so those few statements use these tables instead;
+so do the checkout's own inserts (the 202's path).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Table
 
-from orders.models import Checkout, CheckoutEvent, Job, Product, QueuePause, StockHold
+from orders.models import (
+    Checkout,
+    CheckoutEvent,
+    CheckoutLine,
+    IdempotencyKey,
+    Job,
+    Product,
+    QueuePause,
+    StockHold,
+)
 
 
 def _table(model: type) -> Table:
@@ -23,3 +33,5 @@ EVENTS = _table(CheckoutEvent)
 PRODUCTS = _table(Product)
 HOLDS = _table(StockHold)
 QUEUE_PAUSES = _table(QueuePause)
+LINES = _table(CheckoutLine)
+IDEMPOTENCY_KEYS = _table(IdempotencyKey)

@@ -1,9 +1,11 @@
 """Placing a checkout: validate, record durably, then enqueue.
 
-The checkout row, its lines, its first event and its first job are written in one
-transaction; the broker hears about it only after commit. ``Idempotency-Key`` is
-claimed in a short transaction of its own first, so a concurrent duplicate sees the
-claim (409) instead of creating a second checkout.
+The ``Idempotency-Key``, the checkout row, its lines, its first event and its first
+job are written in one transaction; the broker hears about it only after commit.
+The key is inserted first (``ON CONFLICT DO NOTHING``): a concurrent duplicate waits
+on the database's unique index until the first request commits, then answers with
+its checkout (a replay), or takes the key if the first rolled back. One commit per
+checkout, and no claim can outlive a request that died.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Executable, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
@@ -27,14 +30,13 @@ from orders.jobtypes import RESERVE_STOCK
 from orders.models import (
     Cart,
     Checkout,
-    CheckoutLine,
     CheckoutStage,
     CheckoutStatus,
     DiscountCode,
     EventType,
     IdempotencyKey,
-    Product,
 )
+from orders.models.tables import CHECKOUTS, IDEMPOTENCY_KEYS, LINES, PRODUCTS
 from orders.services.jobs import Dispatch, JobRef, new_job, ref, send_after_commit
 from orders.services.timeline import record_event
 
@@ -67,78 +69,73 @@ def place_checkout(
 
     With ``dispatch=None`` the caller runs the returned ``refs`` itself (sync mode).
     """
-    if idempotency_key is not None:
-        replay = _claim_key(session, idempotency_key, request_hash(body))
-        if replay is not None:
-            return replay
     try:
+        if idempotency_key is not None:
+            replay = _claim_key(session, idempotency_key, request_hash(body))
+            if replay is not None:
+                session.rollback()
+                return replay
         request = parse_checkout(
             body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
         )
         checkout, job = _record(session, settings, request, session_id)
         if idempotency_key is not None:
             session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.key == idempotency_key)
+                update(IDEMPOTENCY_KEYS)
+                .where(IDEMPOTENCY_KEYS.c.key == idempotency_key)
                 .values(checkout_id=checkout.id)
-                .execution_options(synchronize_session=False)
             )
         refs = (ref(job),)
-        public_id = checkout.public_id
         session.commit()
     except BaseException:
         session.rollback()
-        if idempotency_key is not None:
-            _release_key(session, idempotency_key)
         raise
     if dispatch is not None:
         send_after_commit(session, refs, dispatch)
-    return Placed(public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
+    return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
 
 
 def _claim_key(session: Session, key: str, digest: str) -> Placed | None:
-    """Claim ``key`` for this request, or answer for the request that claimed it."""
-    session.add(IdempotencyKey(key=key, request_hash=digest, created_at=utcnow()))
-    try:
-        session.commit()
+    """Claim ``key`` in this transaction (None), or answer for the request that holds it.
+
+    The insert waits while another transaction holds an uncommitted claim of the same
+    key, so what it finds afterwards is committed: a recorded checkout (replay), or a
+    claim without one, which only a request of the two-transaction scheme this
+    replaced can have left (409 while fresh, taken over once stale).
+    """
+    dialect = session.get_bind().dialect.name
+    row = {"key": key, "request_hash": digest, "created_at": utcnow()}
+    if session.execute(_claim_statement(dialect), row).first() is not None:
         return None
-    except IntegrityError:
-        session.rollback()
-    row = session.get(IdempotencyKey, key, populate_existing=True)
-    if row is None:  # released between our insert and our read: try once more
+    held = session.get(IdempotencyKey, key, populate_existing=True)
+    if held is None:  # released between our insert and our read: try once more
         return _claim_key(session, key, digest)
-    if row.request_hash != digest:
-        session.rollback()
+    if held.request_hash != digest:
         raise IdempotencyMismatch("this Idempotency-Key was used with a different request body")
-    if row.checkout_id is None:
+    if held.checkout_id is None:
         cutoff = utcnow() - timedelta(seconds=STALE_KEY_SECONDS)
         taken = session.execute(
-            update(IdempotencyKey)
+            update(IDEMPOTENCY_KEYS)
             .where(
-                IdempotencyKey.key == key,
-                IdempotencyKey.checkout_id.is_(None),
-                IdempotencyKey.created_at < cutoff,
+                IDEMPOTENCY_KEYS.c.key == key,
+                IDEMPOTENCY_KEYS.c.checkout_id.is_(None),
+                IDEMPOTENCY_KEYS.c.created_at < cutoff,
             )
             .values(created_at=utcnow())
-            .execution_options(synchronize_session=False)
         )
-        session.commit()
         if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return None  # the first request died while recording; we take over
+            return None  # a dead request's claim; ours now, in this transaction
         raise Conflict("a request with this Idempotency-Key is still being processed")
-    checkout = session.get(Checkout, row.checkout_id)
+    checkout = session.get(Checkout, held.checkout_id)
     assert checkout is not None
-    session.commit()
     return Placed(checkout.public_id, checkout.status.value, replayed=True)
 
 
-def _release_key(session: Session, key: str) -> None:
-    session.execute(
-        delete(IdempotencyKey)
-        .where(IdempotencyKey.key == key, IdempotencyKey.checkout_id.is_(None))
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+@cache
+def _claim_statement(dialect: str) -> Executable:
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_(IDEMPOTENCY_KEYS).on_conflict_do_nothing(index_elements=["key"])
+    return stmt.returning(IDEMPOTENCY_KEYS.c.key)  # a row back when the key is ours
 
 
 def _items_from_cart(session: Session, cart_id: str) -> tuple[ItemRequest, ...]:
@@ -160,10 +157,10 @@ def _record(
 ) -> tuple[Checkout, Any]:
     from_cart = request.cart_id is not None
     items = _items_from_cart(session, request.cart_id) if request.cart_id else request.items
-    products = {
-        p.sku: p
-        for p in session.scalars(select(Product).where(Product.sku.in_([i.sku for i in items])))
-    }
+    wanted = select(
+        PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.name, PRODUCTS.c.price_cents, PRODUCTS.c.stock
+    ).where(PRODUCTS.c.sku.in_([i.sku for i in items]))
+    products = {p.sku: p for p in session.execute(wanted)}
     errors: list[FieldError] = []
     for item in items:
         where = "cartId" if from_cart else f"items[{item.index}]"
@@ -192,35 +189,40 @@ def _record(
     subtotal = sum(products[i.sku].price_cents * i.quantity for i in items)
     discount = subtotal * percent // 100
     now = utcnow()
-    checkout = Checkout(
-        public_id=uuid.uuid4().hex,
-        status=CheckoutStatus.QUEUED,
-        stage=CheckoutStage.QUEUED,
-        progress=0,
-        customer_id=request.customer_id,
-        email=request.email,
-        session_id=session_id,
-        cart_id=request.cart_id,
-        discount_code=request.discount_code if percent else None,
-        subtotal_cents=subtotal,
-        discount_cents=discount,
-        total_cents=subtotal - discount,
-        payment_token=request.payment_token,
-        created_at=now,
-        updated_at=now,
-        lines=[
-            CheckoutLine(
-                product_id=products[i.sku].id,
-                sku=i.sku,
-                name=products[i.sku].name,
-                quantity=i.quantity,
-                unit_price_cents=products[i.sku].price_cents,
-            )
+    values: dict[str, Any] = {
+        "public_id": uuid.uuid4().hex,
+        "status": CheckoutStatus.QUEUED,
+        "stage": CheckoutStage.QUEUED,
+        "progress": 0,
+        "customer_id": request.customer_id,
+        "email": request.email,
+        "session_id": session_id,
+        "cart_id": request.cart_id,
+        "discount_code": request.discount_code if percent else None,
+        "subtotal_cents": subtotal,
+        "discount_cents": discount,
+        "total_cents": subtotal - discount,
+        "payment_token": request.payment_token,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core, not the unit of work: this is the 202's hot path (see orders.models.tables)
+    checkout_id = session.execute(insert(CHECKOUTS).returning(CHECKOUTS.c.id), values).scalar_one()
+    session.execute(
+        insert(LINES),
+        [
+            {
+                "checkout_id": checkout_id,
+                "product_id": products[i.sku].id,
+                "sku": i.sku,
+                "name": products[i.sku].name,
+                "quantity": i.quantity,
+                "unit_price_cents": products[i.sku].price_cents,
+            }
             for i in items
         ],
     )
-    session.add(checkout)
-    session.flush()
+    checkout = Checkout(id=checkout_id, **values)  # transient: what the event and job read
     record_event(session, checkout, "Order received", EventType.PROGRESS)
     job = new_job(session, settings, RESERVE_STOCK, checkout=checkout)
     return checkout, job
