@@ -95,6 +95,46 @@ def test_open_progress_unknown_job_is_not_found(session) -> None:
         open_progress(session, "nope", None)
 
 
+def test_an_opening_is_never_older_than_the_event_id_it_carries(
+    session, settings, dispatched, drain
+) -> None:
+    """The checkout moves while a stream opens (between the opening's statements): the
+    state sent may be newer than its event id (the client then sees a row again), never
+    older (the stream would wait for an event that had already happened)."""
+    import json
+
+    from sqlalchemy import event as sa_event
+    from sqlalchemy import select
+
+    from orders.db import make_engine, make_session_factory
+    from orders.models import CheckoutEvent
+    from orders.services.checkout import place_checkout
+    from tests.factories import checkout_body, make_product
+
+    make_product(session, sku="TEE", stock=5)
+    writes = make_engine(settings)
+    with make_session_factory(writes)() as writer:
+        placed = place_checkout(writer, settings, checkout_body(("TEE", 1)), dispatched)
+    writes.dispose()
+    engine = make_engine(settings, immediate=False)
+    moved: list[str] = []
+
+    @sa_event.listens_for(engine, "after_cursor_execute")
+    def _move_after_the_first_statement(*_args: object) -> None:
+        if not moved:
+            moved.append("yes")
+            drain()  # the whole pipeline runs: the checkout completes
+
+    with make_session_factory(engine)() as reader:
+        opening = open_progress(reader, placed.public_id, None)
+    engine.dispose()
+    assert moved
+    sent = opening.events[0]
+    row = session.scalar(select(CheckoutEvent.status_json).where(CheckoutEvent.id == sent.id))
+    order = ["queued", "processing", "completed"]
+    assert order.index(sent.data["status"]) >= order.index(json.loads(row)["status"])
+
+
 @pytest.mark.redis
 def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> None:
     import redis

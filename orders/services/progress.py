@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from orders.models import CheckoutEvent
+from orders.models import Checkout, CheckoutEvent
 from orders.services.status import find_checkout
 from orders.services.timeline import status_payload
 
@@ -67,13 +67,20 @@ def open_progress(session: Session, public_id: str, last_event_id: int | None) -
     latest timeline row. With it: the rows after that id (nothing if none were
     missed). Raises ``NotFound`` for an unknown job.
     """
-    checkout = find_checkout(session, public_id)
     if last_event_id is None:
+        # the latest row's id first, the state after it: each statement sees what was
+        # committed when it ran, so read the other way round a checkout that moved in
+        # between would be sent in its old state under the new row's id, and the
+        # stream would wait for an event that had already happened
         latest = session.scalar(
-            select(func.max(CheckoutEvent.id)).where(CheckoutEvent.checkout_id == checkout.id)
+            select(func.max(CheckoutEvent.id))
+            .join(Checkout, Checkout.id == CheckoutEvent.checkout_id)
+            .where(Checkout.public_id == public_id)
         )
+        checkout = find_checkout(session, public_id)
         events = [ProgressEvent(latest or 0, status_payload(session, checkout))]
     else:
+        checkout = find_checkout(session, public_id)
         events = events_after(session, checkout.id, last_event_id)
     return Opening(checkout.id, checkout.public_id, _until_final(events), last_event_id or 0)
 

@@ -1,7 +1,8 @@
 """``GET /api/orders/status/<jobId>/stream``: live progress as Server-Sent Events.
 
-The view looks the checkout up, computes the first events, and releases its
-database session before the stream starts: an open stream holds no connection.
+The view looks the checkout up and computes the first events in a short session on
+the streams' own pool, closed before the stream starts: an open stream holds no
+connection.
 While streaming it waits on this process's one Redis subscription (the hub) or,
 in embedded mode, polls; either way it reads new timeline rows in a short session
 of its own.
@@ -13,8 +14,10 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
 
 from orders.config import Settings
+from orders.db import ping_when_idle
 from orders.errors import FieldError, ValidationFailed
 from orders.infra.pubsub import Hub
 from orders.services.progress import (
@@ -46,20 +49,23 @@ def stream_engine(config: Settings) -> Engine | None:
     """A small pool of its own for the streams' timeline reads (PostgreSQL).
 
     However many streams are open, they share ``SSE_DB_POOL`` connections (a read
-    takes about a millisecond, and a stream reads only when its checkout moved),
+    is one round trip, and a stream reads only when its checkout moved),
     so a crowd of shoppers can't exhaust the database's connection limit. SQLite
     (no server connections) uses the app's engine.
     """
     if config.sqlalchemy_url.startswith("sqlite"):
         return None
-    return create_engine(
+    engine = create_engine(
         config.sqlalchemy_url,
         pool_size=config.sse_db_pool,
         max_overflow=0,
         pool_timeout=30,
-        pool_pre_ping=True,
         pool_recycle=1800,
+        # a read is one SELECT: no BEGIN before it, no ROLLBACK when the pool takes the
+        # connection back (psycopg skips it outside a transaction); a ping only after idling
+        isolation_level="AUTOCOMMIT",
     )
+    return ping_when_idle(engine)
 
 
 def hub() -> Hub:
@@ -81,14 +87,16 @@ def progress_stream(job_id: str) -> Response:
     after = last_event_id()
     progress_hub = hub()
     waiter = progress_hub.watch(job_id)  # before reading, so no wake-up falls in between
+    engine = current_app.extensions["shop.stream_engine"] or db.engine
     try:
-        opening = open_progress(db.session, job_id, after)
-        finished = not opening.events and is_finished(db.session, opening.checkout_id)
+        # the streams' own pool, and a session closed before streaming: an open stream
+        # holds no connection
+        with Session(engine) as reader:
+            opening = open_progress(reader, job_id, after)
+            finished = not opening.events and is_finished(reader, opening.checkout_id)
     except Exception:
         progress_hub.unwatch(job_id, waiter)
         raise
-    engine = current_app.extensions["shop.stream_engine"] or db.engine
-    db.session.remove()  # released before streaming: an open stream holds no connection
     if after is not None and finished:
         progress_hub.unwatch(job_id, waiter)
         return Response(status=204, headers={"Cache-Control": "no-cache"})  # stops EventSource
