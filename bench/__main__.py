@@ -111,6 +111,7 @@ def run(
         "poll_s": profile["poll_s"],
         "follow": profile["follow"],
         "phase_s": profile["phase_s"],
+        "ramp_s": profile["ramp_s"],
         "latencies": "validate 0.5-1 s, payment 3-5 s, order 1-2 s, inventory 1-2 s, email 1-2 s",
         "consumer_nice": nice,
         "server": (
@@ -143,7 +144,10 @@ def run(
                     stack.add_product(sku, STOCK)
                 for mode in modes:
                     for users in profile["users"]:
-                        say(f"{mode}: {users} users for {profile['phase_s']:g} s")
+                        say(
+                            f"{mode}: {users} users arriving over {profile['ramp_s']:g} s, "
+                            f"then {profile['phase_s']:g} s measured"
+                        )
                         t0 = time.monotonic()
                         result = asyncio.run(
                             run_users(
@@ -155,6 +159,7 @@ def run(
                                 think=profile["think_s"],
                                 poll=profile["poll_s"],
                                 follow_with=profile["follow"],
+                                ramp=profile["ramp_s"],
                                 timeout=30,
                                 follow_timeout=max(60.0, 100 * factor),
                                 progress=say,

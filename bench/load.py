@@ -42,6 +42,7 @@ class PhaseResult:
     other_requests: int = 0  # status polls
     job_ids: list[str] = field(default_factory=list)
     follow_timeouts: int = 0
+    ramp: float = 0.0  # seconds at the start while shoppers were still arriving
 
 
 def checkout_body(sku: str, n: int) -> dict[str, Any]:
@@ -86,15 +87,18 @@ async def run_users(
     timeout: float,
     follow_timeout: float,
     follow_with: str = "poll",
+    ramp: float = 0.0,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> PhaseResult:
-    """``users`` shoppers for ``duration`` seconds; then in-flight shoppers finish."""
+    """``users`` shoppers arrive over ``ramp`` seconds, then shop for ``duration``
+    seconds more; then in-flight shoppers finish. Samples carry their send time, so the
+    report can tell the ramp from the steady run."""
     name = f"{'sync' if sync else 'async'}-{users}"
-    result = PhaseResult(name, duration)
+    result = PhaseResult(name, duration, ramp=ramp)
     url = f"{base_url}/api/checkout/sync" if sync else f"{base_url}/api/checkout"
     counter = itertools.count()
     start = time.monotonic()
-    stop_at = start + duration
+    stop_at = start + ramp + duration
 
     async def follow_stream(http: aiohttp.ClientSession, job_id: str) -> None:
         """Read the SSE stream until its completed/failed event; poll if it breaks."""
@@ -131,7 +135,7 @@ async def run_users(
         result.follow_timeouts += 1
 
     async def shopper(http: aiohttp.ClientSession) -> None:
-        await asyncio.sleep(random.uniform(0, think or 1.0))  # spread the first wave
+        await asyncio.sleep(random.uniform(0, ramp))  # arrivals spread over the ramp
         while time.monotonic() < stop_at:
             n = next(counter)
             sent = time.monotonic()

@@ -8,6 +8,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {  # the e2e test's: seconds, not minutes
         "users": [3],
         "phase_s": 3,
+        "ramp_s": 1,
         "factor": 0.02,
         "think_s": 0.2,
         "poll_s": 0.1,
@@ -26,6 +27,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "users": [15, 50, 200],
         "phase_s": 15,
+        "ramp_s": 5,  # shoppers arrive over the ramp; measured after it (see report)
         "factor": 0.1,
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
@@ -46,6 +48,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {
         "users": [15, 50, 200, 500, 1000],
         "phase_s": 90,
+        "ramp_s": 20,  # 1,000 shoppers arrive at 50/s
         "factor": 1.0,
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After

@@ -23,3 +23,20 @@ def test_errors_are_counted_by_kind_and_rates_use_the_phase_length() -> None:
     assert row["checkouts_per_s"] == 3.0
     assert row["http_requests_per_s"] == 4.0  # 6 checkouts + 2 follow requests over 2 s
     assert row["orders_completed_per_s"] == 1.0
+
+
+def test_response_times_come_from_after_the_ramp_and_errors_from_the_whole_run() -> None:
+    result = PhaseResult("async-3", duration=10.0, ramp=5.0)
+    result.samples = [
+        Sample(0.5, 3.000, 202, True),  # arriving shoppers meet a cold server
+        Sample(4.9, 0.200, 0, False, "timeout"),
+        Sample(5.0, 0.010, 202, True),
+        Sample(9.0, 0.020, 202, True),
+        Sample(14.0, 0.030, 202, True),
+    ]
+    row = summarize(result, [], completed=0)
+    assert row["p99_ms"] == 30.0 and row["max_ms"] == 30.0  # 10, 20, 30: the steady part
+    assert row["avg_ms"] == 20.0
+    assert row["ramp_requests"] == 2 and row["ramp_p99_ms"] == 3000.0
+    assert row["requests"] == 5 and row["errors"] == 1  # the ramp's error still counts
+    assert row["checkouts_per_s"] == 0.3  # 3 steady checkouts over the 10 measured seconds
