@@ -149,6 +149,9 @@ def app(settings: Settings, dispatched: RecordingDispatch):  # type: ignore[no-u
 
     with app.app_context():
         db.engine.dispose()
+    streams = app.extensions.get("shop.stream_engine")  # progress streams' own pool
+    if streams is not None:
+        streams.dispose()
 
 
 @pytest.fixture
