@@ -34,6 +34,23 @@ accesslog = "-" if os.environ.get("ACCESS_LOG") else None
 errorlog = "-"
 control_socket_disable = True
 
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Keep the app's start-up objects out of the garbage collector's full passes.
+
+    A full collection scans every tracked object, and a worker holds ~130,000 of them
+    once the app is loaded (modules, the ORM's mappings, templates): each full pass
+    paused the worker, and every request on it, for tens of milliseconds. Frozen
+    objects are never scanned again; what requests create is collected as before.
+    ``GC_FREEZE=0`` turns this off.
+    """
+    if os.environ.get("GC_FREEZE", "1") != "0":
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
+
 if os.environ.get("LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON too
     logconfig_dict = {
         "version": 1,

@@ -132,6 +132,7 @@ class Settings:
     low_stock_threshold: int = 5
     db_pool_size: int = 5
     db_max_overflow: int = 15
+    db_pool_timeout: float = 30.0
     autoscale_min: int = 1
     autoscale_max: int = 4
     autoscale_interval_seconds: float = 10.0
@@ -240,6 +241,7 @@ class Settings:
             ("SIM_TIME_FACTOR", "sim_time_factor"),
             ("GATEWAY_TIMEOUT_SECONDS", "gateway_timeout_seconds"),
             ("BREAKER_RESET_SECONDS", "breaker_reset_seconds"),
+            ("DB_POOL_TIMEOUT", "db_pool_timeout"),
         ):
             if env.get(name):
                 values[key] = _float(env[name], name)

@@ -44,6 +44,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": 1800,
     }
 

@@ -72,6 +72,13 @@ class Overloaded(ShopError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(Overloaded):
+    """No database connection within ``DB_POOL_TIMEOUT``, or the database is down."""
+
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
 class RateLimited(ShopError):
     code = "rate_limited"
     status = 429

@@ -61,12 +61,15 @@ JOB_ID = {
 
 CHECKOUT_ERRORS = {
     "400": _problem("Malformed JSON"),
-    "409": _problem("Same Idempotency-Key while the first request is still being recorded"),
+    "409": _problem("Same Idempotency-Key, claimed without a checkout by an older release"),
     "413": _problem("Body over the size limit"),
     "415": _problem("Not JSON"),
     "422": _problem("Validation failed, or Idempotency-Key reused with another body"),
     "429": _problem("Rate limited (CHECKOUT_RATE_LIMIT)", retry_after=True),
-    "503": _problem("Overloaded, with OVERLOAD_POLICY=shed", retry_after=True),
+    "503": _problem(
+        "Overloaded (OVERLOAD_POLICY=shed), or no database connection within DB_POOL_TIMEOUT",
+        retry_after=True,
+    ),
 }
 
 

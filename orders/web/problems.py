@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from werkzeug.exceptions import HTTPException
 
-from orders.errors import FieldError, Overloaded, ShopError, ValidationFailed
+from orders.errors import DatabaseUnavailable, FieldError, Overloaded, ShopError, ValidationFailed
 from orders.web.extensions import db
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,17 @@ def init_error_handlers(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(SATimeoutError)
+    @app.errorhandler(OperationalError)
+    def on_database_unavailable(exc: Exception) -> Response:
+        """No connection came free in ``DB_POOL_TIMEOUT`` (or the database is down):
+        the server is overloaded, not broken; the client may retry (the same
+        ``Idempotency-Key`` replays whatever was recorded)."""
+        with suppress(Exception):  # the connection may be gone with the database
+            db.session.rollback()
+        log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+        return shop_error_response(DatabaseUnavailable("the database is busy; retry shortly"))
 
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception) -> Response:
