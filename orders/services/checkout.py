@@ -15,11 +15,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
@@ -38,6 +36,7 @@ from orders.models import (
 )
 from orders.models.tables import CHECKOUTS, IDEMPOTENCY_KEYS, LINES, PRODUCTS
 from orders.services.jobs import Dispatch, JobRef, new_job, ref, send_after_commit
+from orders.services.ops.upsert import insert_unless_present
 from orders.services.timeline import record_event
 
 STALE_KEY_SECONDS = 60
@@ -103,9 +102,8 @@ def _claim_key(session: Session, key: str, digest: str) -> Placed | None:
     claim without one, which only a request of the two-transaction scheme this
     replaced can have left (409 while fresh, taken over once stale).
     """
-    dialect = session.get_bind().dialect.name
     row = {"key": key, "request_hash": digest, "created_at": utcnow()}
-    if session.execute(_claim_statement(dialect), row).first() is not None:
+    if insert_unless_present(session, IDEMPOTENCY_KEYS, row, ["key"]) is not None:
         return None
     held = session.get(IdempotencyKey, key, populate_existing=True)
     if held is None:  # released between our insert and our read: try once more
@@ -129,13 +127,6 @@ def _claim_key(session: Session, key: str, digest: str) -> Placed | None:
     checkout = session.get(Checkout, held.checkout_id)
     assert checkout is not None
     return Placed(checkout.public_id, checkout.status.value, replayed=True)
-
-
-@cache
-def _claim_statement(dialect: str) -> Executable:
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert_(IDEMPOTENCY_KEYS).on_conflict_do_nothing(index_elements=["key"])
-    return stmt.returning(IDEMPOTENCY_KEYS.c.key)  # a row back when the key is ours
 
 
 def _items_from_cart(session: Session, cart_id: str) -> tuple[ItemRequest, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table
+from sqlalchemy import Executable, Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,8 +37,28 @@ def _statement(
 ) -> Executable:
     """Built once per shape (values are bound at execution): building and hashing a
     20-column upsert on every call cost more than running it."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table)
+    stmt = _insert(dialect)(table)
     changes: dict[str, Any] = {name: table.c[name] + stmt.excluded[name] for name in add}
     changes.update({name: stmt.excluded[name] for name in replace})
     return stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+def insert_unless_present(
+    session: Session, table: Table, values: Mapping[str, Any], keys: Sequence[str]
+) -> Row[Any] | None:
+    """Insert ``values`` unless a row with the same ``keys`` exists: the inserted key
+    columns back, or None. While another transaction holds an uncommitted row with the
+    same key, this waits for it to end (on PostgreSQL the unique index; on SQLite the
+    write lock) and then sees what it left."""
+    dialect = session.get_bind().dialect.name
+    return session.execute(_unless_present(dialect, table, tuple(keys)), dict(values)).first()
+
+
+@cache
+def _unless_present(dialect: str, table: Table, keys: tuple[str, ...]) -> Executable:
+    stmt = _insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
+    return stmt.returning(*(table.c[name] for name in keys))
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
