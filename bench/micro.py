@@ -71,9 +71,14 @@ def run_micro(
     first_id = int(stack.scalar("SELECT COALESCE(MAX(id), 0) FROM checkouts"))
     before = pending(stack)
     web_cpu0 = stack.cpu_seconds("web")
+    checkout_url = f"{stack.base_url}/api/checkout"
+
+    def checkout_for(n: int) -> dict[str, Any]:
+        return checkout_body(skus[n % len(skus)], n)
+
     checkout_steps, ids = sweep(
-        f"{stack.base_url}/api/checkout",
-        lambda n: checkout_body(skus[n % len(skus)], n),
+        checkout_url,
+        checkout_for,
         profile["checkout_rates"],
         step_s,
         "checkout",
@@ -87,8 +92,8 @@ def run_micro(
     spy = flame(stack.pid("web"), step_s * 3, out / f"{stem}-flame-web.svg")
     profiled = asyncio.run(
         run_rate(
-            f"{stack.base_url}/api/checkout",
-            lambda n: checkout_body(skus[n % len(skus)], n),
+            checkout_url,
+            checkout_for,
             rate=100,
             duration=step_s * 3,
             timeout=10,
