@@ -94,6 +94,27 @@ def test_a_multi_line_cart_holds_all_or_nothing(client, session, drain):
     assert session.get(Product, plenty.id).stock == 10  # its partial hold rolled back
 
 
+def test_a_multi_line_sale_moves_every_line_and_flags_low_stock(client, session, drain):
+    low = make_product(session, sku="FEW", stock=7)  # 7 - 3 = 4 <= the threshold (5)
+    many = make_product(session, sku="MANY", stock=100)
+    job_id = place(client, ("FEW", 3), ("MANY", 2))
+    drain()
+    assert status(client, job_id)["status"] == "completed"
+    session.expire_all()
+    assert (session.get(Product, low.id).stock, session.get(Product, low.id).sold) == (4, 3)
+    assert (session.get(Product, many.id).stock, session.get(Product, many.id).sold) == (98, 2)
+    holds = session.scalars(select(StockHold).order_by(StockHold.product_id)).all()
+    assert [(h.product_id, h.quantity, h.status) for h in holds] == [
+        (low.id, 3, HoldStatus.SOLD),
+        (many.id, 2, HoldStatus.SOLD),
+    ]
+    order_number = session.scalar(select(Order.order_number))
+    timeline = client.get(f"/api/orders/{order_number}").get_json()["timeline"]
+    messages = [event["message"] for event in timeline]
+    assert "Low stock: FEW has 4 left" in messages
+    assert not any("MANY" in message for message in messages)
+
+
 def test_declined_card_releases_stock_and_another_card_completes(client, session, drain):
     product = make_product(session, sku="TEE", stock=5)
     job_id = place(client, ("TEE", 2), paymentToken="tok_declined")

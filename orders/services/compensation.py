@@ -20,7 +20,6 @@ from orders.models import (
     JobStatus,
     Payment,
     PaymentStatus,
-    StockHold,
 )
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.context import PipelineContext
@@ -33,40 +32,35 @@ def payment_key(checkout: Checkout) -> str:
     return f"pay_{checkout.public_id}_{checkout.payment_attempt}"
 
 
-def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> int:
-    """Close every ``held`` hold of a checkout; return the units closed.
+def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> dict[int, int]:
+    """Close every ``held`` hold of a checkout; return the units closed per product id.
 
-    ``released`` puts the units back in stock; ``sold`` counts them as sold. Each
-    hold closes with a conditional UPDATE, so running this twice changes nothing.
+    ``released`` puts the units back in stock; ``sold`` counts them as sold. One
+    conditional UPDATE closes the holds and returns the ones it moved, so running this
+    twice (or beside the sweeper's expiry) changes nothing the second time.
     """
-    holds = session.scalars(
-        select(StockHold).where(
-            StockHold.checkout_id == checkout.id, StockHold.status == HoldStatus.HELD
-        )
+    closed = session.execute(
+        update(HOLDS)
+        .where(HOLDS.c.checkout_id == checkout.id, HOLDS.c.status == HoldStatus.HELD)
+        .values(status=to, closed_at=utcnow())
+        .returning(HOLDS.c.product_id, HOLDS.c.quantity)
     ).all()
-    units = 0
-    now = utcnow()
-    for hold in holds:
-        closed = session.execute(
-            update(HOLDS)
-            .where(HOLDS.c.id == hold.id, HOLDS.c.status == HoldStatus.HELD)
-            .values(status=to, closed_at=now)
-        )
-        if closed.rowcount != 1:  # type: ignore[attr-defined]
-            continue
+    units: dict[int, int] = {}
+    for product_id, quantity in sorted(closed):  # one lock order, as reserve-stock's
+        units[product_id] = units.get(product_id, 0) + quantity
+    for product_id, quantity in units.items():
         change = (
-            {"stock": PRODUCTS.c.stock + hold.quantity}
+            {"stock": PRODUCTS.c.stock + quantity}
             if to is HoldStatus.RELEASED
-            else {"sold": PRODUCTS.c.sold + hold.quantity}
+            else {"sold": PRODUCTS.c.sold + quantity}
         )
-        session.execute(update(PRODUCTS).where(PRODUCTS.c.id == hold.product_id).values(**change))
-        units += hold.quantity
+        session.execute(update(PRODUCTS).where(PRODUCTS.c.id == product_id).values(**change))
     return units
 
 
 def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
     """Put back every unit this checkout holds; return how many units went back."""
-    units = close_holds(session, checkout, HoldStatus.RELEASED)
+    units = sum(close_holds(session, checkout, HoldStatus.RELEASED).values())
     if units:
         record_event(session, checkout, f"Released {units} held unit(s): {reason}")
     return units

@@ -12,7 +12,7 @@ import base64
 import hashlib
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
@@ -31,7 +31,7 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.models.tables import PRODUCTS
+from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.compensation import close_holds, fail_checkout, payment_key
 from orders.services.context import PipelineContext
 from orders.services.emails import order_confirmation
@@ -58,7 +58,8 @@ def reserve_stock(
         )
     )
     if already is None:
-        expires = utcnow() + timedelta(seconds=ctx.settings.stock_hold_seconds)
+        now = utcnow()
+        expires = now + timedelta(seconds=ctx.settings.stock_hold_seconds)
         for line in lines:
             taken = session.execute(
                 update(PRODUCTS)
@@ -67,15 +68,18 @@ def reserve_stock(
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
-            session.add(
-                StockHold(
-                    checkout_id=checkout.id,
-                    product_id=line.product_id,
-                    quantity=line.quantity,
-                    status=HoldStatus.HELD,
-                    expires_at=expires,
-                )
-            )
+        holds = [
+            {
+                "checkout_id": checkout.id,
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "status": HoldStatus.HELD,
+                "expires_at": expires,
+                "created_at": now,
+            }
+            for line in lines
+        ]
+        session.execute(insert(HOLDS), holds)  # one statement for every line
     return [new_job(session, ctx.settings, PROCESS_PAYMENT, checkout=checkout)]
 
 
@@ -150,18 +154,17 @@ def update_inventory(
     session.commit()
     ctx.simulate_step_latency("inventory")
     close(session, claim, JobStatus.COMPLETED)
-    product_ids = [line.product_id for line in checkout.lines]
-    close_holds(session, checkout, HoldStatus.SOLD)
+    sold = close_holds(session, checkout, HoldStatus.SOLD)  # {} when a re-run finds none
     low = session.execute(
         select(Product.sku, Product.stock).where(
-            Product.id.in_(product_ids),
+            Product.id.in_(sorted(sold)),
             Product.stock <= ctx.settings.low_stock_threshold,
         )
     ).all()
     for sku, stock in low:
         record_event(session, checkout, f"Low stock: {sku} has {stock} left")
-    move_checkout(session, checkout, CheckoutStage.COMPLETED, "Order confirmed")
     order = session.scalars(select(Order).where(Order.checkout_id == checkout.id)).one()
+    move_checkout(session, checkout, CheckoutStage.COMPLETED, "Order confirmed", order=order)
     email = order_confirmation(session, ctx.settings, checkout, order)
     return [
         new_job(

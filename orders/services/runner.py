@@ -58,7 +58,7 @@ STEPS: dict[str, Step] = {
     "reserve-stock": Step(pipeline.reserve_stock, reads_lines=True),
     "process-payment": Step(pipeline.process_payment),
     "create-order": Step(pipeline.create_order, reads_lines=True),
-    "update-inventory": Step(pipeline.update_inventory, reads_lines=True),
+    "update-inventory": Step(pipeline.update_inventory),
     "send-order-confirmation": Step(emails.send_email, emails.give_up_email),
     "send-recovery-email": Step(emails.send_email, emails.give_up_email),
     "refund-payment": Step(compensation.refund_payment, compensation.give_up_refund),

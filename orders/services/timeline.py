@@ -17,11 +17,13 @@ from orders.models.tables import CHECKOUTS, EVENTS
 
 
 def status_payload(
-    session: Session, checkout: Checkout, message: str | None = None
+    session: Session, checkout: Checkout, message: str | None = None, order: Order | None = None
 ) -> dict[str, Any]:
-    """The status JSON of API.md for this checkout as it stands."""
+    """The status JSON of API.md for this checkout as it stands (``order``: the
+    checkout's order when the caller has it, saving the lookup)."""
     if checkout.status is CheckoutStatus.COMPLETED:
-        order = session.scalar(select(Order).where(Order.checkout_id == checkout.id))
+        if order is None:
+            order = session.scalar(select(Order).where(Order.checkout_id == checkout.id))
         return {
             "status": "completed",
             "progress": 100,
@@ -46,11 +48,17 @@ def status_payload(
 
 
 def record_event(
-    session: Session, checkout: Checkout, message: str, type_: EventType = EventType.INFO
+    session: Session,
+    checkout: Checkout,
+    message: str,
+    type_: EventType = EventType.INFO,
+    *,
+    order: Order | None = None,
 ) -> None:
     """Append one event, in the session's transaction, carrying a snapshot of the
     status JSON."""
-    payload = status_payload(session, checkout, message if type_ is EventType.PROGRESS else None)
+    progress_message = message if type_ is EventType.PROGRESS else None
+    payload = status_payload(session, checkout, progress_message, order)
     session.execute(
         insert(EVENTS),
         {
@@ -73,8 +81,10 @@ def move_checkout(
     *,
     error_code: str | None = None,
     error_message: str | None = None,
+    order: Order | None = None,
 ) -> None:
-    """Move ``checkout`` to ``target`` if the state table allows it, and record why.
+    """Move ``checkout`` to ``target`` if the state table allows it, and record why
+    (``order``: the checkout's order, when the caller has it).
 
     The UPDATE is conditional on the stage we read, so two workers racing on one
     checkout cannot both move it: the loser gets :class:`LeaseLost`.
@@ -103,4 +113,4 @@ def move_checkout(
         CheckoutStage.COMPLETED: EventType.COMPLETED,
         CheckoutStage.FAILED: EventType.FAILED,
     }.get(target, EventType.PROGRESS)
-    record_event(session, checkout, message or DESCRIPTION[target], kind)
+    record_event(session, checkout, message or DESCRIPTION[target], kind, order=order)
