@@ -29,11 +29,19 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     )
     micro = data.get("micro") or {}
     ratio = micro.get("capacity_ratio", 0.0)
+    topped = micro.get("capacity_at_top_of_sweep", {})
+    bound = ""
+    if topped.get("bare") and not topped.get("checkout"):
+        bound = " at most (the bare endpoint passed the sweep's top rate)"
+    elif topped.get("checkout") and not topped.get("bare"):
+        bound = " at least (the checkout passed the sweep's top rate)"
+    elif topped.get("checkout"):
+        bound = " (both passed their sweep's top rate: bounds, not capacities)"
     out.append(
         {
             "goal": "checkout capacity >= 40 % of the bare LPUSH endpoint's",
-            "met": ratio >= 0.4,
-            "measured": f"{100 * ratio:.0f} %",
+            "met": ratio >= 0.4 and not topped.get("bare"),
+            "measured": f"{100 * ratio:.0f} %{bound}",
         }
     )
     ops = micro.get("pipeline_orders_per_s", 0.0)

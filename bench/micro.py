@@ -88,16 +88,11 @@ def run_micro(
     swept = len(ids)  # the checkouts web_cpu was spent on
     # the web's flame graph in a window of its own: py-spy takes CPU from the box, so
     # running it during the sweep handicapped the checkout against the bare endpoint
-    say("micro: web flame graph (checkouts at 100/s, not measured)")
-    spy = flame(stack.pid("web"), step_s * 3, out / f"{stem}-flame-web.svg")
+    # (each of its checkouts joins the backlog drained below: kept short)
+    say(f"micro: web flame graph (checkouts at 50/s for {profile['flame_s']:g} s, not measured)")
+    spy = flame(stack.pid("web"), profile["flame_s"], out / f"{stem}-flame-web.svg")
     profiled = asyncio.run(
-        run_rate(
-            checkout_url,
-            checkout_for,
-            rate=100,
-            duration=step_s * 3,
-            timeout=10,
-        )
+        run_rate(checkout_url, checkout_for, rate=50, duration=profile["flame_s"], timeout=10)
     )
     finish(spy)
     ids += profiled.job_ids
@@ -112,6 +107,14 @@ def run_micro(
     )
     cap_checkout = capacity(checkout_steps, 100)
     cap_bare = capacity(bare_steps, 100)
+    # a capacity equal to the sweep's last rate is a lower bound: nothing above was tried
+    topped = {
+        name: bool(steps) and cap == rates[-1] == steps[-1]["rate"]
+        for name, cap, steps, rates in (
+            ("checkout", cap_checkout, checkout_steps, profile["checkout_rates"]),
+            ("bare", cap_bare, bare_steps, profile["bare_rates"]),
+        )
+    }
 
     backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
     say(
@@ -171,6 +174,7 @@ def run_micro(
         "checkout_capacity_per_s": cap_checkout,
         "bare_capacity_per_s": cap_bare,
         "capacity_ratio": cap_checkout / cap_bare if cap_bare else 0.0,
+        "capacity_at_top_of_sweep": topped,
         "pipeline_backlog": backlog,
         "pipeline_orders_per_s": orders_per_s,
         "pipeline_not_drained": left,
@@ -180,8 +184,9 @@ def run_micro(
         "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
     }
     result["lines"] = [
-        f"checkout capacity (p99 < 100 ms, 0 errors): {cap_checkout:g}/s vs bare LPUSH "
-        f"{cap_bare:g}/s = {100 * result['capacity_ratio']:.0f} % (goal >= 40 %)",
+        f"checkout capacity (p99 < 100 ms, 0 errors): {_at_least(topped['checkout'])}"
+        f"{cap_checkout:g}/s vs bare LPUSH {_at_least(topped['bare'])}{cap_bare:g}/s = "
+        f"{100 * result['capacity_ratio']:.0f} % (goal >= 40 %)",
         f"pipeline, zero latency: {orders_per_s:.1f} orders/s end to end ({done} orders, "
         f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
         f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
@@ -189,6 +194,10 @@ def run_micro(
         "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
     ]
     return result, ids
+
+
+def _at_least(topped: bool) -> str:
+    return "at least " if topped else ""
 
 
 def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
