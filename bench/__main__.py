@@ -86,10 +86,17 @@ def run(
     phase_s: float | None = None,
     follow: str | None = None,
     modes: tuple[str, ...] = ("async", "sync"),
+    consumer_db_pool: int | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
-    settings = (("factor", time_factor), ("users", users), ("phase_s", phase_s), ("follow", follow))
+    settings = (
+        ("factor", time_factor),
+        ("users", users),
+        ("phase_s", phase_s),
+        ("follow", follow),
+        ("consumer_db_pool", consumer_db_pool),
+    )
     for key, value in settings:
         if value is not None:
             profile[key] = value
@@ -217,6 +224,12 @@ def main(argv: list[str]) -> int:
         "--modes", default="async,sync", help="which modes to run, e.g. async (default both)"
     )
     parser.add_argument(
+        "--consumer-db-pool",
+        type=int,
+        help="database connections per consumer while shoppers are served (default: "
+        "the profile's, 1)",
+    )
+    parser.add_argument(
         "--follow",
         choices=("stream", "poll"),
         help="how async shoppers follow their checkout (default: the profile's, stream)",
@@ -233,6 +246,7 @@ def main(argv: list[str]) -> int:
         phase_s=args.phase_seconds,
         follow=args.follow,
         modes=tuple(m for m in args.modes.split(",") if m),
+        consumer_db_pool=args.consumer_db_pool,
     )
     return 1 if failures(data["audit"]) else 0
 
