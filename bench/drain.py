@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from sqlalchemy import text
 
 from bench.load import checkout_body, connector
 from bench.procs import BenchStack, PostgresCpu
@@ -28,6 +29,20 @@ def pending_jobs(stack: BenchStack, after_checkout: int = 0) -> int:
             after=after_checkout,
         )
     )
+
+
+def database_work(stack: BenchStack) -> dict[str, int]:
+    """PostgreSQL's own counters for the bench database: transactions committed and
+    rows written. A backend reports them at most once a second while busy (up to 10 s
+    late once idle) and when it exits, so read them after stopping the writers."""
+    with stack.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted "
+                "FROM pg_stat_database WHERE datname = current_database()"
+            )
+        ).one()
+    return dict(zip(("commits", "inserted", "updated", "deleted"), map(int, row), strict=True))
 
 
 def wait_drained(stack: BenchStack, timeout: float, say: Callable[[str], None]) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench.drain import fill_backlog, pending, sample_drain, wait_drained
+from bench.drain import database_work, fill_backlog, pending, sample_drain, wait_drained
 from bench.load import checkout_body, run_rate
 from bench.procs import BenchStack, finish, flame
 from bench.report import capacity, summarize
@@ -122,6 +122,7 @@ def run_micro(
         f"({threads} threads per consumer)"
     )
     started = utcnow()
+    work0 = database_work(stack)
     stack.restart_workers(  # alone on the box now: the pool the web had
         DB_POOL_SIZE=stack.env["DB_POOL_SIZE"],
         DB_MAX_OVERFLOW=stack.env["DB_MAX_OVERFLOW"],
@@ -159,6 +160,12 @@ def run_micro(
 
     say(f"micro: Huey no-op tasks on the same consumer flags (-k thread -w {threads})")
     noop_per_s = noop_rate(stack, profile["noop_tasks"], threads)
+    db_per_order: dict[str, float] = {}
+    if done and left == 0:  # nothing left for the consumers: stop them, so they report
+        stack.stop_workers()
+        time.sleep(1)
+        work = database_work(stack)
+        db_per_order = {key: (work[key] - work0[key]) / done for key in work}
 
     per_order = {}
     if done:
@@ -181,6 +188,7 @@ def run_micro(
         "noop_tasks_per_s": noop_per_s,
         "pipeline_jobs_per_s": orders_per_s * 5,
         "cpu_ms_per_order": per_order,
+        "database_work_per_order": db_per_order,
         "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
     }
     result["lines"] = [
@@ -193,6 +201,13 @@ def run_micro(
         "task rate (goal >= 150 orders/s)",
         "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
     ]
+    if db_per_order:
+        result["lines"].append(
+            "PostgreSQL's work per order in that phase (its statistics, every process "
+            f"included): {db_per_order['commits']:.1f} transactions committed, rows "
+            f"{db_per_order['inserted']:.1f} inserted, {db_per_order['updated']:.1f} updated, "
+            f"{db_per_order['deleted']:.1f} deleted"
+        )
     return result, ids
 
 
