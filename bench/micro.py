@@ -109,13 +109,9 @@ def run_micro(
     )
     cap_checkout = capacity(checkout_steps, 100)
     cap_bare = capacity(bare_steps, 100)
-    # a capacity equal to the sweep's last rate is a lower bound: nothing above was tried
     topped = {
-        name: bool(steps) and cap == rates[-1] == steps[-1]["rate"]
-        for name, cap, steps, rates in (
-            ("checkout", cap_checkout, checkout_steps, profile["checkout_rates"]),
-            ("bare", cap_bare, bare_steps, profile["bare_rates"]),
-        )
+        "checkout": _at_top(cap_checkout, profile["checkout_rates"]),
+        "bare": _at_top(cap_bare, profile["bare_rates"]),
     }
 
     backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
@@ -211,6 +207,11 @@ def run_micro(
             f"{db_per_order['deleted']:.1f} deleted"
         )
     return result, ids
+
+
+def _at_top(capacity_per_s: float, rates: list[float]) -> bool:
+    """A capacity equal to the sweep's top rate is a lower bound: nothing above was tried."""
+    return bool(rates) and capacity_per_s == rates[-1]
 
 
 def _at_least(topped: bool) -> str:
