@@ -226,3 +226,51 @@ def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, 
     assert status(client, job_id)["status"] == "completed"
     assert [r.type for r in leftover] == ["send-order-confirmation"]
     assert drain.gateway.ledger()["captures"] == 1
+
+
+def test_an_email_is_recorded_once_per_dedupe_key(session, settings):
+    from orders.services.emails import record_email
+
+    def record(subject):
+        return record_email(
+            session,
+            settings,
+            kind="order_confirmation",
+            dedupe_key="order-confirmation:test",
+            to_addr="shopper@example.com",
+            subject=subject,
+            lines=["Thank you <3"],
+        )
+
+    first = record("first")
+    again = record("second")  # the same key: the first row stands
+    session.commit()
+    emails = session.scalars(select(Email)).all()
+    assert first == again == emails[0].id and len(emails) == 1
+    assert emails[0].subject == "first" and emails[0].status is EmailStatus.PENDING
+    assert emails[0].body_html == "<p>Thank you &lt;3</p>" and emails[0].created_at is not None
+
+
+def test_streams_are_woken_after_each_commit_that_added_events_and_only_then(
+    client, session, drain
+):
+    from orders.models import CheckoutEvent
+
+    make_product(session, sku="TEE", stock=5)
+    job_id = place(client, ("TEE", 1))
+    seen: list[int] = []  # the checkout's committed events at each wake-up
+
+    def publish(public_id: str) -> None:
+        assert public_id == job_id
+        with drain.sessions() as reader:
+            seen.append(reader.scalar(select(func.count()).select_from(CheckoutEvent)))
+
+    drain.ctx.publish = publish
+    drain()
+    assert status(client, job_id)["status"] == "completed"
+    total = session.scalar(select(func.count()).select_from(CheckoutEvent))
+    # every wake-up has something new to read, and the last event is never left unannounced
+    assert seen == sorted(set(seen)) and seen[-1] == total
+    # 5 jobs x (step entry + step result) = 10 commits; reserve-stock's result and the
+    # email's entry add no event, so they wake no one
+    assert len(seen) == 8

@@ -14,6 +14,7 @@ from orders.models import (
     Checkout,
     CheckoutEvent,
     CheckoutLine,
+    Email,
     IdempotencyKey,
     Job,
     Product,
@@ -35,3 +36,4 @@ HOLDS = _table(StockHold)
 QUEUE_PAUSES = _table(QueuePause)
 LINES = _table(CheckoutLine)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
+EMAILS = _table(Email)

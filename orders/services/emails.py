@@ -16,8 +16,10 @@ from orders.config import Settings
 from orders.db import utcnow
 from orders.infra.mail import OutgoingEmail
 from orders.models import Checkout, Email, EmailStatus, Job, JobStatus, Order
+from orders.models.tables import EMAILS
 from orders.services.context import PipelineContext
 from orders.services.jobs import Claim, close
+from orders.services.ops.upsert import insert_unless_present
 from orders.services.timeline import record_event
 
 
@@ -41,31 +43,31 @@ def record_email(
     lines: list[str],
     checkout_id: int | None = None,
     cart_id: str | None = None,
-) -> Email:
-    """Add the email row (once per ``dedupe_key``) and return it."""
-    existing = session.scalar(select(Email).where(Email.dedupe_key == dedupe_key))
-    if existing is not None:
-        return existing
-    email = Email(
-        kind=kind,
-        dedupe_key=dedupe_key,
-        checkout_id=checkout_id,
-        cart_id=cart_id,
-        to_addr=to_addr,
-        subject=subject,
-        body_text="\n".join(lines) + "\n",
-        body_html="".join(f"<p>{html.escape(line)}</p>" for line in lines),
-        status=EmailStatus.PENDING,
-        message_id=_message_id(settings, dedupe_key),
-    )
-    session.add(email)
-    session.flush()
-    return email
+) -> int:
+    """Add the email row (once per ``dedupe_key``); return its id."""
+    row = {
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "checkout_id": checkout_id,
+        "cart_id": cart_id,
+        "to_addr": to_addr,
+        "subject": subject,
+        "body_text": "\n".join(lines) + "\n",
+        "body_html": "".join(f"<p>{html.escape(line)}</p>" for line in lines),
+        "status": EmailStatus.PENDING,
+        "message_id": _message_id(settings, dedupe_key),
+        "created_at": utcnow(),
+    }
+    added = insert_unless_present(session, EMAILS, row, ["dedupe_key"], returning=["id"])
+    if added is not None:
+        return int(added.id)
+    return session.scalars(select(Email.id).where(Email.dedupe_key == dedupe_key)).one()
 
 
 def order_confirmation(
     session: Session, settings: Settings, checkout: Checkout, order: Order
-) -> Email:
+) -> int:
+    """Record the order's confirmation email; return its id."""
     lines = [f"Thank you for your order {order.order_number}.", ""]
     lines += [
         f"{line.quantity} x {line.name} ({line.sku}) at {_money(line.unit_price_cents)}"

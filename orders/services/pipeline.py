@@ -165,9 +165,9 @@ def update_inventory(
         record_event(session, checkout, f"Low stock: {sku} has {stock} left")
     order = session.scalars(select(Order).where(Order.checkout_id == checkout.id)).one()
     move_checkout(session, checkout, CheckoutStage.COMPLETED, "Order confirmed", order=order)
-    email = order_confirmation(session, ctx.settings, checkout, order)
+    email_id = order_confirmation(session, ctx.settings, checkout, order)
     return [
         new_job(
-            session, ctx.settings, SEND_ORDER_CONFIRMATION, checkout=checkout, email_id=email.id
+            session, ctx.settings, SEND_ORDER_CONFIRMATION, checkout=checkout, email_id=email_id
         )
     ]

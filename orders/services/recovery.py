@@ -68,7 +68,7 @@ def remind_abandoned_carts(
         lines = ["You left these in your cart:", ""]
         lines += [f"{line.quantity} x {line.name}" for line in view.lines]
         lines += ["", f"Pick up where you left off: {cart_link(settings, cart.id)}"]
-        email = record_email(
+        email_id = record_email(
             session,
             settings,
             kind="cart_recovery",
@@ -79,7 +79,7 @@ def remind_abandoned_carts(
             cart_id=cart.id,
         )
         refs.append(
-            ref(new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email.id))
+            ref(new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email_id))
         )
         session.commit()
     session.commit()

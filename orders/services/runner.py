@@ -42,7 +42,7 @@ from orders.services.jobs import (
     reschedule,
     send_after_commit,
 )
-from orders.services.timeline import move_checkout, record_event
+from orders.services.timeline import EVENTS_RECORDED, move_checkout, record_event
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _run_claimed(
     except LeaseLost:  # the claim rolls back too; the sweeper re-sends the job
         session.rollback()
         return "lease_lost"
-    _publish(ctx, checkout)
+    _publish(session, ctx, checkout)
 
     follow_ups: list[JobRef] = []
     try:
@@ -128,7 +128,7 @@ def _run_claimed(
         session.rollback()
         follow_ups, outcome = _retry_or_give_up(session, taken, ctx, exc)
     send_after_commit(session, follow_ups, ctx.dispatch)
-    _publish(ctx, checkout)
+    _publish(session, ctx, checkout)
     return outcome
 
 
@@ -260,9 +260,13 @@ def _retry_or_give_up(
     return [JobRef(taken.job_id, taken.type, delay)], "retrying"
 
 
-def _publish(ctx: PipelineContext, checkout: Checkout | None) -> None:
-    if checkout is not None:
-        try:
-            ctx.publish(checkout.public_id)
-        except Exception:  # a wake-up is best effort; listeners also poll
-            log.warning("could not publish progress for %s", checkout.public_id, exc_info=True)
+def _publish(session: Session, ctx: PipelineContext, checkout: Checkout | None) -> None:
+    """Wake the checkout's progress streams, if what we committed added to its timeline
+    (a stream has nothing to read otherwise; a stale mark from a rolled-back write only
+    costs one wake-up)."""
+    if checkout is None or not session.info.pop(EVENTS_RECORDED, False):
+        return
+    try:
+        ctx.publish(checkout.public_id)
+    except Exception:  # a wake-up is best effort; listeners also poll
+        log.warning("could not publish progress for %s", checkout.public_id, exc_info=True)

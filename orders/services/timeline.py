@@ -15,6 +15,9 @@ from orders.errors import LeaseLost
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
 from orders.models.tables import CHECKOUTS, EVENTS
 
+EVENTS_RECORDED = "events_recorded"
+"""``session.info`` key: an event was written since the checkout's streams were last woken."""
+
 
 def status_payload(
     session: Session, checkout: Checkout, message: str | None = None, order: Order | None = None
@@ -59,6 +62,7 @@ def record_event(
     status JSON."""
     progress_message = message if type_ is EventType.PROGRESS else None
     payload = status_payload(session, checkout, progress_message, order)
+    session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
     session.execute(
         insert(EVENTS),
         {
