@@ -1,10 +1,7 @@
 """POST /api/checkout, GET status and order detail, over the Flask test client."""
 
-import threading
-
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from orders.models import Checkout, CheckoutEvent, IdempotencyKey, Job, Product
 from tests.factories import checkout_body, make_discount, make_product
@@ -149,98 +146,6 @@ def test_bad_idempotency_keys_are_rejected(client, session, key):
     response = post(client, checkout_body(("TEE", 1)), **{"Idempotency-Key": key})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "Idempotency-Key"
-
-
-def test_concurrent_duplicates_make_one_checkout(app, session, settings):
-    """20 threads, one key: one checkout; every request gets its 202 (the others wait
-    for the first on the key's unique index, then replay it), never 409 or 5xx."""
-    make_product(session, sku="TEE", stock=50)
-    body = checkout_body(("TEE", 1))
-    results: list[tuple[int, str | None]] = []
-    barrier = threading.Barrier(20)
-
-    def buy() -> None:
-        client = app.test_client()
-        barrier.wait()
-        response = client.post("/api/checkout", json=body, headers={"Idempotency-Key": "same"})
-        data = response.get_json().get("data", {}) if response.status_code == 202 else {}
-        results.append((response.status_code, data.get("jobId")))
-
-    threads = [threading.Thread(target=buy) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert [status for status, _ in results] == [202] * 20
-    assert len({job for _, job in results}) == 1
-    assert counts(session)["checkouts"] == 1
-
-
-class HeldCommit(Session):
-    """The first request, stopped between its last statement and its commit."""
-
-    def __init__(self, *args, dies: bool, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.dies = dies
-        self.at_commit = threading.Event()
-        self.go = threading.Event()
-
-    def commit(self) -> None:
-        self.at_commit.set()
-        assert self.go.wait(30)
-        if self.dies:
-            raise RuntimeError("the first request died before its commit")
-        super().commit()
-
-
-@pytest.mark.parametrize("dies", [False, True], ids=["first-commits", "first-dies"])
-def test_a_duplicate_waits_for_the_request_in_flight(app, session, settings, dies):
-    """Same key while the first request is recording: the duplicate waits for it, then
-    answers with its checkout (or, if it died, records its own): one checkout either way."""
-    from orders.db import make_engine
-    from orders.services.checkout import place_checkout
-
-    make_product(session, sku="TEE", stock=5)
-    body = checkout_body(("TEE", 1))
-    engine = make_engine(settings)
-    first_session = HeldCommit(engine, dies=dies)
-    first: dict = {}
-
-    def first_request() -> None:
-        try:
-            first["placed"] = place_checkout(
-                first_session, settings, body, None, idempotency_key="inflight"
-            )
-        except RuntimeError as exc:
-            first["error"] = exc
-
-    def duplicate() -> None:
-        response = app.test_client().post(
-            "/api/checkout", json=body, headers={"Idempotency-Key": "inflight"}
-        )
-        first["duplicate"] = response
-
-    one = threading.Thread(target=first_request)
-    one.start()
-    assert first_session.at_commit.wait(30)
-    two = threading.Thread(target=duplicate)
-    two.start()
-    two.join(1.0)
-    assert two.is_alive(), "the duplicate answered while the first was still in flight"
-    first_session.go.set()
-    one.join(30)
-    two.join(30)
-    first_session.close()
-    engine.dispose()
-    response = first["duplicate"]
-    assert response.status_code == 202, response.get_data(as_text=True)
-    job_id = response.get_json()["data"]["jobId"]
-    if dies:
-        assert "error" in first
-    else:
-        assert job_id == first["placed"].public_id
-    assert counts(session)["checkouts"] == 1
-    assert session.scalar(select(Checkout.public_id)) == job_id
 
 
 def test_unknown_job_is_404_problem(client):

@@ -14,6 +14,7 @@ from orders.models import (
     Checkout,
     CheckoutEvent,
     CheckoutLine,
+    DiscountCode,
     Email,
     IdempotencyKey,
     Job,
@@ -37,3 +38,4 @@ QUEUE_PAUSES = _table(QueuePause)
 LINES = _table(CheckoutLine)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
 EMAILS = _table(Email)
+DISCOUNTS = _table(DiscountCode)

@@ -1,18 +1,21 @@
 """Placing a checkout: validate, record durably, then enqueue.
 
 The ``Idempotency-Key``, the checkout row, its lines, its first event and its first
-job are written in one transaction; the broker hears about it only after commit.
-The key is inserted first (``ON CONFLICT DO NOTHING``): a concurrent duplicate waits
-on the database's unique index until the first request commits, then answers with
-its checkout (a replay), or takes the key if the first rolled back. One commit per
-checkout, and no claim can outlive a request that died.
+job are written atomically; the broker hears about it only after commit. The key is
+inserted first (``ON CONFLICT DO NOTHING``): a concurrent duplicate waits on the
+database's unique index until the first request commits, then answers with its
+checkout (a replay), or takes the key if the first rolled back. No claim can outlive
+a request that died.
+
+On PostgreSQL a checkout of items takes two round trips (one read, one write of
+every row in one statement: :mod:`orders.services.checkout_at_once`); a cart's
+checkout, and SQLite, write in one transaction of single-row statements.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,20 +27,12 @@ from orders.config import Settings
 from orders.db import utcnow
 from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkout
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
-from orders.jobtypes import RESERVE_STOCK
-from orders.models import (
-    Cart,
-    Checkout,
-    CheckoutStage,
-    CheckoutStatus,
-    DiscountCode,
-    EventType,
-    IdempotencyKey,
-)
-from orders.models.tables import CHECKOUTS, IDEMPOTENCY_KEYS, LINES, PRODUCTS
-from orders.services.jobs import Dispatch, JobRef, new_job, ref, send_after_commit
+from orders.models import Cart, Checkout, CheckoutStatus, IdempotencyKey, Job
+from orders.models.tables import CHECKOUTS, EVENTS, IDEMPOTENCY_KEYS, JOBS, LINES
+from orders.services import checkout_at_once
+from orders.services.checkout_rows import first_rows, prepare
+from orders.services.jobs import Dispatch, JobRef, ref, send_after_commit
 from orders.services.ops.upsert import insert_unless_present
-from orders.services.timeline import record_event
 
 STALE_KEY_SECONDS = 60
 
@@ -68,9 +63,30 @@ def place_checkout(
 
     With ``dispatch=None`` the caller runs the returned ``refs`` itself (sync mode).
     """
+    digest = request_hash(body) if idempotency_key is not None else ""
+    placed = None
+    if checkout_at_once.supported(session):
+        placed = _place_at_once(session, settings, body, idempotency_key, digest, session_id)
+    if placed is None:
+        placed = _place_in_one_transaction(
+            session, settings, body, idempotency_key, digest, session_id
+        )
+    if dispatch is not None and placed.refs:
+        send_after_commit(session, placed.refs, dispatch)
+    return placed
+
+
+def _place_in_one_transaction(
+    session: Session,
+    settings: Settings,
+    body: Any,
+    key: str | None,
+    digest: str,
+    session_id: str | None,
+) -> Placed:
     try:
-        if idempotency_key is not None:
-            replay = _claim_key(session, idempotency_key, request_hash(body))
+        if key is not None:
+            replay = _claim_key(session, key, digest)
             if replay is not None:
                 session.rollback()
                 return replay
@@ -78,10 +94,10 @@ def place_checkout(
             body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
         )
         checkout, job = _record(session, settings, request, session_id)
-        if idempotency_key is not None:
+        if key is not None:
             session.execute(
                 update(IDEMPOTENCY_KEYS)
-                .where(IDEMPOTENCY_KEYS.c.key == idempotency_key)
+                .where(IDEMPOTENCY_KEYS.c.key == key)
                 .values(checkout_id=checkout.id)
             )
         refs = (ref(job),)
@@ -89,9 +105,53 @@ def place_checkout(
     except BaseException:
         session.rollback()
         raise
-    if dispatch is not None:
-        send_after_commit(session, refs, dispatch)
     return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
+
+
+def _place_at_once(
+    session: Session,
+    settings: Settings,
+    body: Any,
+    key: str | None,
+    digest: str,
+    session_id: str | None,
+) -> Placed | None:
+    """A checkout of items on PostgreSQL: one read, then every row in one statement,
+    both outside any transaction (the statement commits itself). None: the general
+    path's turn (a cart's checkout; a key held without a checkout)."""
+    try:
+        request = parse_checkout(
+            body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
+        )
+        if request.cart_id is not None:
+            return None  # marks the cart checked out: the general path's transaction
+        with checkout_at_once.connection(session) as conn:
+            prepared = prepare(conn, request, request.items, session_id)
+            checkout = Checkout(**prepared.checkout)  # transient: what the rows read
+            event, job = first_rows(settings, checkout)
+            written = checkout_at_once.write(conn, prepared, event, job, key, digest)
+    except ValidationFailed:
+        # a retry of an accepted request is answered as such, even if the same body
+        # would not be accepted now (stock ran out since)
+        replay = _replay(session, key, digest) if key is not None else None
+        if replay is not None:
+            return replay
+        raise
+    if written:
+        refs = (JobRef(job["id"], job["type"]),)
+        return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
+    assert key is not None  # nothing written: the key was taken
+    return _replay(session, key, digest)
+
+
+def _replay(session: Session, key: str, digest: str) -> Placed | None:
+    """The answer for a request whose ``key`` another request holds (a replay, or
+    :class:`IdempotencyMismatch` / :class:`Conflict`); None if the key is free or
+    could be taken over (nothing is kept: the caller places the checkout)."""
+    try:
+        return _claim_key(session, key, digest)
+    finally:
+        session.rollback()
 
 
 def _claim_key(session: Session, key: str, digest: str) -> Placed | None:
@@ -146,74 +206,16 @@ def _items_from_cart(session: Session, cart_id: str) -> tuple[ItemRequest, ...]:
 def _record(
     session: Session, settings: Settings, request: CheckoutRequest, session_id: str | None
 ) -> tuple[Checkout, Any]:
-    from_cart = request.cart_id is not None
     items = _items_from_cart(session, request.cart_id) if request.cart_id else request.items
-    wanted = select(
-        PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.name, PRODUCTS.c.price_cents, PRODUCTS.c.stock
-    ).where(PRODUCTS.c.sku.in_([i.sku for i in items]))
-    products = {p.sku: p for p in session.execute(wanted)}
-    errors: list[FieldError] = []
-    for item in items:
-        where = "cartId" if from_cart else f"items[{item.index}]"
-        product = products.get(item.sku)
-        if product is None:
-            errors.append(
-                FieldError(where if from_cart else f"{where}.sku", f"unknown SKU {item.sku}")
-            )
-        elif product.stock < item.quantity:
-            left = f"only {product.stock} left" if product.stock else "out of stock"
-            errors.append(
-                FieldError(where if from_cart else f"{where}.quantity", f"{item.sku}: {left}")
-            )
-    percent = 0
-    if request.discount_code:
-        code = session.get(DiscountCode, request.discount_code)
-        if code is None or not code.active:
-            errors.append(FieldError("discountCode", "unknown discount code"))
-        elif code.expires_at is not None and code.expires_at <= utcnow():
-            errors.append(FieldError("discountCode", "this discount code has expired"))
-        else:
-            percent = code.percent_off
-    if errors:
-        raise ValidationFailed(errors)
-
-    subtotal = sum(products[i.sku].price_cents * i.quantity for i in items)
-    discount = subtotal * percent // 100
-    now = utcnow()
-    values: dict[str, Any] = {
-        "public_id": uuid.uuid4().hex,
-        "status": CheckoutStatus.QUEUED,
-        "stage": CheckoutStage.QUEUED,
-        "progress": 0,
-        "customer_id": request.customer_id,
-        "email": request.email,
-        "session_id": session_id,
-        "cart_id": request.cart_id,
-        "discount_code": request.discount_code if percent else None,
-        "subtotal_cents": subtotal,
-        "discount_cents": discount,
-        "total_cents": subtotal - discount,
-        "payment_token": request.payment_token,
-        "created_at": now,
-        "updated_at": now,
-    }
+    prepared = prepare(session, request, items, session_id)
+    values = prepared.checkout
     # Core, not the unit of work: this is the 202's hot path (see orders.models.tables)
     checkout_id = session.execute(insert(CHECKOUTS).returning(CHECKOUTS.c.id), values).scalar_one()
     session.execute(
-        insert(LINES),
-        [
-            {
-                "checkout_id": checkout_id,
-                "product_id": products[i.sku].id,
-                "sku": i.sku,
-                "name": products[i.sku].name,
-                "quantity": i.quantity,
-                "unit_price_cents": products[i.sku].price_cents,
-            }
-            for i in items
-        ],
+        insert(LINES), [{"checkout_id": checkout_id, **line} for line in prepared.lines]
     )
     checkout = Checkout(id=checkout_id, **values)  # transient: what the event and job read
-    record_event(session, checkout, "Order received", EventType.PROGRESS)
-    job = new_job(session, settings, RESERVE_STOCK, checkout=checkout)
-    return checkout, job
+    event, job = first_rows(settings, checkout)
+    session.execute(insert(EVENTS), event)
+    session.execute(insert(JOBS), job)
+    return checkout, Job(**job)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, insert, or_, update
 from sqlalchemy.orm import Session
@@ -97,14 +98,36 @@ def new_job(
     """Insert a queued job row in the session's transaction (the caller commits, then
     dispatches). Returns the row as a detached object (its id and type name the message).
     """
+    values = job_row(
+        settings,
+        job_type,
+        checkout_id=checkout.id if checkout else None,
+        cart_id=cart_id,
+        email_id=email_id,
+        payment_id=payment_id,
+    )
+    session.execute(insert(JOBS), values)
+    return Job(**values)
+
+
+def job_row(
+    settings: Settings,
+    job_type: JobType,
+    *,
+    checkout_id: int | None = None,
+    cart_id: str | None = None,
+    email_id: int | None = None,
+    payment_id: int | None = None,
+) -> dict[str, Any]:
+    """The row of a new queued job."""
     now = utcnow()
-    values = {
+    return {
         "id": uuid.uuid4().hex,
         "type": job_type.name,
         "queue": job_type.queue,
         "priority": job_type.huey_priority,
         "status": JobStatus.QUEUED,
-        "checkout_id": checkout.id if checkout else None,
+        "checkout_id": checkout_id,
         "cart_id": cart_id,
         "email_id": email_id,
         "payment_id": payment_id,
@@ -113,8 +136,6 @@ def new_job(
         "created_at": now,
         "enqueued_at": now,
     }
-    session.execute(insert(JOBS), values)
-    return Job(**values)
 
 
 def claim(

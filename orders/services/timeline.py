@@ -20,12 +20,17 @@ EVENTS_RECORDED = "events_recorded"
 
 
 def status_payload(
-    session: Session, checkout: Checkout, message: str | None = None, order: Order | None = None
+    session: Session | None,
+    checkout: Checkout,
+    message: str | None = None,
+    order: Order | None = None,
 ) -> dict[str, Any]:
     """The status JSON of API.md for this checkout as it stands (``order``: the
-    checkout's order when the caller has it, saving the lookup)."""
+    checkout's order when the caller has it, saving the lookup; only a completed
+    checkout's needs ``session``)."""
     if checkout.status is CheckoutStatus.COMPLETED:
         if order is None:
+            assert session is not None, "a completed checkout's status reads its order"
             order = session.scalar(select(Order).where(Order.checkout_id == checkout.id))
         return {
             "status": "completed",
@@ -63,18 +68,22 @@ def record_event(
     progress_message = message if type_ is EventType.PROGRESS else None
     payload = status_payload(session, checkout, progress_message, order)
     session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
-    session.execute(
-        insert(EVENTS),
-        {
-            "checkout_id": checkout.id,
-            "type": type_,
-            "stage": checkout.stage,
-            "progress": checkout.progress,
-            "message": message[:500],
-            "status_json": json.dumps(payload),
-            "created_at": utcnow(),
-        },
-    )
+    session.execute(insert(EVENTS), event_row(checkout, message, type_, payload))
+
+
+def event_row(
+    checkout: Checkout, message: str, type_: EventType, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The timeline row of one event (``payload``: the status JSON it carries)."""
+    return {
+        "checkout_id": checkout.id,
+        "type": type_,
+        "stage": checkout.stage,
+        "progress": checkout.progress,
+        "message": message[:500],
+        "status_json": json.dumps(payload),
+        "created_at": utcnow(),
+    }
 
 
 def move_checkout(
