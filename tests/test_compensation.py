@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from orders.db import utcnow
 from orders.models import Checkout, CheckoutEvent, Job, JobStatus, Product, StockHold
-from orders.services.jobs import claim
+from orders.services.leases import claim
 from orders.services.sweeper import sweep
 from tests.factories import checkout_body, make_product
 

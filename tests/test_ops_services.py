@@ -23,7 +23,7 @@ from orders.models import (
     Order,
     QueuePause,
 )
-from orders.services.jobs import claim
+from orders.services.leases import claim
 from orders.services.ops.heartbeats import WorkerIdentity, beat, list_workers
 from orders.services.ops.pause import job_is_paused
 from orders.services.ops.retention import sweep_job_records

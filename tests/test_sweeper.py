@@ -18,7 +18,7 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.services.jobs import claim, close
+from orders.services.leases import claim, close
 from orders.services.sweeper import sweep
 from tests.factories import checkout_body, make_product
 

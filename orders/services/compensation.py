@@ -23,7 +23,8 @@ from orders.models import (
 )
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.context import PipelineContext
-from orders.services.jobs import Claim, close, new_job
+from orders.services.jobs import new_job
+from orders.services.leases import Claim, close
 from orders.services.timeline import move_checkout, record_event
 
 

@@ -18,7 +18,7 @@ from orders.infra.mail import OutgoingEmail
 from orders.models import Checkout, Email, EmailStatus, Job, JobStatus, Order
 from orders.models.tables import EMAILS
 from orders.services.context import PipelineContext
-from orders.services.jobs import Claim, close
+from orders.services.leases import Claim, close
 from orders.services.ops.upsert import insert_unless_present
 from orders.services.timeline import record_event
 

@@ -1,10 +1,8 @@
-"""Durable job rows: create, claim with a lease, close under the lease, reschedule.
+"""Durable job rows: create them, and hand them to the broker after commit.
 
 A job row is committed in the same transaction as the state it acts on; only then
-is a Huey message sent (:func:`send_after_commit`). Claiming is a conditional
-UPDATE, so a duplicate delivery of the same message does nothing. Every close is
-conditional on the attempt we claimed: a worker whose lease was taken over cannot
-write its result.
+is a Huey message sent (:func:`send_after_commit`). Claiming and closing under a
+lease: :mod:`orders.services.leases`.
 """
 
 from __future__ import annotations
@@ -13,19 +11,17 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
-from orders.errors import LeaseLost
 from orders.jobtypes import JOB_TYPES, JobType
 from orders.models import Checkout, Job, JobStatus
-from orders.models.tables import JOBS, QUEUE_PAUSES
-from orders.services.ops.stats import record_outcome
+from orders.models.tables import JOBS
+from orders.services.leases import Claim
 
 log = logging.getLogger(__name__)
 
@@ -37,44 +33,6 @@ class JobRef:
     id: str
     type: str
     delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job we hold the lease on, as plain data captured when we claimed it.
-
-    ``attempt`` is the lease token: every write we make is conditional on it, and
-    ORM instances (which a rollback expires and reloads) are never trusted for it.
-    """
-
-    job_id: str
-    type: str
-    attempt: int
-    max_attempts: int
-    checkout_id: int | None
-    cart_id: str | None
-    email_id: int | None
-    payment_id: int | None
-    started_at: datetime | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.attempt >= self.max_attempts
-
-    @classmethod
-    def of(cls, job: Job) -> Claim:
-        """The claim a job row stands for now (its current attempt is the lease token)."""
-        return cls(
-            job.id,
-            job.type,
-            job.attempts,
-            job.max_attempts,
-            job.checkout_id,
-            job.cart_id,
-            job.email_id,
-            job.payment_id,
-            job.started_at,
-        )
 
 
 Dispatch = Callable[[Sequence[JobRef]], list[str]]
@@ -136,130 +94,6 @@ def job_row(
         "created_at": now,
         "enqueued_at": now,
     }
-
-
-def claim(
-    session: Session,
-    job_id: str,
-    worker: str,
-    lease_seconds: int,
-    *,
-    commit: bool = True,
-    unless_paused: bool = False,
-) -> Claim | None:
-    """Take the job if it is waiting (and due); set a lease. None if not ours.
-
-    Commits unless ``commit`` is False: the runner then writes the checkout's step
-    entry in the same transaction (one commit per claim instead of two). With
-    ``unless_paused`` a job whose queue an operator paused is left waiting (checked in
-    the same statement).
-    """
-    now = utcnow()
-    conditions = [
-        JOBS.c.id == job_id,
-        JOBS.c.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)),
-        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
-    ]
-    if unless_paused:
-        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
-    row = session.execute(
-        update(JOBS)
-        .where(*conditions)
-        .values(
-            status=JobStatus.ACTIVE,
-            attempts=JOBS.c.attempts + 1,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            started_at=now,
-            worker=worker[:100],
-        )
-        .returning(*_CLAIM_COLUMNS)
-    ).first()
-    if row is None:
-        session.rollback()
-        return None
-    taken = Claim(*row)
-    if commit:
-        session.commit()
-    return taken
-
-
-# what a claim reads back from its UPDATE (RETURNING: no second round trip), in
-# the order of Claim's fields
-_CLAIM_COLUMNS = tuple(
-    JOBS.c[name]
-    for name in (
-        "id",
-        "type",
-        "attempts",
-        "max_attempts",
-        "checkout_id",
-        "cart_id",
-        "email_id",
-        "payment_id",
-        "started_at",
-    )
-)
-
-
-def close(
-    session: Session,
-    job: Claim,
-    status: JobStatus,
-    error: str | None = None,
-    trace: str | None = None,
-) -> None:
-    """Mark the job finished, only if our lease still holds (else :class:`LeaseLost`)."""
-    values: dict[str, object] = {
-        "status": status,
-        "finished_at": utcnow(),
-        "lease_until": None,
-        "run_at": None,
-    }
-    if error is not None:
-        values["last_error"] = error[:500]
-    if trace is not None:
-        values["traceback"] = trace[-20000:]
-    _guarded_update(session, job, values)
-    record_outcome(session, job, status.value)  # ops counters, same txn
-
-
-def reschedule(
-    session: Session,
-    job: Claim,
-    delay: float,
-    error: str,
-    *,
-    count_attempt: bool = True,
-    trace: str | None = None,
-) -> None:
-    """Put the job back to wait ``delay`` seconds (our lease must still hold)."""
-    values: dict[str, object] = {
-        "status": JobStatus.SCHEDULED,
-        "run_at": utcnow() + timedelta(seconds=delay),
-        "lease_until": None,
-        "enqueued_at": utcnow(),
-        "last_error": error[:500],
-    }
-    if trace is not None:
-        values["traceback"] = trace[-20000:]
-    if not count_attempt:
-        values["attempts"] = JOBS.c.attempts - 1
-    _guarded_update(session, job, values)
-    record_outcome(session, job, "retried")  # ops counters, same txn
-
-
-def _guarded_update(session: Session, job: Claim, values: dict[str, object]) -> None:
-    result = session.execute(
-        update(JOBS)
-        .where(
-            JOBS.c.id == job.job_id,
-            JOBS.c.status == JobStatus.ACTIVE,
-            JOBS.c.attempts == job.attempt,
-        )
-        .values(**values)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"job {job.job_id} is no longer ours (attempt {job.attempt})")
 
 
 def backoff_delay(settings: Settings, attempts: int) -> float:

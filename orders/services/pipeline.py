@@ -35,7 +35,8 @@ from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.compensation import close_holds, fail_checkout, payment_key
 from orders.services.context import PipelineContext
 from orders.services.emails import order_confirmation
-from orders.services.jobs import Claim, close, new_job
+from orders.services.jobs import new_job
+from orders.services.leases import Claim, close
 from orders.services.timeline import move_checkout, record_event
 
 

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from orders.models import Checkout, CheckoutEvent
+from orders.models.tables import EVENTS
 from orders.services.status import find_checkout
 from orders.services.timeline import status_payload
 
@@ -90,12 +91,18 @@ def events_after(
 ) -> list[ProgressEvent]:
     """Timeline rows after ``after_id`` (a Core connection will do: streams read often)."""
     rows = session.execute(
-        select(CheckoutEvent.id, CheckoutEvent.status_json)
-        .where(CheckoutEvent.checkout_id == checkout_id, CheckoutEvent.id > after_id)
-        .order_by(CheckoutEvent.id)
-        .limit(limit)
+        _EVENTS_AFTER, {"checkout_id": checkout_id, "after_id": after_id, "limit": limit}
     )
     return [ProgressEvent(row_id, json.loads(snapshot)) for row_id, snapshot in rows]
+
+
+# every open stream runs this on every wake-up: built once, its values bound
+_EVENTS_AFTER = (
+    select(EVENTS.c.id, EVENTS.c.status_json)
+    .where(EVENTS.c.checkout_id == bindparam("checkout_id"), EVENTS.c.id > bindparam("after_id"))
+    .order_by(EVENTS.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 def is_finished(session: Session, checkout_id: int) -> bool:

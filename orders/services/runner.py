@@ -32,16 +32,8 @@ from orders.logcontext import bind_checkout
 from orders.models import Checkout, Job, JobStatus
 from orders.services import compensation, emails, pipeline
 from orders.services.context import PipelineContext
-from orders.services.jobs import (
-    Claim,
-    JobRef,
-    backoff_delay,
-    claim,
-    close,
-    ref,
-    reschedule,
-    send_after_commit,
-)
+from orders.services.jobs import JobRef, backoff_delay, ref, send_after_commit
+from orders.services.leases import Claim, claim, close, reschedule
 from orders.services.timeline import EVENTS_RECORDED, move_checkout, record_event
 
 log = logging.getLogger(__name__)

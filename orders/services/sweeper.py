@@ -22,7 +22,8 @@ from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.services.context import PipelineContext
 from orders.services.holds import release_expired_holds
-from orders.services.jobs import Claim, JobRef, ref, send_after_commit
+from orders.services.jobs import JobRef, ref, send_after_commit
+from orders.services.leases import Claim
 from orders.services.runner import give_up
 from orders.services.timeline import record_event
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -86,6 +86,15 @@ def event_row(
     }
 
 
+_MOVED = ("stage", "status", "progress", "updated_at", "error_code", "error_message", "finished_at")
+# every step entry runs this: built once, its values bound
+_MOVE = (
+    update(CHECKOUTS)
+    .where(CHECKOUTS.c.id == bindparam("p_id"), CHECKOUTS.c.stage == bindparam("p_from"))
+    .values({name: bindparam(f"p_{name}") for name in _MOVED})
+)
+
+
 def move_checkout(
     session: Session,
     checkout: Checkout,
@@ -113,11 +122,8 @@ def move_checkout(
         "error_message": error_message,
     }
     values["finished_at"] = now if target in TERMINAL else None
-    result = session.execute(
-        update(CHECKOUTS)
-        .where(CHECKOUTS.c.id == checkout.id, CHECKOUTS.c.stage == checkout.stage)
-        .values(**values)
-    )
+    params = {f"p_{name}": value for name, value in values.items()}
+    result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
     for key, value in values.items():

@@ -21,7 +21,7 @@ OUTCOMES = ("completed", "failed", "discarded", "retried")
 
 
 class Attempt(Protocol):
-    """What a finished attempt needs to be counted (a :class:`~orders.services.jobs.Claim`)."""
+    """What a finished attempt needs to be counted (a :class:`~orders.services.leases.Claim`)."""
 
     job_id: str
     type: str

@@ -1,0 +1,218 @@
+"""Leases on job rows: claim a job, then close or reschedule it under the lease.
+
+Claiming is a conditional UPDATE, so a duplicate delivery of the same message does
+nothing. Every close is conditional on the attempt we claimed: a worker whose lease
+was taken over cannot write its result. These statements run for every job, so each
+is built once per shape and its values are bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ClauseElement, Executable, bindparam, exists, or_, update
+from sqlalchemy.orm import Session
+
+from orders.db import utcnow
+from orders.errors import LeaseLost
+from orders.models import Job, JobStatus
+from orders.models.tables import JOBS, QUEUE_PAUSES
+from orders.services.ops.stats import record_outcome
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job we hold the lease on, as plain data captured when we claimed it.
+
+    ``attempt`` is the lease token: every write we make is conditional on it, and
+    ORM instances (which a rollback expires and reloads) are never trusted for it.
+    """
+
+    job_id: str
+    type: str
+    attempt: int
+    max_attempts: int
+    checkout_id: int | None
+    cart_id: str | None
+    email_id: int | None
+    payment_id: int | None
+    started_at: datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    @classmethod
+    def of(cls, job: Job) -> Claim:
+        """The claim a job row stands for now (its current attempt is the lease token)."""
+        return cls(
+            job.id,
+            job.type,
+            job.attempts,
+            job.max_attempts,
+            job.checkout_id,
+            job.cart_id,
+            job.email_id,
+            job.payment_id,
+            job.started_at,
+        )
+
+
+def claim(
+    session: Session,
+    job_id: str,
+    worker: str,
+    lease_seconds: int,
+    *,
+    commit: bool = True,
+    unless_paused: bool = False,
+) -> Claim | None:
+    """Take the job if it is waiting (and due); set a lease. None if not ours.
+
+    Commits unless ``commit`` is False: the runner then writes the checkout's step
+    entry in the same transaction (one commit per claim instead of two). With
+    ``unless_paused`` a job whose queue an operator paused is left waiting (checked in
+    the same statement).
+    """
+    now = utcnow()
+    row = session.execute(
+        _claim_statement(unless_paused),
+        {
+            "p_job_id": job_id,
+            "p_due": now + timedelta(seconds=1),
+            "p_lease_until": now + timedelta(seconds=lease_seconds),
+            "p_now": now,
+            "p_worker": worker[:100],
+        },
+    ).first()
+    if row is None:
+        session.rollback()
+        return None
+    taken = Claim(*row)
+    if commit:
+        session.commit()
+    return taken
+
+
+@cache
+def _claim_statement(unless_paused: bool) -> Executable:
+    """The claim's UPDATE, built once (every job runs it): values are bound."""
+    conditions = [
+        JOBS.c.id == bindparam("p_job_id"),
+        JOBS.c.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)),
+        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due")),
+    ]
+    if unless_paused:
+        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
+    return (
+        update(JOBS)
+        .where(*conditions)
+        .values(
+            status=JobStatus.ACTIVE,
+            attempts=JOBS.c.attempts + 1,
+            lease_until=bindparam("p_lease_until"),
+            started_at=bindparam("p_now"),
+            worker=bindparam("p_worker"),
+        )
+        .returning(*_CLAIM_COLUMNS)
+    )
+
+
+# what a claim reads back from its UPDATE (RETURNING: no second round trip), in
+# the order of Claim's fields
+_CLAIM_COLUMNS = tuple(
+    JOBS.c[name]
+    for name in (
+        "id",
+        "type",
+        "attempts",
+        "max_attempts",
+        "checkout_id",
+        "cart_id",
+        "email_id",
+        "payment_id",
+        "started_at",
+    )
+)
+
+
+def close(
+    session: Session,
+    job: Claim,
+    status: JobStatus,
+    error: str | None = None,
+    trace: str | None = None,
+) -> None:
+    """Mark the job finished, only if our lease still holds (else :class:`LeaseLost`)."""
+    values: dict[str, object] = {
+        "status": status,
+        "finished_at": utcnow(),
+        "lease_until": None,
+        "run_at": None,
+    }
+    if error is not None:
+        values["last_error"] = error[:500]
+    if trace is not None:
+        values["traceback"] = trace[-20000:]
+    _guarded_update(session, job, values)
+    record_outcome(session, job, status.value)  # ops counters, same txn
+
+
+def reschedule(
+    session: Session,
+    job: Claim,
+    delay: float,
+    error: str,
+    *,
+    count_attempt: bool = True,
+    trace: str | None = None,
+) -> None:
+    """Put the job back to wait ``delay`` seconds (our lease must still hold)."""
+    values: dict[str, object] = {
+        "status": JobStatus.SCHEDULED,
+        "run_at": utcnow() + timedelta(seconds=delay),
+        "lease_until": None,
+        "enqueued_at": utcnow(),
+        "last_error": error[:500],
+    }
+    if trace is not None:
+        values["traceback"] = trace[-20000:]
+    if not count_attempt:
+        values["attempts"] = _GIVE_BACK_ATTEMPT
+    _guarded_update(session, job, values)
+    record_outcome(session, job, "retried")  # ops counters, same txn
+
+
+_GIVE_BACK_ATTEMPT = JOBS.c.attempts - 1  # one object: the statement cache keys on it
+
+
+def _guarded_update(session: Session, job: Claim, values: dict[str, object]) -> None:
+    """Write ``values`` (plain values, or the ``attempts`` expression) to our job row."""
+    bound = {name: value for name, value in values.items() if not isinstance(value, ClauseElement)}
+    fixed = tuple((name, value) for name, value in values.items() if name not in bound)
+    params = {f"p_{name}": value for name, value in bound.items()}
+    params.update(p_job_id=job.job_id, p_attempt=job.attempt)
+    result = session.execute(_guarded_statement(tuple(bound), fixed), params)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"job {job.job_id} is no longer ours (attempt {job.attempt})")
+
+
+@cache
+def _guarded_statement(
+    bound: tuple[str, ...], fixed: tuple[tuple[str, ClauseElement], ...]
+) -> Executable:
+    """One UPDATE per shape of values (a close, a close with its error, ...)."""
+    changes: dict[str, Any] = {name: bindparam(f"p_{name}") for name in bound}
+    changes.update(fixed)
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("p_job_id"),
+            JOBS.c.status == JobStatus.ACTIVE,
+            JOBS.c.attempts == bindparam("p_attempt"),
+        )
+        .values(changes)
+    )
