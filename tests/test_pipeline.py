@@ -274,3 +274,25 @@ def test_streams_are_woken_after_each_commit_that_added_events_and_only_then(
     # 5 jobs x (step entry + step result) = 10 commits; reserve-stock's result and the
     # email's entry add no event, so they wake no one
     assert len(seen) == 8
+
+
+def test_each_job_commits_its_claim_and_its_result_and_nothing_else(client, session, drain):
+    """What a step reads (its lines, its payments, its email) is loaded in the claim's
+    transaction: no job opens a read transaction of its own (two commits per job)."""
+    from sqlalchemy import event
+
+    make_product(session, sku="TEE", stock=5)
+    place(client, ("TEE", 1))
+    engine = drain.sessions.kw["bind"]
+    commits: list[int] = []
+
+    def count(_conn) -> None:
+        commits.append(1)
+
+    event.listen(engine, "commit", count)
+    try:
+        ran = drain()
+    finally:
+        event.remove(engine, "commit", count)
+    assert len(ran) == 5 and {o for _, o in ran} == {"completed"}
+    assert len(commits) == 2 * len(ran)

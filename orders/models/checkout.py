@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orders.db import Base, utcnow
 from orders.models.types import CheckoutStage, CheckoutStatus, EventType, enum_column
+
+if TYPE_CHECKING:
+    from orders.models.sales import Payment
 
 
 class Checkout(Base):
@@ -40,6 +44,9 @@ class Checkout(Base):
     lines: Mapped[list[CheckoutLine]] = relationship(
         back_populates="checkout", cascade="all, delete-orphan", order_by="CheckoutLine.id"
     )
+    # read-only: the charge step reads them in its claim's transaction (payments are
+    # written as rows of their own)
+    payments: Mapped[list[Payment]] = relationship(viewonly=True, order_by="Payment.id")
 
 
 class CheckoutLine(Base):

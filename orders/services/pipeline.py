@@ -88,7 +88,8 @@ def process_payment(
     session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
 ) -> list[Job]:
     key = payment_key(checkout)
-    recorded = session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    # loaded in the claim's transaction (runner.STEPS): no read of its own
+    recorded = next((p for p in checkout.payments if p.idempotency_key == key), None)
     session.commit()
     if recorded is None:
         result = ctx.gateway.charge(

@@ -29,7 +29,7 @@ from orders.errors import (
 )
 from orders.jobtypes import JOB_TYPES
 from orders.logcontext import bind_checkout
-from orders.models import Checkout, Job, JobStatus
+from orders.models import Checkout, Email, Job, JobStatus
 from orders.services import compensation, emails, pipeline
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef, backoff_delay, ref, send_after_commit
@@ -39,20 +39,38 @@ from orders.services.timeline import EVENTS_RECORDED, move_checkout, record_even
 log = logging.getLogger(__name__)
 
 
+Reads = Callable[[Session, Claim, Checkout | None], object]
+
+
 @dataclass(frozen=True)
 class Step:
     run: Callable[..., list[Job]]
     give_up: Callable[..., list[Job] | None] | None = None  # None: fail the checkout
-    reads_lines: bool = False  # load the checkout's lines in the claim's transaction
+    # loads what the step reads into the session, in the claim's transaction: the step
+    # then finds it there (a relationship, or session.get) and opens no read
+    # transaction of its own (a BEGIN and a COMMIT saved)
+    reads: Reads | None = None
+
+
+def _lines(_session: Session, _claim: Claim, checkout: Checkout | None) -> object:
+    return checkout.lines if checkout is not None else None
+
+
+def _payments(_session: Session, _claim: Claim, checkout: Checkout | None) -> object:
+    return checkout.payments if checkout is not None else None
+
+
+def _email(session: Session, claim: Claim, _checkout: Checkout | None) -> object:
+    return session.get(Email, claim.email_id) if claim.email_id is not None else None
 
 
 STEPS: dict[str, Step] = {
-    "reserve-stock": Step(pipeline.reserve_stock, reads_lines=True),
-    "process-payment": Step(pipeline.process_payment),
-    "create-order": Step(pipeline.create_order, reads_lines=True),
+    "reserve-stock": Step(pipeline.reserve_stock, reads=_lines),
+    "process-payment": Step(pipeline.process_payment, reads=_payments),
+    "create-order": Step(pipeline.create_order, reads=_lines),
     "update-inventory": Step(pipeline.update_inventory),
-    "send-order-confirmation": Step(emails.send_email, emails.give_up_email),
-    "send-recovery-email": Step(emails.send_email, emails.give_up_email),
+    "send-order-confirmation": Step(emails.send_email, emails.give_up_email, reads=_email),
+    "send-recovery-email": Step(emails.send_email, emails.give_up_email, reads=_email),
     "refund-payment": Step(compensation.refund_payment, compensation.give_up_refund),
 }
 
@@ -91,8 +109,9 @@ def _run_claimed(
         if not _enter_step(session, taken, checkout):
             session.commit()
             return "discarded"
-        if checkout is not None and STEPS[taken.type].reads_lines:
-            checkout.lines  # noqa: B018 (loaded here, the step needs no read transaction)
+        reads = STEPS[taken.type].reads
+        # held until the step is done: the session's identity map keeps nothing alive
+        held = reads(session, taken, checkout) if reads is not None else None
         session.commit()
     except LeaseLost:  # the claim rolls back too; the sweeper re-sends the job
         session.rollback()
@@ -121,6 +140,7 @@ def _run_claimed(
         follow_ups, outcome = _retry_or_give_up(session, taken, ctx, exc)
     send_after_commit(session, follow_ups, ctx.dispatch)
     _publish(session, ctx, checkout)
+    del held
     return outcome
 
 
