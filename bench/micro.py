@@ -34,27 +34,51 @@ def sweep(
     endpoint: str,
     say: Callable[[str], None],
     limit_ms: float = 100,
+    refine: int = 0,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Step the arrival rate up until two steps in a row miss p99 < ``limit_ms`` with
     no errors (one noisy step does not end the sweep), or one misses with its median
     over the limit too (saturated, not noise: a higher rate only adds checkouts for
-    the pipeline phase to drain)."""
+    the pipeline phase to drain). Then ``refine`` bisections between the highest rate
+    that passed and the lowest above it that missed: the capacity is known to within
+    that gap / 2**refine, not to within a whole step of the list."""
     steps, ids = [], []
-    misses = 0
-    for rate in rates:
+
+    def step(rate: float) -> dict[str, Any]:
         result = asyncio.run(run_rate(url, body_for, rate=rate, duration=step_s, timeout=10))
         row = {"endpoint": endpoint, "rate": rate, **summarize(result, [], 0)}
         steps.append(row)
-        ids += result.job_ids
+        ids.extend(result.job_ids)
         say(
             f"  {endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
             f"{row['errors']} errors"
         )
-        misses = misses + 1 if row["p99_ms"] >= limit_ms or row["errors"] else 0
+        time.sleep(0.5)
+        return row
+
+    misses = 0
+    for rate in rates:
+        row = step(rate)
+        misses = misses + 1 if not _passed(row, limit_ms) else 0
         if misses == 2 or (misses and row["p50_ms"] >= limit_ms):
             break
-        time.sleep(0.5)
+    passed = capacity(steps, limit_ms)
+    above = [s["rate"] for s in steps if s["rate"] > passed and not _passed(s, limit_ms)]
+    if passed and above:
+        low, high = passed, min(above)
+        for _ in range(refine):
+            middle = round((low + high) / 2)
+            if middle in (low, high):
+                break
+            if _passed(step(middle), limit_ms):
+                low = middle
+            else:
+                high = middle
     return steps, ids
+
+
+def _passed(row: dict[str, Any], limit_ms: float) -> bool:
+    return bool(row["p99_ms"] < limit_ms and not row["errors"])
 
 
 def run_micro(
@@ -85,6 +109,7 @@ def run_micro(
         step_s,
         "checkout",
         say,
+        refine=profile["capacity_refine"],
     )
     web_cpu = stack.cpu_seconds("web") - web_cpu0
     swept = len(ids)  # the checkouts web_cpu was spent on
@@ -106,6 +131,7 @@ def run_micro(
         step_s,
         "bare LPUSH",
         say,
+        refine=profile["capacity_refine"],
     )
     cap_checkout = capacity(checkout_steps, 100)
     cap_bare = capacity(bare_steps, 100)
@@ -175,7 +201,10 @@ def run_micro(
             "postgres (backends of the bench database)": 1000 * cpu["postgres"] / done,
         }
     result = {
-        "capacity_steps": checkout_steps + bare_steps,
+        "capacity_steps": [  # by rate: the bisection's steps among the list's
+            *sorted(checkout_steps, key=lambda row: row["rate"]),
+            *sorted(bare_steps, key=lambda row: row["rate"]),
+        ],
         "checkout_capacity_per_s": cap_checkout,
         "bare_capacity_per_s": cap_bare,
         "capacity_ratio": cap_checkout / cap_bare if cap_bare else 0.0,

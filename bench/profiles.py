@@ -35,12 +35,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_threads": 64,
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # every checkout the sweep accepts is drained by the pipeline benchmark
-        # afterwards (and audited), so the sweep starts where the answer is
-        "checkout_rates": [100, 150, 200, 250, 300, 400, 500, 600],
+        # afterwards (and audited), so the sweep starts where the answer is, in coarse
+        # steps, then bisects (2 halvings: the checkout's capacity to within 38/s, the
+        # bare endpoint's to within 100/s)
+        "checkout_rates": [150, 300, 450, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200],
-        # 1.5 s steps and a 5 s flame window keep the backlog the sweep leaves (and
-        # the zero-latency phase drains) near 1,300 checkouts: make bench < 5 min
-        "capacity_step_s": 1.5,
+        "capacity_refine": 2,
+        # 1.2 s steps and a 5 s flame window keep the backlog the sweep leaves (and
+        # the zero-latency phase drains) near 2,000 checkouts: make bench < 5 min
+        "capacity_step_s": 1.2,
         "flame_s": 5,
         "micro_threads": 8,
         "noop_tasks": 5000,
@@ -58,9 +61,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # as in quick: every accepted checkout of the sweep is drained and audited
-        "checkout_rates": [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000],
+        "checkout_rates": [100, 200, 300, 400, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],
         "capacity_step_s": 3,
+        "capacity_refine": 3,
         "flame_s": 10,
         "micro_threads": 8,
         "noop_tasks": 20000,

@@ -57,3 +57,31 @@ def test_a_capacity_at_the_top_of_its_sweep_is_a_bound_not_a_pass() -> None:
     assert not capped["met"] and "at most" in capped["measured"]
     floor = capacity_goal({"checkout": True, "bare": False}, 0.5)
     assert floor["met"] and "at least" in floor["measured"]
+
+
+def test_the_capacity_sweep_bisects_between_the_last_pass_and_the_first_miss(
+    monkeypatch,
+) -> None:
+    """A server that holds 337/s: the list's steps say 300, two halvings say 337."""
+    import bench.micro as micro
+
+    async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
+        latency = 0.005 if rate <= 337 else 0.5  # saturated above its capacity
+        samples = [Sample(n / rate, latency, 202, True) for n in range(int(rate * duration))]
+        return PhaseResult(f"rate-{rate:g}", duration, samples)
+
+    monkeypatch.setattr(micro, "run_rate", server)
+    monkeypatch.setattr(micro.time, "sleep", lambda _s: None)
+    steps, _ = micro.sweep("url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None)
+    assert [s["rate"] for s in steps] == [150, 300, 450]  # stops at a saturated miss
+    steps, _ = micro.sweep(
+        "url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None, refine=2
+    )
+    assert [s["rate"] for s in steps] == [150, 300, 450, 375, 338]
+    from bench.report import capacity
+
+    assert capacity(steps, 100) == 300  # 338 missed: between 300 and 338
+    steps, _ = micro.sweep(
+        "url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None, refine=4
+    )
+    assert capacity(steps, 100) == 328  # 375, 338 missed, 319, 328 held: 9/s below 337
