@@ -18,6 +18,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "checkout_rates": [20],
         "bare_rates": [20],
         "capacity_step_s": 1,
+        "capacity_refine": 1,
         "micro_threads": 4,
         "flame_s": 2,
         "noop_tasks": 200,
