@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
-from orders.models import Checkout, CheckoutEvent
+from orders.models import CheckoutEvent
 from orders.models.tables import EVENTS
-from orders.services.status import find_checkout
+from orders.services.status import find_checkout, find_checkout_and_latest_event
 from orders.services.timeline import status_payload
 
 TERMINAL = ("completed", "failed")
@@ -69,17 +69,12 @@ def open_progress(session: Session, public_id: str, last_event_id: int | None) -
     missed). Raises ``NotFound`` for an unknown job.
     """
     if last_event_id is None:
-        # the latest row's id first, the state after it: each statement sees what was
-        # committed when it ran, so read the other way round a checkout that moved in
-        # between would be sent in its old state under the new row's id, and the
-        # stream would wait for an event that had already happened
-        latest = session.scalar(
-            select(func.max(CheckoutEvent.id))
-            .join(Checkout, Checkout.id == CheckoutEvent.checkout_id)
-            .where(Checkout.public_id == public_id)
-        )
-        checkout = find_checkout(session, public_id)
-        events = [ProgressEvent(latest or 0, status_payload(session, checkout))]
+        # the state and the latest row's id from one statement, so from one snapshot:
+        # read one after the other, a checkout that moved in between could be sent in
+        # its old state under the new row's id, and the stream would then wait for an
+        # event that had already happened
+        checkout, latest = find_checkout_and_latest_event(session, public_id)
+        events = [ProgressEvent(latest, status_payload(session, checkout))]
     else:
         checkout = find_checkout(session, public_id)
         events = events_after(session, checkout.id, last_event_id)
