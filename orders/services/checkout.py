@@ -90,10 +90,7 @@ def _place_in_one_transaction(
             if replay is not None:
                 session.rollback()
                 return replay
-        request = parse_checkout(
-            body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
-        )
-        checkout, job = _record(session, settings, request, session_id)
+        checkout, job = _record(session, settings, _parse(settings, body), session_id)
         if key is not None:
             session.execute(
                 update(IDEMPOTENCY_KEYS)
@@ -120,9 +117,7 @@ def _place_at_once(
     both outside any transaction (the statement commits itself). None: the general
     path's turn (a cart's checkout; a key held without a checkout)."""
     try:
-        request = parse_checkout(
-            body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
-        )
+        request = _parse(settings, body)
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
         with checkout_at_once.connection(session) as conn:
@@ -142,6 +137,12 @@ def _place_at_once(
         return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
     assert key is not None  # nothing written: the key was taken
     return _replay(session, key, digest)
+
+
+def _parse(settings: Settings, body: Any) -> CheckoutRequest:
+    return parse_checkout(
+        body, max_quantity=settings.max_item_quantity, max_lines=settings.max_cart_lines
+    )
 
 
 def _replay(session: Session, key: str, digest: str) -> Placed | None:
