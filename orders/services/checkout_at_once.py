@@ -69,12 +69,17 @@ def write(
 
 def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     """``row`` plus the column defaults an ``insert()`` would add (the scalar ones)."""
-    full = dict(row)
-    for column in table.c:
-        default = column.default
-        if column.name not in full and default is not None and default.is_scalar:
-            full[column.name] = default.arg  # type: ignore[attr-defined]
-    return full
+    return {**_scalar_defaults(table), **row}
+
+
+@cache
+def _scalar_defaults(table: Table) -> dict[str, Any]:
+    """Read off the table once, not on every checkout (callers copy, never mutate)."""
+    return {
+        column.name: column.default.arg  # type: ignore[attr-defined]
+        for column in table.c
+        if column.default is not None and column.default.is_scalar
+    }
 
 
 def _prefixed(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
