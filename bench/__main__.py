@@ -29,6 +29,7 @@ from bench.micro import run_micro
 from bench.procs import BenchStack, consumer_env, seed_env, server_env
 from bench.profiles import PROFILES
 from bench.report import summarize, write
+from bench.where import CpuMeter, job_times
 from tests.stack import postgres_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,6 +157,7 @@ def run(
                             f"then {profile['phase_s']:g} s measured"
                         )
                         t0 = time.monotonic()
+                        meter = CpuMeter(stack)
                         result = asyncio.run(
                             run_users(
                                 stack.base_url,
@@ -172,12 +174,14 @@ def run(
                                 progress=say,
                             )
                         )
+                        cores = meter.cores()
                         wait_drained(stack, profile["drain_timeout_s"], say)
                         seconds, completed, span = final_times(stack, result.job_ids)
                         accepted += result.job_ids
                         row = summarize(result, seconds, completed)
                         row["orders_completed_per_s"] = completed / span if span else 0.0
                         row.update(mode=mode, users=users, wall_s=time.monotonic() - t0)
+                        row.update(cores=cores, job_times=job_times(stack, result.job_ids))
                         data["users"].append(row)
                         say(
                             f"  -> avg {row['avg_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "

@@ -144,6 +144,7 @@ def markdown(data: dict[str, Any]) -> str:
         '("max users" is bounded by the largest run of the sweep; a mode that passes every '
         "run reports the largest count.)",
     ]
+    lines += _where(users)
     micro = data.get("micro")
     if micro:
         lines += ["", "## Micro-benchmarks (ratios measured in this run)", ""]
@@ -171,6 +172,46 @@ def markdown(data: dict[str, Any]) -> str:
     for key, value in data["audit"].items():
         lines.append(f"- {key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def _where(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the time went (bench.where): queue waits per job type, cores per process."""
+    timed = [r for r in rows if r.get("job_times")]
+    if not timed:
+        return []
+    lines = [
+        "",
+        "## Where the time went",
+        "",
+        "Per job type (first attempts of the run's checkouts): the wait between the job "
+        "being written and a consumer claiming it, then the run (simulated work included).",
+        "",
+        "| mode | users | job type | jobs | wait p50 ms | wait p95 ms | run p50 ms | run p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in timed:
+        for kind, t in r["job_times"].items():
+            lines.append(
+                f"| {r['mode']} | {r['users']} | {kind} | {t['jobs']:.0f} | "
+                f"{t['wait_p50_ms']:,.0f} | {t['wait_p95_ms']:,.0f} | "
+                f"{t['run_p50_ms']:,.0f} | {t['run_p95_ms']:,.0f} |"
+            )
+    metered = [r for r in timed if r.get("cores")]
+    if metered:
+        names = list(metered[0]["cores"])
+        lines += [
+            "",
+            "Cores used while the shoppers ran (2 = the whole machine; the load generator, "
+            "Redis and other processes not counted):",
+            "",
+            "| mode | users | " + " | ".join(names) + " | total |",
+            "|---|---|" + "---|" * (len(names) + 1),
+        ]
+        for r in metered:
+            cores = r["cores"]
+            cells = " | ".join(f"{cores.get(n, 0.0):.2f}" for n in names)
+            lines.append(f"| {r['mode']} | {r['users']} | {cells} | {sum(cores.values()):.2f} |")
+    return lines
 
 
 def chart(data: dict[str, Any], path: Path) -> None:

@@ -33,6 +33,15 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
         assert row["requests"] > 0 and row["errors"] == 0
         assert row["p50_ms"] <= row["p99_ms"]
         assert row["final_p95_ms"] > 0
+    # where the time went: every step of every checkout was timed, and the async
+    # run's pipeline ran in the orders consumer (the sync run's, in the web)
+    steps = {"reserve-stock", "process-payment", "create-order", "update-inventory"}
+    for row in rows.values():
+        times = row["job_times"]
+        assert steps | {"send-order-confirmation"} <= set(times)
+        assert all(times[kind]["jobs"] == row["requests"] for kind in steps)
+        assert all(t["wait_p50_ms"] <= t["wait_p95_ms"] for t in times.values())
+    assert rows[("async", 3)]["cores"]["orders"] > rows[("sync", 3)]["cores"]["orders"]
     # sync answers only once the order exists: its response includes the pipeline
     assert rows[("sync", 3)]["avg_ms"] > rows[("async", 3)]["avg_ms"]
     micro = data["micro"]
@@ -47,6 +56,7 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     md = (tmp_path / f"{data['paths']['md'].rsplit('/', 1)[1]}").read_text()
     assert "| figure | seed sync | seed async | ours sync | ours async |" in md
     assert "stuck_checkouts_must_be_0: 0" in md
+    assert "| async | 3 | create-order |" in md and "## Where the time went" in md
     saved = json.loads((tmp_path / data["paths"]["json"].rsplit("/", 1)[1]).read_text())
     assert saved["audit"] == audit
     png = tmp_path / data["paths"]["png"].rsplit("/", 1)[1]
