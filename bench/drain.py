@@ -12,7 +12,7 @@ import aiohttp
 from sqlalchemy import text
 
 from bench.load import checkout_body, connector
-from bench.procs import BenchStack, PostgresCpu
+from bench.procs import BenchStack, PostgresCpu, cpu_by_process
 
 
 def pending(stack: BenchStack) -> int:
@@ -106,8 +106,7 @@ def sample_drain(
                 after=after_checkout,
             )
         )
-        cpu = {name: stack.cpu_seconds(name) for name in ("orders", "payments", "notifications")}
-        cpu["postgres"] = postgres.seconds()
+        cpu = cpu_by_process(stack, postgres, ("orders", "payments", "notifications"))
         samples.append({"at": time.monotonic(), "pending": left, "finished": finished, "cpu": cpu})
         if base is None:
             base = finished

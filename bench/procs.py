@@ -195,6 +195,15 @@ class PostgresCpu:
         return sum(self.last[pid] - self.base[pid] for pid in self.last)
 
 
+def cpu_by_process(
+    stack: BenchStack, postgres: PostgresCpu, names: tuple[str, ...]
+) -> dict[str, float]:
+    """CPU seconds so far of each named process tree, and of our database's backends."""
+    cpu = {name: stack.cpu_seconds(name) for name in names}
+    cpu["postgres"] = postgres.seconds()
+    return cpu
+
+
 def flame(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | None:
     """Start py-spy on a process tree for ``seconds``, writing an SVG flame graph."""
     exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))

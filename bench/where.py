@@ -15,7 +15,7 @@ import time
 
 from sqlalchemy import bindparam, text
 
-from bench.procs import BenchStack, PostgresCpu
+from bench.procs import BenchStack, PostgresCpu, cpu_by_process
 from bench.report import percentile
 
 PROCESSES = ("web", "orders", "payments", "notifications")
@@ -35,13 +35,11 @@ class CpuMeter:
         self.stack = stack
         self.postgres = PostgresCpu(stack)
         self.started = time.monotonic()
-        self.base = {name: stack.cpu_seconds(name) for name in PROCESSES}
-        self.base["postgres"] = self.postgres.seconds()
+        self.base = cpu_by_process(stack, self.postgres, PROCESSES)
 
     def cores(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        now = {name: self.stack.cpu_seconds(name) for name in PROCESSES}
-        now["postgres"] = self.postgres.seconds()
+        now = cpu_by_process(self.stack, self.postgres, PROCESSES)
         return {name: (now[name] - self.base[name]) / elapsed for name in now}
 
 
