@@ -36,6 +36,26 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Open the worker's kept database connections (``DB_POOL_WARM=0`` turns this off),
+    then freeze the start-up objects."""
+    if os.environ.get("DB_POOL_WARM", "1") != "0":
+        _warm_database_pool(worker.wsgi)
+    _freeze_startup_objects()
+
+
+def _warm_database_pool(app):  # type: ignore[no-untyped-def]
+    """The first requests after a start (a deploy, a crashed worker) find their
+    connections open (orders.db.warm_pool has the measurement)."""
+    from orders.db import warm_pool
+
+    extension = getattr(app, "extensions", {}).get("sqlalchemy")
+    if extension is None:  # not the shop (the bench's bare endpoint)
+        return
+    with app.app_context():
+        warm_pool(extension.engine)
+
+
+def _freeze_startup_objects():  # type: ignore[no-untyped-def]
     """Keep the app's start-up objects out of the garbage collector's full passes.
 
     A full collection scans every tracked object, and a worker holds ~130,000 of them

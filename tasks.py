@@ -77,7 +77,7 @@ def context() -> PipelineContext:
     """Built on first use, so importing this module opens no connections."""
     global _engine, _sessions, _context
     if _context is None:
-        _engine = make_engine(settings)
+        _engine = make_engine(settings, keep_burst=True)  # a fixed set of threads
         _sessions = make_session_factory(_engine)
         _context = PipelineContext(
             settings=settings,

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -88,6 +89,7 @@ def run(
     follow: str | None = None,
     modes: tuple[str, ...] = ("async", "sync"),
     consumer_db_pool: int | None = None,
+    web_db_pool: str | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
@@ -97,6 +99,7 @@ def run(
         ("phase_s", phase_s),
         ("follow", follow),
         ("consumer_db_pool", consumer_db_pool),
+        ("web_db_pool", web_db_pool),
     )
     for key, value in settings:
         if value is not None:
@@ -125,8 +128,8 @@ def run(
         "server": (
             "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
             f"huey_consumer -k thread -w {profile['consumer_threads']} per queue at nice "
-            f"{nice}, {profile['consumer_db_pool']} database connection(s) each; "
-            "PostgreSQL + Redis"
+            f"{nice}, {profile['consumer_db_pool']} database connection(s) each; web "
+            f"pool {profile['web_db_pool']} (kept + burst) per worker; PostgreSQL + Redis"
         ),
         "users": [],
     }
@@ -141,7 +144,7 @@ def run(
                 nice=nice,
                 consumer_env=consumer_env(profile["consumer_db_pool"]),
                 **seed_env(factor),
-                **server_env(profile["consumer_threads"]),
+                **server_env(profile["consumer_threads"], profile["web_db_pool"]),
             )
             try:
                 say("starting gunicorn + consumers (PostgreSQL + Redis) ...")
@@ -234,6 +237,11 @@ def main(argv: list[str]) -> int:
         "the profile's, 1)",
     )
     parser.add_argument(
+        "--web-db-pool",
+        help="the web's database pool per worker as KEPT+BURST, e.g. 8+0 (default: the "
+        "profile's, 4+4)",
+    )
+    parser.add_argument(
         "--follow",
         choices=("stream", "poll"),
         help="how async shoppers follow their checkout (default: the profile's, stream)",
@@ -241,6 +249,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not set(args.modes.split(",")) <= {"async", "sync"}:
         parser.error("--modes takes async, sync or async,sync")
+    if args.web_db_pool and not re.fullmatch(r"\d+\+\d+", args.web_db_pool):
+        parser.error("--web-db-pool takes KEPT+BURST, e.g. 8+0")
     data = run(
         args.profile,
         with_micro=not args.no_micro,
@@ -251,6 +261,7 @@ def main(argv: list[str]) -> int:
         follow=args.follow,
         modes=tuple(m for m in args.modes.split(",") if m),
         consumer_db_pool=args.consumer_db_pool,
+        web_db_pool=args.web_db_pool,
     )
     return 1 if failures(data["audit"]) else 0
 

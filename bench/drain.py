@@ -32,17 +32,19 @@ def pending_jobs(stack: BenchStack, after_checkout: int = 0) -> int:
 
 
 def database_work(stack: BenchStack) -> dict[str, int]:
-    """PostgreSQL's own counters for the bench database: transactions committed and
-    rows written. A backend reports them at most once a second while busy (up to 10 s
-    late once idle) and when it exits, so read them after stopping the writers."""
+    """PostgreSQL's own counters for the bench database: transactions committed, rows
+    written, sessions opened (a pool that closes its burst connections opens one per
+    burst). A backend reports them at most once a second while busy (up to 10 s late
+    once idle) and when it exits, so read them after stopping the writers."""
     with stack.engine.connect() as conn:
         row = conn.execute(
             text(
-                "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted "
+                "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted, sessions "
                 "FROM pg_stat_database WHERE datname = current_database()"
             )
         ).one()
-    return dict(zip(("commits", "inserted", "updated", "deleted"), map(int, row), strict=True))
+    names = ("commits", "inserted", "updated", "deleted", "sessions")
+    return dict(zip(names, map(int, row), strict=True))
 
 
 def wait_drained(stack: BenchStack, timeout: float, say: Callable[[str], None]) -> int:

@@ -41,15 +41,16 @@ def consumer_env(db_pool: int) -> dict[str, str]:
     return {"DB_POOL_SIZE": str(db_pool), "DB_MAX_OVERFLOW": "0"}
 
 
-def server_env(threads: int) -> dict[str, str]:
+def server_env(threads: int, web_pool: str = "4+4") -> dict[str, str]:
+    kept, burst = web_pool.split("+")
     return {
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "16",
         "ORDERS_CONCURRENCY": str(threads),
         "PAYMENTS_CONCURRENCY": str(threads),
         "NOTIFICATIONS_CONCURRENCY": str(threads),
-        "DB_POOL_SIZE": "4",  # six processes x 8 stay well under max_connections = 100
-        "DB_MAX_OVERFLOW": "4",
+        "DB_POOL_SIZE": kept,  # six processes x 8 stay well under max_connections = 100
+        "DB_MAX_OVERFLOW": burst,
         "HUEY_QUIET": "1",
         "LOG_LEVEL": "WARNING",
         "LEASE_SECONDS": "30",

@@ -15,6 +15,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "follow": "stream",
         "consumer_threads": 8,
         "consumer_db_pool": 1,
+        "web_db_pool": "4+4",
         "checkout_rates": [20],
         "bare_rates": [20],
         "capacity_step_s": 1,
@@ -35,6 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
         "consumer_threads": 64,
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
+        "web_db_pool": "4+4",  # kept + burst per gunicorn worker (bench.procs.server_env)
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is, in coarse
         # steps, then bisects (2 halvings: the checkout's capacity to within 38/s, the
@@ -61,6 +63,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
+        "web_db_pool": "4+4",  # kept + burst per gunicorn worker (bench.procs.server_env)
         # as in quick: every accepted checkout of the sweep is drained and audited
         "checkout_rates": [100, 200, 300, 400, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],

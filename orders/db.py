@@ -6,6 +6,7 @@ SQLite (the embedded default) is shared by the web process and every consumer: s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,11 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from orders.config import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -36,24 +40,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def engine_options(settings: Settings) -> dict[str, Any]:
-    """Options for ``create_engine`` (also handed to Flask-SQLAlchemy)."""
+def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str, Any]:
+    """Options for ``create_engine`` (also handed to Flask-SQLAlchemy).
+
+    ``keep_burst``: keep every connection opened, up to ``DB_POOL_SIZE +
+    DB_MAX_OVERFLOW``, instead of closing the burst ones as they are given back. For a
+    consumer, whose threads are a fixed set: a burst connection would be reopened at
+    once (measured: 8 threads on 4 kept + 4 burst opened ~1,000 PostgreSQL sessions
+    draining 1,500 orders, and drained 10-20 % slower than on 8 kept).
+    """
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    kept, burst = settings.db_pool_size, settings.db_max_overflow
+    if keep_burst:
+        kept, burst = kept + burst, 0
     return {
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_max_overflow,
+        "pool_size": kept,
+        "max_overflow": burst,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": 1800,
     }
 
 
-def make_engine(settings: Settings, *, immediate: bool = True) -> Engine:
+def make_engine(settings: Settings, *, immediate: bool = True, keep_burst: bool = False) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **engine_options(settings))
+    engine = create_engine(url, **engine_options(settings, keep_burst=keep_burst))
     ping_when_idle(engine)
     return configure_sqlite(engine, immediate=immediate)
 
@@ -89,6 +103,27 @@ def ping_when_idle(engine: Engine) -> Engine:
             raise DisconnectionError("stale pooled connection")
 
     return engine
+
+
+def warm_pool(engine: Engine, size: int | None = None) -> int:
+    """Open ``size`` pooled connections now (default and at most: the pool's kept size),
+    so the first burst of requests after a start does not pay for them. Returns how many
+    it opened; a database that is down is not an error here (requests answer 503 as
+    usual)."""
+    if engine.dialect.name == "sqlite":
+        return 0
+    kept = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
+    size = kept if size is None else min(size, kept)
+    held = []
+    try:
+        for _ in range(size):
+            held.append(engine.connect())
+    except Exception:
+        log.warning("could not warm the database pool", exc_info=True)
+    finally:
+        for conn in held:
+            conn.close()
+    return len(held)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
