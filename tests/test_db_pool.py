@@ -58,27 +58,24 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(
     engine.dispose()
 
 
-def _sessions(admin) -> int:  # type: ignore[no-untyped-def]
-    """PostgreSQL sessions ever opened on the test database (its own counter)."""
-    with admin.connect() as conn:
-        return int(
-            conn.execute(
-                text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
-            ).scalar()
-        )
-
-
 def test_warming_opens_the_kept_connections_and_no_burst_ones(postgres_database: str, admin):  # type: ignore[no-untyped-def]
     engine = create_engine(
         database_url_for_sqlalchemy(postgres_database), pool_size=3, max_overflow=2
     )
     assert orders_db.warm_pool(engine) == 3
     assert engine.pool.checkedin() == 3
-    before = _sessions(admin)
+    with admin.connect() as conn:
+        warmed_by = conn.execute(text("SELECT clock_timestamp()")).scalar()
     held = [engine.connect() for _ in range(3)]  # a burst of three finds them open
+    started = [
+        conn.execute(
+            text("SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        ).scalar()
+        for conn in held
+    ]
+    assert all(at < warmed_by for at in started)
     for conn in held:
         conn.close()
-    assert _sessions(admin) == before
     engine.dispose()
 
 
