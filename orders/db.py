@@ -105,18 +105,15 @@ def ping_when_idle(engine: Engine) -> Engine:
     return engine
 
 
-def warm_pool(engine: Engine, size: int | None = None) -> int:
-    """Open ``size`` pooled connections now (default and at most: the pool's kept size),
-    so the first burst of requests after a start does not pay for them. Returns how many
-    it opened; a database that is down is not an error here (requests answer 503 as
-    usual)."""
-    if engine.dialect.name == "sqlite":
+def warm_pool(engine: Engine) -> int:
+    """Open the pool's kept connections now, so the first burst of requests after a
+    start does not pay for them. Returns how many it opened; a database that is down is
+    not an error here (requests answer 503 as usual)."""
+    if engine.dialect.name == "sqlite" or not isinstance(engine.pool, QueuePool):
         return 0
-    kept = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
-    size = kept if size is None else min(size, kept)
     held = []
     try:
-        for _ in range(size):
+        for _ in range(engine.pool.size()):
             held.append(engine.connect())
     except Exception:
         log.warning("could not warm the database pool", exc_info=True)
