@@ -120,6 +120,7 @@ def warm_pool(engine: Engine) -> int:
     finally:
         for conn in held:
             conn.close()
+    log.info("database pool: %d connection(s) opened ahead of the first request", len(held))
     return len(held)
 
 
