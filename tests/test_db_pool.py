@@ -140,3 +140,32 @@ def test_a_consumer_keeps_its_burst_connections(postgres_database: str, tmp_path
     first = three_at_once(consumer)
     assert three_at_once(consumer) == first
     consumer.dispose()
+
+
+def test_the_consumers_engine_keeps_its_burst_connections(postgres_database: str, tmp_path):  # type: ignore[no-untyped-def]
+    """tasks.py (what huey_consumer loads) builds its engine that way."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_database,
+        "DB_POOL_SIZE": "1",
+        "DB_MAX_OVERFLOW": "2",
+        "DATA_DIR": str(tmp_path),
+    }
+    env.pop("REDIS_URL", None)
+    probe = (
+        "import tasks; tasks.context(); p = tasks._engine.pool; print(p.size(), p._max_overflow)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["3", "0"]
