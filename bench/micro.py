@@ -192,11 +192,13 @@ def run_micro(
     say(f"micro: Huey no-op tasks on the same consumer flags (-k thread -w {threads})")
     noop_per_s = noop_rate(stack, profile["noop_tasks"], threads)
     db_per_order: dict[str, float] = {}
+    drain_sessions = 0
     if done and left == 0:  # nothing left for the consumers: stop them, so they report
         stack.stop_workers()
         time.sleep(1)
-        work = database_work(stack)
-        db_per_order = {key: (work[key] - work0[key]) / done for key in work}
+        work = {key: value - work0[key] for key, value in database_work(stack).items()}
+        drain_sessions = work.pop("sessions")  # a count for the phase, not per order
+        db_per_order = {key: value / done for key, value in work.items()}
 
     per_order = {}
     if done:
@@ -224,6 +226,7 @@ def run_micro(
         "pipeline_jobs_per_s": orders_per_s * 5,
         "cpu_ms_per_order": per_order,
         "database_work_per_order": db_per_order,
+        "drain_sessions_opened": drain_sessions,
         "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
     }
     result["lines"] = [
@@ -242,7 +245,7 @@ def run_micro(
             "PostgreSQL's work per order in that phase (its statistics, every process "
             f"included): {db_per_order['commits']:.1f} transactions committed, rows "
             f"{db_per_order['inserted']:.1f} inserted, {db_per_order['updated']:.1f} updated, "
-            f"{db_per_order['deleted']:.1f} deleted; {db_per_order['sessions'] * done:.0f} "
+            f"{db_per_order['deleted']:.1f} deleted; {drain_sessions} "
             "sessions opened (a pool that closes burst connections opens one per burst)"
         )
     return result, ids
