@@ -45,7 +45,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
 def _warm_database_pool(app):  # type: ignore[no-untyped-def]
     """The first requests after a start (a deploy, a crashed worker) find their
-    connections open (orders.db.warm_pool has the measurement)."""
+    connections open (measured: README, Performance, sixth session)."""
     from orders.db import warm_pool
 
     extension = getattr(app, "extensions", {}).get("sqlalchemy")
