@@ -25,6 +25,7 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
+from orders.services.batch import batchable, run_batch
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
 from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
@@ -89,12 +90,16 @@ def context() -> PipelineContext:
     return _context
 
 
-def _run(job_id: str) -> None:
+def _run(job_id: str, job_type: str | None = None) -> None:
     ctx = context()
     assert _sessions is not None
     with session_scope(_sessions) as session:
         # the claim itself skips a paused queue's job (no extra statement per job)
-        outcome = run_job(session, job_id, ctx, unless_paused=True)
+        if job_type is not None and batchable(ctx, job_type):
+            outcomes = run_batch(session, job_type, [job_id], ctx, unless_paused=True)
+            outcome = "skipped" if not outcomes else f"{len(outcomes)} job(s) of its type run"
+        else:
+            outcome = run_job(session, job_id, ctx, unless_paused=True)
         if outcome == "skipped" and job_is_paused(session, job_id):
             session.rollback()  # ops pause: it stays waiting (resume re-sends it)
             log.info("job %s: its queue is paused; it stays waiting", job_id)
@@ -104,7 +109,7 @@ def _run(job_id: str) -> None:
 
 @orders_queue.task(name="reserve-stock")
 def reserve_stock(job_id: str) -> None:
-    _run(job_id)
+    _run(job_id, "reserve-stock")  # with more of its type waiting, run as a batch
 
 
 # The seed's payments rate limit (1000 charges per 60 s), with Huey's fixed-window
@@ -125,12 +130,12 @@ def process_payment(job_id: str) -> None:
 
 @orders_queue.task(name="create-order")
 def create_order(job_id: str) -> None:
-    _run(job_id)
+    _run(job_id, "create-order")  # with more of its type waiting, run as a batch
 
 
 @orders_queue.task(name="update-inventory")
 def update_inventory(job_id: str) -> None:
-    _run(job_id)
+    _run(job_id, "update-inventory")  # with more of its type waiting, run as a batch
 
 
 @notifications_queue.task(name="send-order-confirmation")

@@ -90,6 +90,7 @@ def run(
     modes: tuple[str, ...] = ("async", "sync"),
     consumer_db_pool: int | None = None,
     web_db_pool: str | None = None,
+    pipeline_batch: int | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
@@ -100,6 +101,7 @@ def run(
         ("follow", follow),
         ("consumer_db_pool", consumer_db_pool),
         ("web_db_pool", web_db_pool),
+        ("pipeline_batch", pipeline_batch),
     )
     for key, value in settings:
         if value is not None:
@@ -129,7 +131,9 @@ def run(
             "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
             f"huey_consumer -k thread -w {profile['consumer_threads']} per queue at nice "
             f"{nice}, {profile['consumer_db_pool']} database connection(s) each; web "
-            f"pool {profile['web_db_pool']} (kept + burst) per worker; PostgreSQL + Redis"
+            f"pool {profile['web_db_pool']} (kept + burst) per worker; orders-queue batches "
+            f"of up to {profile['pipeline_batch']} jobs (PIPELINE_BATCH; only steps with no "
+            "simulated latency batch: the zero-latency phase); PostgreSQL + Redis"
         ),
         "users": [],
     }
@@ -144,7 +148,9 @@ def run(
                 nice=nice,
                 consumer_env=consumer_env(profile["consumer_db_pool"]),
                 **seed_env(factor),
-                **server_env(profile["consumer_threads"], profile["web_db_pool"]),
+                **server_env(
+                    profile["consumer_threads"], profile["web_db_pool"], profile["pipeline_batch"]
+                ),
             )
             try:
                 say("starting gunicorn + consumers (PostgreSQL + Redis) ...")
@@ -242,6 +248,12 @@ def main(argv: list[str]) -> int:
         "profile's, 4+4)",
     )
     parser.add_argument(
+        "--pipeline-batch",
+        type=int,
+        help="PIPELINE_BATCH for the consumers; 1 runs every job alone (default: the "
+        "profile's, 20)",
+    )
+    parser.add_argument(
         "--follow",
         choices=("stream", "poll"),
         help="how async shoppers follow their checkout (default: the profile's, stream)",
@@ -262,6 +274,7 @@ def main(argv: list[str]) -> int:
         modes=tuple(m for m in args.modes.split(",") if m),
         consumer_db_pool=args.consumer_db_pool,
         web_db_pool=args.web_db_pool,
+        pipeline_batch=args.pipeline_batch,
     )
     return 1 if failures(data["audit"]) else 0
 

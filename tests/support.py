@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orders.config import Settings
 from orders.infra.gateway import SimulatedGateway
 from orders.infra.mail import Mailer
+from orders.services.batch import batchable, run_batch
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
 from orders.services.runner import run_job
@@ -63,8 +64,11 @@ class Drain:
         sessions: sessionmaker[Session],
         dispatched: RecordingDispatch,
         mailer: Mailer | None = None,
+        *,
+        batched: bool = False,
     ) -> None:
         self.sessions = sessions
+        self.batched = batched  # the orders queue's jobs run as the consumers run them
         self.dispatched = dispatched
         self.gateway = SimulatedGateway(Path(settings.extra["SIM_GATEWAY_LEDGER"]))
         self.ctx = PipelineContext(
@@ -77,8 +81,11 @@ class Drain:
         )
         self.outcomes: list[tuple[str, str]] = []
 
-    def run(self, job_id: str) -> str:
+    def run(self, job_id: str, job_type: str | None = None) -> str:
+        """Run one message; a batch's outcomes are joined by commas ("": none claimed)."""
         with self.sessions() as session:
+            if self.batched and job_type is not None and batchable(self.ctx, job_type):
+                return ",".join(run_batch(session, job_type, [job_id], self.ctx))
             return run_job(session, job_id, self.ctx)
 
     def __call__(self, limit: int = 200) -> list[tuple[str, str]]:
@@ -89,6 +96,6 @@ class Drain:
             if not refs:
                 break
             for ref in refs:
-                ran.append((ref.type, self.run(ref.id)))
+                ran.append((ref.type, self.run(ref.id, ref.type)))
         self.outcomes += ran
         return ran

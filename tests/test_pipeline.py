@@ -1,7 +1,9 @@
 """The whole pipeline against a real database, jobs run in-process by the real runner."""
 
+import pytest
 from sqlalchemy import func, select
 
+from orders.db import make_engine, make_session_factory
 from orders.models import (
     Checkout,
     Email,
@@ -16,6 +18,18 @@ from orders.models import (
     StockHold,
 )
 from tests.factories import checkout_body, make_product
+from tests.support import Drain
+
+
+@pytest.fixture(params=["alone", "batched"])
+def drain(request, settings, dispatched):
+    """Every test twice: each job alone (the runner), and the orders queue's jobs as
+    the consumers run them (orders.services.batch; here batches of one)."""
+    engine = make_engine(settings)
+    yield Drain(
+        settings, make_session_factory(engine), dispatched, batched=request.param == "batched"
+    )
+    engine.dispose()
 
 
 def place(client, *items, **extra):

@@ -6,6 +6,8 @@ refund job. Every compensation is written in the timeline.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -46,6 +48,14 @@ def close_holds(session: Session, checkout: Checkout, to: HoldStatus) -> dict[in
         .values(status=to, closed_at=utcnow())
         .returning(HOLDS.c.product_id, HOLDS.c.quantity)
     ).all()
+    return apply_units(session, closed, to)
+
+
+def apply_units(
+    session: Session, closed: Iterable[tuple[int, int]], to: HoldStatus
+) -> dict[int, int]:
+    """Put closed holds' (product id, units) back in stock or count them as sold, one
+    UPDATE per product; return the units per product id."""
     units: dict[int, int] = {}
     for product_id, quantity in sorted(closed):  # one lock order, as reserve-stock's
         units[product_id] = units.get(product_id, 0) + quantity

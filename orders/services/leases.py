@@ -117,13 +117,13 @@ def _claim_statement(unless_paused: bool) -> Executable:
             started_at=bindparam("p_now"),
             worker=bindparam("p_worker"),
         )
-        .returning(*_CLAIM_COLUMNS)
+        .returning(*CLAIM_COLUMNS)
     )
 
 
 # what a claim reads back from its UPDATE (RETURNING: no second round trip), in
 # the order of Claim's fields
-_CLAIM_COLUMNS = tuple(
+CLAIM_COLUMNS = tuple(
     JOBS.c[name]
     for name in (
         "id",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import insert, select, update
@@ -20,6 +21,7 @@ from orders.errors import OutOfStock
 from orders.jobtypes import CREATE_ORDER, PROCESS_PAYMENT, SEND_ORDER_CONFIRMATION, UPDATE_INVENTORY
 from orders.models import (
     Checkout,
+    CheckoutLine,
     CheckoutStage,
     HoldStatus,
     Job,
@@ -46,6 +48,48 @@ def order_number_for(checkout: Checkout) -> str:
     return "ORD-" + base64.b32encode(digest).decode()[:10]
 
 
+def new_order(checkout: Checkout, lines: Iterable[CheckoutLine]) -> Order:
+    """The order of a checkout whose payment was captured (not yet added)."""
+    return Order(
+        order_number=order_number_for(checkout),
+        checkout_id=checkout.id,
+        email=checkout.email,
+        customer_id=checkout.customer_id,
+        subtotal_cents=checkout.subtotal_cents,
+        discount_cents=checkout.discount_cents,
+        total_cents=checkout.total_cents,
+        lines=[
+            OrderLine(
+                product_id=line.product_id,
+                sku=line.sku,
+                name=line.name,
+                quantity=line.quantity,
+                unit_price_cents=line.unit_price_cents,
+            )
+            for line in lines
+        ],
+    )
+
+
+def hold_rows(
+    checkout: Checkout, lines: Iterable[CheckoutLine], hold_seconds: int
+) -> list[dict[str, object]]:
+    """The stock holds of a checkout's lines (rows to insert)."""
+    now = utcnow()
+    expires = now + timedelta(seconds=hold_seconds)
+    return [
+        {
+            "checkout_id": checkout.id,
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "status": HoldStatus.HELD,
+            "expires_at": expires,
+            "created_at": now,
+        }
+        for line in lines
+    ]
+
+
 def reserve_stock(
     session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
 ) -> list[Job]:
@@ -59,8 +103,6 @@ def reserve_stock(
         )
     )
     if already is None:
-        now = utcnow()
-        expires = now + timedelta(seconds=ctx.settings.stock_hold_seconds)
         for line in lines:
             taken = session.execute(
                 update(PRODUCTS)
@@ -69,17 +111,7 @@ def reserve_stock(
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
-        holds = [
-            {
-                "checkout_id": checkout.id,
-                "product_id": line.product_id,
-                "quantity": line.quantity,
-                "status": HoldStatus.HELD,
-                "expires_at": expires,
-                "created_at": now,
-            }
-            for line in lines
-        ]
+        holds = hold_rows(checkout, lines, ctx.settings.stock_hold_seconds)
         session.execute(insert(HOLDS), holds)  # one statement for every line
     return [new_job(session, ctx.settings, PROCESS_PAYMENT, checkout=checkout)]
 
@@ -125,25 +157,7 @@ def create_order(
     close(session, claim, JobStatus.COMPLETED)
     exists = session.scalar(select(Order.id).where(Order.checkout_id == checkout.id))
     if exists is None:
-        order = Order(
-            order_number=order_number_for(checkout),
-            checkout_id=checkout.id,
-            email=checkout.email,
-            customer_id=checkout.customer_id,
-            subtotal_cents=checkout.subtotal_cents,
-            discount_cents=checkout.discount_cents,
-            total_cents=checkout.total_cents,
-            lines=[
-                OrderLine(
-                    product_id=line.product_id,
-                    sku=line.sku,
-                    name=line.name,
-                    quantity=line.quantity,
-                    unit_price_cents=line.unit_price_cents,
-                )
-                for line in lines
-            ],
-        )
+        order = new_order(checkout, lines)
         session.add(order)
         session.flush()
         record_event(session, checkout, f"Order {order.order_number} created")

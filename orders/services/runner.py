@@ -82,7 +82,7 @@ def run_job(
 
     ``unless_paused`` (the consumers): a job of a paused queue is left waiting.
     """
-    # the claim and the step entry (_run_claimed) commit together
+    # the claim and the step entry (run_claimed) commit together
     taken = claim(
         session,
         job_id,
@@ -96,15 +96,15 @@ def run_job(
         return "skipped"
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
     with bind_checkout(checkout.public_id if checkout else None, job_id, taken.type):
-        outcome = _run_claimed(session, taken, checkout, ctx)
+        outcome = run_claimed(session, taken, checkout, ctx)
         log.info("job %s (%s) attempt %d: %s", job_id, taken.type, taken.attempt, outcome)
     return outcome
 
 
-def _run_claimed(
+def run_claimed(
     session: Session, taken: Claim, checkout: Checkout | None, ctx: PipelineContext
 ) -> str:
-    job_id = taken.job_id
+    """Enter the claimed job's step (or discard a moot job), then run it."""
     try:
         if not _enter_step(session, taken, checkout):
             session.commit()
@@ -117,7 +117,17 @@ def _run_claimed(
         session.rollback()
         return "lease_lost"
     _publish(session, ctx, checkout)
+    outcome = run_entered(session, taken, checkout, ctx)
+    del held
+    return outcome
 
+
+def run_entered(
+    session: Session, taken: Claim, checkout: Checkout | None, ctx: PipelineContext
+) -> str:
+    """Run the step of a claimed job whose checkout is in the step (committed), record
+    the outcome, send the follow-ups. Returns the outcome's name."""
+    job_id = taken.job_id
     follow_ups: list[JobRef] = []
     try:
         follow_ups = [ref(job) for job in STEPS[taken.type].run(session, taken, checkout, ctx)]
@@ -140,7 +150,6 @@ def _run_claimed(
         follow_ups, outcome = _retry_or_give_up(session, taken, ctx, exc)
     send_after_commit(session, follow_ups, ctx.dispatch)
     _publish(session, ctx, checkout)
-    del held
     return outcome
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -65,10 +66,23 @@ def record_event(
 ) -> None:
     """Append one event, in the session's transaction, carrying a snapshot of the
     status JSON."""
-    progress_message = message if type_ is EventType.PROGRESS else None
-    payload = status_payload(session, checkout, progress_message, order)
-    session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
-    session.execute(insert(EVENTS), event_row(checkout, message, type_, payload))
+    record_events(session, [(checkout, message, type_, order)])
+
+
+Event = tuple[Checkout, str, EventType, Order | None]
+"""One event to record: the checkout, the message, its type, the checkout's order (or None)."""
+
+
+def record_events(session: Session, events: Sequence[Event]) -> None:
+    """Append events (one INSERT for all), in the session's transaction."""
+    rows = []
+    for checkout, message, type_, order in events:
+        progress_message = message if type_ is EventType.PROGRESS else None
+        payload = status_payload(session, checkout, progress_message, order)
+        rows.append(event_row(checkout, message, type_, payload))
+    if rows:
+        session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
+        session.execute(insert(EVENTS), rows)
 
 
 def event_row(
@@ -112,24 +126,68 @@ def move_checkout(
     checkout cannot both move it: the loser gets :class:`LeaseLost`.
     """
     check_move(checkout.stage, target)
-    now = utcnow()
-    values: dict[str, Any] = {
-        "stage": target,
-        "status": status_of(target),
-        "progress": PROGRESS[target],
-        "updated_at": now,
-        "error_code": error_code,
-        "error_message": error_message,
-    }
-    values["finished_at"] = now if target in TERMINAL else None
+    values = _moved_values(target, error_code, error_message)
     params = {f"p_{name}": value for name, value in values.items()}
     result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
     for key, value in values.items():
         set_committed_value(checkout, key, value)  # already written; don't UPDATE again
-    kind = {
-        CheckoutStage.COMPLETED: EventType.COMPLETED,
-        CheckoutStage.FAILED: EventType.FAILED,
-    }.get(target, EventType.PROGRESS)
+    kind = _event_kind(target)
     record_event(session, checkout, message or DESCRIPTION[target], kind, order=order)
+
+
+def move_all(
+    session: Session,
+    checkouts: Sequence[Checkout],
+    source: CheckoutStage,
+    target: CheckoutStage,
+    orders: Mapping[int, Order] | None = None,
+) -> list[Checkout]:
+    """:func:`move_checkout` for checkouts in ``source``, in one UPDATE (and one INSERT
+    for their events). Returns the ones moved: one that left ``source`` meanwhile is
+    not (the caller deals with it on its own). ``orders``: by checkout id, if known."""
+    check_move(source, target)
+    if not checkouts:
+        return []
+    values = _moved_values(target)
+    moved = set(
+        session.scalars(
+            update(CHECKOUTS)
+            .where(
+                CHECKOUTS.c.id.in_([checkout.id for checkout in checkouts]),
+                CHECKOUTS.c.stage == source,
+            )
+            .values(values)
+            .returning(CHECKOUTS.c.id)
+        )
+    )
+    done = [checkout for checkout in checkouts if checkout.id in moved]
+    for checkout in done:
+        for key, value in values.items():
+            set_committed_value(checkout, key, value)
+    kind, message = _event_kind(target), DESCRIPTION[target]
+    record_events(session, [(c, message, kind, orders.get(c.id) if orders else None) for c in done])
+    return done
+
+
+def _moved_values(
+    target: CheckoutStage, error_code: str | None = None, error_message: str | None = None
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "stage": target,
+        "status": status_of(target),
+        "progress": PROGRESS[target],
+        "updated_at": now,
+        "error_code": error_code,
+        "error_message": error_message,
+        "finished_at": now if target in TERMINAL else None,
+    }
+
+
+_KINDS = {CheckoutStage.COMPLETED: EventType.COMPLETED, CheckoutStage.FAILED: EventType.FAILED}
+
+
+def _event_kind(target: CheckoutStage) -> EventType:
+    return _KINDS.get(target, EventType.PROGRESS)

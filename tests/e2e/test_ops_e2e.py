@@ -4,6 +4,7 @@ dashboard in real Chromium (log in, search, timeline, retry a failed job, breake
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -129,10 +130,17 @@ def test_a_paused_queue_leaves_checkouts_waiting_until_resumed(ops_stack):
             ops_stack.log("orders")[-3000:] + str(ops_stack.status(job_id))
         ) from None
     assert ops_stack.status(job_id)["status"] == "queued"
+    more = [ops_stack.checkout(item) for _ in range(4)]  # a backlog for the resume
     assert http.post(
         f"{base}/ops/queues/orders/resume", data={"csrf_token": csrf(ops_stack, http)}
     ).ok
-    assert ops_stack.wait_final([job_id])[job_id]["status"] == "completed"
+    final = ops_stack.wait_final([job_id, *more])
+    assert {state["status"] for state in final.values()} == {"completed"}
+    # the consumer's first messages took the waiting jobs of their type together
+    # (orders.services.batch): two threads claim five jobs in at most two batches
+    log = (ops_stack.data_dir / "orders.log").read_text(errors="replace")
+    batches = re.findall(r"\(reserve-stock\) attempt 1: completed \(in a batch of (\d+)\)", log)
+    assert batches and max(int(n) for n in batches) >= 3, log[-3000:]
 
 
 # --- the dashboard in Chromium ---------------------------------------------------------

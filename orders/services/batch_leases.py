@@ -1,0 +1,88 @@
+"""Leases on many job rows at once (the batch runner's): claim a set, close a set.
+
+The same rules as :mod:`orders.services.leases`, one statement for the set: a claim
+only takes waiting, due jobs, and a close only holds if every lease still does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import case, exists, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from orders.db import utcnow
+from orders.errors import LeaseLost
+from orders.jobtypes import JOB_TYPES
+from orders.models import JobStatus
+from orders.models.tables import JOBS, QUEUE_PAUSES
+from orders.services.leases import CLAIM_COLUMNS, Claim
+from orders.services.ops.stats import record_outcome
+
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+
+
+def claim_batch(
+    session: Session,
+    job_type: str,
+    job_ids: Sequence[str],
+    worker: str,
+    lease_seconds: int,
+    limit: int,
+    *,
+    unless_paused: bool = False,
+) -> list[Claim]:
+    """Claim up to ``limit`` waiting, due jobs of ``job_type``: ``job_ids`` first (the
+    message's own), then the oldest. In the caller's transaction (it commits).
+
+    On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: two consumers
+    claiming at once take different jobs instead of waiting on each other; the
+    status check in the UPDATE keeps a job from being claimed twice either way.
+    """
+    now = utcnow()
+    waiting = select(JOBS.c.id).where(
+        JOBS.c.queue == JOB_TYPES[job_type].queue,  # the index's leading columns
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.type == job_type,
+        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
+    )
+    if unless_paused:
+        waiting = waiting.where(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
+    order = [JOBS.c.created_at]
+    if job_ids:
+        order.insert(0, case((JOBS.c.id.in_(list(job_ids)), 0), else_=1))
+    picked = waiting.order_by(*order).limit(limit).with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id.in_(picked.scalar_subquery()), JOBS.c.status.in_(WAITING))
+        .values(
+            status=JobStatus.ACTIVE,
+            attempts=JOBS.c.attempts + 1,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+            worker=worker[:100],
+        )
+        .returning(*CLAIM_COLUMNS)
+    ).all()
+    return [Claim(*row) for row in rows]
+
+
+def close_all(session: Session, jobs: Sequence[Claim], status: JobStatus) -> None:
+    """Close every job of ``jobs`` in one UPDATE; :class:`LeaseLost` unless every lease
+    still holds (the caller then rolls back: nothing was closed)."""
+    if not jobs:
+        return
+    closed = session.execute(
+        update(JOBS)
+        .where(
+            tuple_(JOBS.c.id, JOBS.c.attempts).in_([(job.job_id, job.attempt) for job in jobs]),
+            JOBS.c.status == JobStatus.ACTIVE,
+        )
+        .values(status=status, finished_at=utcnow(), lease_until=None, run_at=None)
+        .returning(JOBS.c.id)
+    ).all()
+    if len(closed) != len(jobs):
+        raise LeaseLost(f"{len(jobs) - len(closed)} of {len(jobs)} jobs are no longer ours")
+    for job in jobs:
+        record_outcome(session, job, status.value)  # ops counters, same txn

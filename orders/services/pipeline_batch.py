@@ -1,0 +1,151 @@
+"""The orders queue's steps for many checkouts at once (see :mod:`orders.services.batch`).
+
+Each does what its single-checkout step in :mod:`orders.services.pipeline` does, for
+every checkout of the batch, in the caller's one transaction: close every job under
+its lease, write every effect with set-wise statements, add every follow-up job.
+Where a checkout is off the common path (a re-run finds holds or an order already
+there, a product runs out) the step raises instead of deciding: the batch rolls
+back and each job runs alone, where the single step knows what to do.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from orders.db import utcnow
+from orders.errors import OutOfStock
+from orders.jobtypes import (
+    CREATE_ORDER,
+    PROCESS_PAYMENT,
+    RESERVE_STOCK,
+    SEND_ORDER_CONFIRMATION,
+    UPDATE_INVENTORY,
+)
+from orders.models import Checkout, CheckoutStage, EventType, HoldStatus, Job, JobStatus, Order
+from orders.models.tables import HOLDS, PRODUCTS
+from orders.services.batch_leases import close_all
+from orders.services.compensation import apply_units
+from orders.services.context import PipelineContext
+from orders.services.emails import order_confirmation
+from orders.services.jobs import new_jobs
+from orders.services.leases import Claim
+from orders.services.pipeline import hold_rows, new_order
+from orders.services.timeline import Event, move_all, record_events
+
+
+class NotCommonPath(Exception):
+    """A checkout of the batch needs the single step's judgement: run each alone."""
+
+
+def _ids(checkouts: Sequence[Checkout]) -> list[int]:
+    return [checkout.id for checkout in checkouts]
+
+
+def reserve_all(
+    session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
+) -> list[Job]:
+    """Hold every checkout's units: one UPDATE per product (in id order, as the single
+    step locks them), all or none."""
+    close_all(session, claims, JobStatus.COMPLETED)
+    held = session.scalar(
+        select(HOLDS.c.id)
+        .where(HOLDS.c.checkout_id.in_(_ids(checkouts)), HOLDS.c.status == HoldStatus.HELD)
+        .limit(1)
+    )
+    if held is not None:
+        raise NotCommonPath("a checkout of the batch holds stock already (a re-run)")
+    units: dict[int, int] = defaultdict(int)
+    for checkout in checkouts:
+        for line in checkout.lines:
+            units[line.product_id] += line.quantity
+    for product_id in sorted(units):
+        taken = session.execute(
+            update(PRODUCTS)
+            .where(PRODUCTS.c.id == product_id, PRODUCTS.c.stock >= units[product_id])
+            .values(stock=PRODUCTS.c.stock - units[product_id])
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise OutOfStock(f"product {product_id} has fewer than {units[product_id]} units")
+    hold_seconds = ctx.settings.stock_hold_seconds
+    holds = [row for c in checkouts for row in hold_rows(c, c.lines, hold_seconds)]
+    session.execute(insert(HOLDS), holds)
+    return new_jobs(session, ctx.settings, PROCESS_PAYMENT, checkouts)
+
+
+def create_orders(
+    session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
+) -> list[Job]:
+    """Create every checkout's order (the ORM inserts them, and their lines, in bulk)."""
+    close_all(session, claims, JobStatus.COMPLETED)
+    if session.scalar(select(Order.id).where(Order.checkout_id.in_(_ids(checkouts))).limit(1)):
+        raise NotCommonPath("a checkout of the batch has its order already (a re-run)")
+    orders = [new_order(checkout, checkout.lines) for checkout in checkouts]
+    session.add_all(orders)
+    session.flush()
+    record_events(
+        session,
+        [
+            (checkout, f"Order {order.order_number} created", _INFO, None)
+            for checkout, order in zip(checkouts, orders, strict=True)
+        ],
+    )
+    return new_jobs(session, ctx.settings, UPDATE_INVENTORY, checkouts)
+
+
+def sell_all(
+    session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
+) -> list[Job]:
+    """Count every checkout's held units as sold, complete the checkouts, record their
+    confirmation emails."""
+    close_all(session, claims, JobStatus.COMPLETED)
+    ids = _ids(checkouts)
+    closed = session.execute(
+        update(HOLDS)
+        .where(HOLDS.c.checkout_id.in_(ids), HOLDS.c.status == HoldStatus.HELD)
+        .values(status=HoldStatus.SOLD, closed_at=utcnow())
+        .returning(HOLDS.c.checkout_id, HOLDS.c.product_id, HOLDS.c.quantity)
+    ).all()
+    sold = apply_units(session, [(row.product_id, row.quantity) for row in closed], HoldStatus.SOLD)
+    events: list[Event] = []
+    if sold:
+        low = {
+            row.id: f"Low stock: {row.sku} has {row.stock} left"
+            for row in session.execute(
+                select(PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.stock).where(
+                    PRODUCTS.c.id.in_(sorted(sold)),
+                    PRODUCTS.c.stock <= ctx.settings.low_stock_threshold,
+                )
+            )
+        }
+        by_id = {checkout.id: checkout for checkout in checkouts}
+        warned = sorted({(r.checkout_id, r.product_id) for r in closed if r.product_id in low})
+        events += [(by_id[checkout], low[product], _INFO, None) for checkout, product in warned]
+    record_events(session, events)
+    orders = {
+        order.checkout_id: order
+        for order in session.scalars(
+            select(Order).where(Order.checkout_id.in_(ids)).options(selectinload(Order.lines))
+        )
+    }
+    if len(orders) != len(checkouts):
+        raise NotCommonPath("a checkout of the batch has no order")
+    moved = move_all(
+        session, checkouts, CheckoutStage.UPDATING_INVENTORY, CheckoutStage.COMPLETED, orders
+    )
+    if len(moved) != len(checkouts):
+        raise NotCommonPath("a checkout of the batch changed under us")
+    emails = [order_confirmation(session, ctx.settings, c, orders[c.id]) for c in checkouts]
+    return new_jobs(session, ctx.settings, SEND_ORDER_CONFIRMATION, checkouts, emails)
+
+
+_INFO = EventType.INFO
+
+STEPS = {
+    RESERVE_STOCK.name: reserve_all,
+    CREATE_ORDER.name: create_orders,
+    UPDATE_INVENTORY.name: sell_all,
+}

@@ -1,0 +1,233 @@
+"""The orders queue's batches (orders.services.batch) against a real database: what a
+batch writes is what the jobs would have written one by one, and whatever is off the
+common path runs alone."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from orders.config import ConfigError, Settings
+from orders.db import make_engine, make_session_factory, utcnow
+from orders.errors import LeaseLost
+from orders.jobtypes import CREATE_ORDER, ORDERS, RESERVE_STOCK, UPDATE_INVENTORY
+from orders.models import (
+    Checkout,
+    CheckoutEvent,
+    CheckoutStage,
+    CheckoutStatus,
+    Email,
+    HoldStatus,
+    Job,
+    JobStatus,
+    Order,
+    OrderLine,
+    Product,
+    QueuePause,
+    StockHold,
+)
+from orders.models.tables import JOBS
+from orders.services import pipeline_batch
+from orders.services.batch import batchable
+from orders.services.batch_leases import claim_batch, close_all
+from orders.services.jobs import job_row
+from tests.factories import checkout_body, make_product
+from tests.support import Drain
+
+
+@pytest.fixture
+def batched(settings, dispatched):
+    engine = make_engine(settings)
+    yield Drain(settings, make_session_factory(engine), dispatched, batched=True)
+    engine.dispose()
+
+
+def place(client, *items):
+    response = client.post("/api/checkout", json=checkout_body(*items))
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["data"]["jobId"]
+
+
+def timeline(session, public_id):
+    """(type, message) of each event, the order number masked."""
+    checkout = session.scalar(select(Checkout).where(Checkout.public_id == public_id))
+    events = session.scalars(
+        select(CheckoutEvent)
+        .where(CheckoutEvent.checkout_id == checkout.id)
+        .order_by(CheckoutEvent.id)
+    )
+    return [(e.type.value, re.sub(r"ORD-\w+", "ORD", e.message)) for e in events]
+
+
+def outcomes(ran, job_type):
+    return [outcome for kind, outcome in ran if kind == job_type]
+
+
+def test_one_message_runs_every_waiting_job_of_its_type_as_the_single_path_would(
+    client, session, drain, batched
+):
+    product = make_product(session, sku="MUG", stock=50)
+    other = make_product(session, sku="CAP", stock=50)
+    alone = place(client, ("MUG", 2), ("CAP", 1))
+    drain()  # the single path, for comparison
+    ids = [place(client, ("MUG", 2), ("CAP", 1)) for _ in range(6)]
+    ran = batched()
+    # the first message of each orders step took all six; the other five found none
+    for job_type in ("reserve-stock", "create-order", "update-inventory"):
+        assert outcomes(ran, job_type) == [",".join(["completed"] * 6)] + [""] * 5
+    assert outcomes(ran, "process-payment") == ["completed"] * 6
+    session.expire_all()
+    expected = timeline(session, alone)
+    for public_id in ids:
+        assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
+        assert timeline(session, public_id) == expected
+    assert (session.get(Product, product.id).stock, session.get(Product, product.id).sold) == (
+        36,
+        14,
+    )
+    assert (session.get(Product, other.id).stock, session.get(Product, other.id).sold) == (43, 7)
+    holds = session.scalars(select(StockHold)).all()
+    assert len(holds) == 14 and {h.status for h in holds} == {HoldStatus.SOLD}
+    assert session.scalar(select(func.count()).select_from(Order)) == 7
+    assert session.scalar(select(func.count()).select_from(OrderLine)) == 14
+    assert session.scalar(select(func.count()).select_from(Email)) == 7
+    jobs = session.scalars(select(Job)).all()
+    assert len(jobs) == 35 and {(j.status, j.attempts) for j in jobs} == {(JobStatus.COMPLETED, 1)}
+
+
+def test_a_batch_that_runs_out_of_stock_runs_job_by_job(client, session, batched):
+    product = make_product(session, sku="LAST", stock=2)
+    ids = [place(client, ("LAST", 1)) for _ in range(3)]  # each saw 2 in stock
+    batched()
+    states = [client.get(f"/api/orders/status/{i}").get_json() for i in ids]
+    assert [s["status"] for s in states] == ["completed", "completed", "failed"]
+    assert states[2]["code"] == "out_of_stock"
+    session.expire_all()
+    assert (session.get(Product, product.id).stock, session.get(Product, product.id).sold) == (0, 2)
+    assert batched.gateway.ledger()["captures"] == 2
+
+
+def test_a_retried_job_runs_alone_beside_the_batch(client, session, batched, dispatched):
+    make_product(session, sku="TEE", stock=10)
+    ids = [place(client, ("TEE", 1)) for _ in range(3)]
+    retried = dispatched.refs[1].id
+    # its first attempt entered the step, then its worker died
+    session.execute(update(Job).where(Job.id == retried).values(attempts=1))
+    session.execute(
+        update(Checkout)
+        .where(Checkout.public_id == ids[1])
+        .values(stage=CheckoutStage.RESERVING_STOCK, status=CheckoutStatus.PROCESSING)
+    )
+    session.commit()
+    ran = batched()
+    assert outcomes(ran, "reserve-stock")[0] == "completed,completed,completed"
+    for public_id in ids:
+        assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
+    session.expire_all()
+    messages = [m for _, m in timeline(session, ids[1])]
+    assert "Retrying reserving stock, attempt 2/5" in messages
+    assert not any("Retrying" in m for _, m in timeline(session, ids[0]))
+
+
+def test_a_batch_step_that_raises_keeps_nothing_and_each_job_runs_alone(
+    client, session, batched, monkeypatch
+):
+    make_product(session, sku="TEE", stock=10)
+    ids = [place(client, ("TEE", 1)) for _ in range(4)]
+    real = pipeline_batch.STEPS[CREATE_ORDER.name]
+    calls = []
+
+    def broken(session, claims, checkouts, ctx):
+        calls.append(len(claims))
+        real(session, claims, checkouts, ctx)  # writes four orders, then fails
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(pipeline_batch.STEPS, CREATE_ORDER.name, broken)
+    ran = batched()
+    assert calls == [4]
+    assert outcomes(ran, "create-order")[0] == "completed,completed,completed,completed"
+    for public_id in ids:
+        assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
+    assert session.scalar(select(func.count()).select_from(Order)) == 4  # one each
+    attempts = session.scalars(select(Job.attempts).where(Job.type == CREATE_ORDER.name)).all()
+    assert attempts == [1, 1, 1, 1]  # the fallback used no attempt
+
+
+def _waiting(session, settings, job_type=RESERVE_STOCK, age=0.0, **values):
+    row = job_row(settings, job_type)
+    row["created_at"] = utcnow() - timedelta(seconds=age)
+    row.update(values)
+    session.execute(JOBS.insert(), row)
+    return row["id"]
+
+
+def test_claim_batch_takes_its_own_jobs_first_then_the_oldest_due(session, settings):
+    oldest = _waiting(session, settings, age=30)
+    older = _waiting(session, settings, age=20)
+    own = _waiting(session, settings, age=0)
+    _waiting(
+        session,
+        settings,
+        age=40,
+        status=JobStatus.SCHEDULED,
+        run_at=utcnow() + timedelta(minutes=5),
+    )
+    _waiting(session, settings, UPDATE_INVENTORY, age=50)
+    _waiting(session, settings, age=60, status=JobStatus.COMPLETED)
+    session.commit()
+    taken = claim_batch(session, RESERVE_STOCK.name, [own], "w", 30, 2)
+    assert {c.job_id for c in taken} == {own, oldest} and {c.attempt for c in taken} == {1}
+    session.commit()
+    rest = claim_batch(session, RESERVE_STOCK.name, [own], "w", 30, 10)
+    assert [c.job_id for c in rest] == [older]  # not the scheduled, other type or done ones
+    close_all(session, taken + rest, JobStatus.COMPLETED)
+    session.commit()
+    statuses = session.scalars(select(Job.status).where(Job.id.in_([own, oldest, older])))
+    assert set(statuses) == {JobStatus.COMPLETED}
+    with pytest.raises(LeaseLost):  # closed already: no lease holds
+        close_all(session, taken, JobStatus.COMPLETED)
+    session.rollback()
+
+
+def test_claim_batch_leaves_a_paused_queue_waiting(session, settings):
+    job = _waiting(session, settings)
+    session.add(QueuePause(queue=ORDERS, paused_by="ops", paused_at=utcnow()))
+    session.commit()
+    assert claim_batch(session, RESERVE_STOCK.name, [job], "w", 30, 5, unless_paused=True) == []
+    session.rollback()
+    assert session.get(Job, job).status is JobStatus.QUEUED
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings):
+    ids = [_waiting(session, settings, age=10 - n) for n in range(6)]
+    session.commit()
+    other_engine = make_engine(settings)
+    try:
+        first = claim_batch(session, RESERVE_STOCK.name, [], "a", 30, 4)  # not committed
+        with make_session_factory(other_engine)() as s:
+            s.execute(text("SET lock_timeout = '2s'"))  # a wait on the locked rows would fail
+            second = claim_batch(s, RESERVE_STOCK.name, [], "b", 30, 10)
+            s.commit()
+        session.commit()
+    finally:
+        other_engine.dispose()
+    assert {c.job_id for c in first} == set(ids[:4])  # the oldest four
+    assert {c.job_id for c in second} == set(ids[4:])
+
+
+def test_batches_only_where_the_step_does_no_simulated_work(settings, batched):
+    ctx = batched.ctx
+    assert batchable(ctx, RESERVE_STOCK.name) and batchable(ctx, UPDATE_INVENTORY.name)
+    assert not batchable(ctx, "process-payment") and not batchable(ctx, "send-order-confirmation")
+    ctx.settings = replace(settings, sim_inventory_latency_ms=(1, 2))
+    assert not batchable(ctx, UPDATE_INVENTORY.name) and batchable(ctx, CREATE_ORDER.name)
+    ctx.settings = replace(settings, pipeline_batch=1)
+    assert not batchable(ctx, CREATE_ORDER.name)
+    with pytest.raises(ConfigError, match="PIPELINE_BATCH"):
+        Settings.from_env(env={"PIPELINE_BATCH": "0"})
