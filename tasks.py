@@ -90,13 +90,19 @@ def context() -> PipelineContext:
     return _context
 
 
-def _run(job_id: str, job_type: str | None = None) -> None:
+def _run(job_id: str, job_type: str | None = None, more: Sequence[str] = ()) -> None:
     ctx = context()
     assert _sessions is not None
+    batch = job_type is not None and batchable(settings, job_type)
+    if more and not batch:  # sent together, but this consumer runs jobs alone
+        assert job_type is not None
+        ctx.dispatch([JobRef(other, job_type) for other in more])
     with session_scope(_sessions) as session:
         # the claim itself skips a paused queue's job (no extra statement per job)
-        if job_type is not None and batchable(ctx, job_type):
-            outcomes = run_batch(session, job_type, [job_id], ctx, unless_paused=True)
+        if batch:
+            assert job_type is not None
+            ids = [job_id, *more]
+            outcomes = run_batch(session, job_type, ids, ctx, unless_paused=True)
             outcome = "skipped" if not outcomes else f"{len(outcomes)} job(s) of its type run"
         else:
             outcome = run_job(session, job_id, ctx, unless_paused=True)
@@ -108,8 +114,8 @@ def _run(job_id: str, job_type: str | None = None) -> None:
 
 
 @orders_queue.task(name="reserve-stock")
-def reserve_stock(job_id: str) -> None:
-    _run(job_id, "reserve-stock")  # with more of its type waiting, run as a batch
+def reserve_stock(job_id: str, more: Sequence[str] = ()) -> None:
+    _run(job_id, "reserve-stock", more)  # with more of its type waiting, run as a batch
 
 
 # The seed's payments rate limit (1000 charges per 60 s), with Huey's fixed-window
@@ -129,13 +135,13 @@ def process_payment(job_id: str) -> None:
 
 
 @orders_queue.task(name="create-order")
-def create_order(job_id: str) -> None:
-    _run(job_id, "create-order")  # with more of its type waiting, run as a batch
+def create_order(job_id: str, more: Sequence[str] = ()) -> None:
+    _run(job_id, "create-order", more)  # with more of its type waiting, run as a batch
 
 
 @orders_queue.task(name="update-inventory")
-def update_inventory(job_id: str) -> None:
-    _run(job_id, "update-inventory")  # with more of its type waiting, run as a batch
+def update_inventory(job_id: str, more: Sequence[str] = ()) -> None:
+    _run(job_id, "update-inventory", more)  # with more of its type waiting, run as a batch
 
 
 @notifications_queue.task(name="send-order-confirmation")
@@ -166,19 +172,46 @@ assert set(TASKS) == set(JOB_TYPES), "every job type needs a task"
 
 
 def dispatch(refs: Sequence[JobRef]) -> list[str]:
-    """Send job refs to their queues; return the ids the broker did not take."""
+    """Send job refs to their queues; return the ids the broker did not take.
+
+    Jobs of a type the orders queue batches, sent together (a batch's follow-ups, a
+    resumed queue, the sweeper's re-sends), go as one message per ``PIPELINE_BATCH``
+    of them: its consumer claims them all at once (or, not batching, sends the rest
+    on alone). If that message is lost, the sweeper re-sends each job, as ever.
+    """
     failed = []
-    for ref in refs:
+    for ids, ref in _messages(refs):
         task = TASKS[ref.type]
         options = {"id": ref.id, "priority": JOB_TYPES[ref.type].huey_priority}
         if ref.delay > 0:
             options["delay"] = ref.delay
         try:
-            task.huey.enqueue(task.s(ref.id, **options))
+            if len(ids) > 1:
+                task.huey.enqueue(task.s(ref.id, ids[1:], **options))
+            else:
+                task.huey.enqueue(task.s(ref.id, **options))
         except Exception as exc:  # broker down: the sweeper sends it later
-            log.warning("could not enqueue job %s (%s): %s", ref.id, ref.type, exc)
-            failed.append(ref.id)
+            log.warning("could not enqueue %d job(s) (%s): %s", len(ids), ref.type, exc)
+            failed += ids
     return failed
+
+
+def _messages(refs: Sequence[JobRef]) -> list[tuple[list[str], JobRef]]:
+    """(the ids a message carries, the ref it is sent as), in the order of ``refs``."""
+    size = settings.pipeline_batch
+    messages: list[tuple[list[str], JobRef]] = []
+    open_: dict[tuple[str, float], list[str]] = {}
+    for ref in refs:
+        key = (ref.type, ref.delay)
+        ids = open_.get(key)
+        if ids is not None and len(ids) < size:
+            ids.append(ref.id)
+            continue
+        ids = [ref.id]
+        messages.append((ids, ref))
+        if batchable(settings, ref.type):
+            open_[key] = ids
+    return messages
 
 
 # --- the scheduler consumer: sweeper loop --------------------------------------------

@@ -84,7 +84,7 @@ class Drain:
     def run(self, job_id: str, job_type: str | None = None) -> str:
         """Run one message; a batch's outcomes are joined by commas ("": none claimed)."""
         with self.sessions() as session:
-            if self.batched and job_type is not None and batchable(self.ctx, job_type):
+            if self.batched and job_type is not None and batchable(self.ctx.settings, job_type):
                 return ",".join(run_batch(session, job_type, [job_id], self.ctx))
             return run_job(session, job_id, self.ctx)
 

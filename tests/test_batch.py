@@ -221,13 +221,52 @@ def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings)
     assert {c.job_id for c in second} == set(ids[4:])
 
 
-def test_batches_only_where_the_step_does_no_simulated_work(settings, batched):
-    ctx = batched.ctx
-    assert batchable(ctx, RESERVE_STOCK.name) and batchable(ctx, UPDATE_INVENTORY.name)
-    assert not batchable(ctx, "process-payment") and not batchable(ctx, "send-order-confirmation")
-    ctx.settings = replace(settings, sim_inventory_latency_ms=(1, 2))
-    assert not batchable(ctx, UPDATE_INVENTORY.name) and batchable(ctx, CREATE_ORDER.name)
-    ctx.settings = replace(settings, pipeline_batch=1)
-    assert not batchable(ctx, CREATE_ORDER.name)
+def test_batches_only_where_the_step_does_no_simulated_work(settings):
+    assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
+    assert not batchable(settings, "process-payment")
+    assert not batchable(settings, "send-order-confirmation")
+    slow = replace(settings, sim_inventory_latency_ms=(1, 2))
+    assert not batchable(slow, UPDATE_INVENTORY.name) and batchable(slow, CREATE_ORDER.name)
+    assert not batchable(replace(settings, pipeline_batch=1), CREATE_ORDER.name)
     with pytest.raises(ConfigError, match="PIPELINE_BATCH"):
         Settings.from_env(env={"PIPELINE_BATCH": "0"})
+
+
+def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(monkeypatch, settings):
+    import tasks
+    from orders.services.jobs import JobRef
+
+    monkeypatch.setattr(tasks, "settings", replace(settings, pipeline_batch=2))
+    refs = [JobRef(f"u{n}", UPDATE_INVENTORY.name) for n in range(3)]
+    refs += [JobRef("p1", "process-payment"), JobRef("p2", "process-payment")]
+    refs += [JobRef("later", UPDATE_INVENTORY.name, 5.0)]
+    assert [ids for ids, _ in tasks._messages(refs)] == [
+        ["u0", "u1"],
+        ["u2"],
+        ["p1"],
+        ["p2"],
+        ["later"],
+    ]
+    slow = replace(settings, sim_inventory_latency_ms=(1, 2))
+    monkeypatch.setattr(tasks, "settings", slow)  # its consumers run jobs alone
+    assert [ids for ids, _ in tasks._messages(refs[:3])] == [["u0"], ["u1"], ["u2"]]
+
+
+def test_a_consumer_that_runs_jobs_alone_sends_a_messages_other_jobs_on(
+    monkeypatch, client, session, settings, batched, dispatched
+):
+    import tasks
+
+    make_product(session, sku="TEE", stock=10)
+    ids = [place(client, ("TEE", 1)) for _ in range(3)]
+    first, *rest = [ref.id for ref in dispatched.take()]
+    monkeypatch.setattr(tasks, "settings", replace(settings, pipeline_batch=1))
+    monkeypatch.setattr(tasks, "_context", batched.ctx)
+    monkeypatch.setattr(tasks, "_sessions", batched.sessions)
+    tasks._run(first, RESERVE_STOCK.name, rest)
+    sent = dispatched.take()
+    assert [(r.id, r.type) for r in sent[:2]] == [(i, RESERVE_STOCK.name) for i in rest]
+    assert [r.type for r in sent[2:]] == ["process-payment"]  # the first ran, alone
+    assert session.get(Job, first).status is JobStatus.COMPLETED
+    assert {session.get(Job, other).status for other in rest} == {JobStatus.QUEUED}
+    assert client.get(f"/api/orders/status/{ids[0]}").get_json()["step"] == "reserving_stock"

@@ -157,4 +157,7 @@ def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> N
     publish("A")
     assert a2.wait(5) and not a1.wait(0.3)
     assert hub.watching() == 2
+    c = hub.watch("C")
+    publish("B C")  # one message for a batch's checkouts (orders.services.batch)
+    assert b.wait(5) and c.wait(5) and not a2.wait(0.3)
     client.close()

@@ -1,10 +1,11 @@
 """Wake-ups for live progress streams over Redis pub/sub.
 
 Publishers (workers, and the web after its own commits) send a checkout's public id
-on one channel. Each web process holds ONE subscription (a listener thread, or a
-greenlet under gevent) and rings only the streams watching that checkout. A message
-carries no state: a woken stream reads the timeline from the database, so a lost
-message only delays a stream until its next safety poll.
+on one channel (a batch of checkouts: their ids in one message, space-separated).
+Each web process holds ONE subscription (a listener thread, or a greenlet under
+gevent) and rings only the streams watching that checkout. A message carries no
+state: a woken stream reads the timeline from the database, so a lost message only
+delays a stream until its next safety poll.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class Hub:
                     if isinstance(data, bytes):
                         data = data.decode("utf-8", "replace")
                     if isinstance(data, str):
-                        self.ring(data)
+                        for public_id in data.split():
+                            self.ring(public_id)
                 pubsub.close()
                 client.close()
                 return

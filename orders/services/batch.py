@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from orders.config import Settings
 from orders.errors import LeaseLost, OutOfStock
 from orders.jobtypes import CREATE_ORDER, JOB_TYPES, RESERVE_STOCK, UPDATE_INVENTORY
 from orders.logcontext import bind_checkout
@@ -50,12 +51,12 @@ _BATCHED = {
 }
 
 
-def batchable(ctx: PipelineContext, job_type: str) -> bool:
+def batchable(settings: Settings, job_type: str) -> bool:
     """Does ``job_type`` run through :func:`run_batch` with these settings?"""
     batched = _BATCHED.get(job_type)
-    if batched is None or ctx.settings.pipeline_batch < 2:
+    if batched is None or settings.pipeline_batch < 2:
         return False
-    return ctx.settings.step_latency_ms(batched[1])[1] <= 0
+    return settings.step_latency_ms(batched[1])[1] <= 0
 
 
 def run_batch(
@@ -176,11 +177,9 @@ def _alone(
 def _publish(session: Session, ctx: PipelineContext, checkouts: Sequence[Checkout]) -> None:
     """Wake the checkouts' progress streams, if what we committed added to their
     timelines (best effort: listeners also poll)."""
-    if not session.info.pop(EVENTS_RECORDED, False):
+    if not session.info.pop(EVENTS_RECORDED, False) or not checkouts:
         return
-    for checkout in checkouts:
-        try:
-            ctx.publish(checkout.public_id)
-        except Exception:
-            log.warning("could not publish progress for %s", checkout.public_id, exc_info=True)
-            return
+    try:  # one message for all (orders.infra.pubsub)
+        ctx.publish(" ".join(checkout.public_id for checkout in checkouts))
+    except Exception:
+        log.warning("could not publish progress for %d checkouts", len(checkouts), exc_info=True)
