@@ -101,8 +101,7 @@ def _run(job_id: str, job_type: str | None = None, more: Sequence[str] = ()) -> 
         # the claim itself skips a paused queue's job (no extra statement per job)
         if batch:
             assert job_type is not None
-            ids = [job_id, *more]
-            outcomes = run_batch(session, job_type, ids, ctx, unless_paused=True)
+            outcomes = run_batch(session, job_type, ctx, unless_paused=True)
             outcome = "skipped" if not outcomes else f"{len(outcomes)} job(s) of its type run"
         else:
             outcome = run_job(session, job_id, ctx, unless_paused=True)
@@ -145,8 +144,8 @@ def update_inventory(job_id: str, more: Sequence[str] = ()) -> None:
 
 
 @notifications_queue.task(name="send-order-confirmation")
-def send_order_confirmation(job_id: str) -> None:
-    _run(job_id)
+def send_order_confirmation(job_id: str, more: Sequence[str] = ()) -> None:
+    _run(job_id, "send-order-confirmation", more)  # with more waiting, run as a batch
 
 
 @notifications_queue.task(name="send-recovery-email")

@@ -176,7 +176,14 @@ class Stack:
             return conn.execute(text(sql), params).scalar()
 
     def checkout(self, sku: str, quantity: int = 1, token: str = "tok_visa", **headers: str) -> str:
-        response = self.http.post(
+        response = self.post_checkout(sku, quantity, token, **headers)
+        assert response.status_code == 202, response.text
+        return str(response.json()["data"]["jobId"])
+
+    def post_checkout(
+        self, sku: str, quantity: int = 1, token: str = "tok_visa", **headers: str
+    ) -> requests.Response:
+        return self.http.post(
             f"{self.base_url}/api/checkout",
             json={
                 "email": "e2e@example.com",
@@ -186,8 +193,6 @@ class Stack:
             headers=headers,
             timeout=10,
         )
-        assert response.status_code == 202, response.text
-        return str(response.json()["data"]["jobId"])
 
     def status(self, job_id: str) -> dict[str, Any]:
         response = self.http.get(f"{self.base_url}/api/orders/status/{job_id}", timeout=10)

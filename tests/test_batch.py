@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 
 from orders.config import ConfigError, Settings
 from orders.db import make_engine, make_session_factory, utcnow
-from orders.errors import LeaseLost
+from orders.errors import LeaseLost, MailError
 from orders.jobtypes import CREATE_ORDER, ORDERS, RESERVE_STOCK, UPDATE_INVENTORY
 from orders.models import (
     Checkout,
@@ -21,6 +21,7 @@ from orders.models import (
     CheckoutStage,
     CheckoutStatus,
     Email,
+    EmailStatus,
     HoldStatus,
     Job,
     JobStatus,
@@ -77,7 +78,8 @@ def test_one_message_runs_every_waiting_job_of_its_type_as_the_single_path_would
     ids = [place(client, ("MUG", 2), ("CAP", 1)) for _ in range(6)]
     ran = batched()
     # the first message of each orders step took all six; the other five found none
-    for job_type in ("reserve-stock", "create-order", "update-inventory"):
+    batched_types = ("reserve-stock", "create-order", "update-inventory", "send-order-confirmation")
+    for job_type in batched_types:
         assert outcomes(ran, job_type) == [",".join(["completed"] * 6)] + [""] * 5
     assert outcomes(ran, "process-payment") == ["completed"] * 6
     session.expire_all()
@@ -94,6 +96,7 @@ def test_one_message_runs_every_waiting_job_of_its_type_as_the_single_path_would
     assert len(holds) == 14 and {h.status for h in holds} == {HoldStatus.SOLD}
     assert session.scalar(select(func.count()).select_from(Order)) == 7
     assert session.scalar(select(func.count()).select_from(OrderLine)) == 14
+    assert set(session.scalars(select(Email.status))) == {EmailStatus.STORED}
     assert session.scalar(select(func.count()).select_from(Email)) == 7
     jobs = session.scalars(select(Job)).all()
     assert len(jobs) == 35 and {(j.status, j.attempts) for j in jobs} == {(JobStatus.COMPLETED, 1)}
@@ -109,6 +112,40 @@ def test_a_batch_that_runs_out_of_stock_runs_job_by_job(client, session, batched
     session.expire_all()
     assert (session.get(Product, product.id).stock, session.get(Product, product.id).sold) == (0, 2)
     assert batched.gateway.ledger()["captures"] == 2
+
+
+class FlakyMailer:
+    """Fails the first send to ``bad``; remembers every message that went out."""
+
+    def __init__(self, bad: str) -> None:
+        self.bad, self.sent, self.failed = bad, [], 0
+
+    def send(self, email) -> None:
+        if email.to_addr == self.bad and not self.failed:
+            self.failed += 1
+            raise MailError(f"SMTP send to {email.to_addr} failed: 451 try later")
+        self.sent.append(email.to_addr)
+
+
+def test_an_email_that_fails_in_a_batch_runs_alone_and_none_goes_twice(
+    client, session, settings, dispatched
+):
+    make_product(session, sku="TEE", stock=10)
+    for to in ("a@example.com", "bad@example.com", "c@example.com"):
+        response = client.post("/api/checkout", json=checkout_body(("TEE", 1), email=to))
+        assert response.status_code == 202
+    mailer = FlakyMailer("bad@example.com")
+    engine = make_engine(settings)
+    try:
+        ran = Drain(settings, make_session_factory(engine), dispatched, mailer, batched=True)()
+    finally:
+        engine.dispose()
+    assert outcomes(ran, "send-order-confirmation")[0] == "completed,completed,completed"
+    assert mailer.failed == 1
+    assert sorted(mailer.sent) == ["a@example.com", "bad@example.com", "c@example.com"]
+    assert set(session.scalars(select(Email.status))) == {EmailStatus.SENT}
+    jobs = session.scalars(select(Job).where(Job.type == "send-order-confirmation")).all()
+    assert {(job.status, job.attempts) for job in jobs} == {(JobStatus.COMPLETED, 1)}
 
 
 def test_a_retried_job_runs_alone_beside_the_batch(client, session, batched, dispatched):
@@ -165,10 +202,10 @@ def _waiting(session, settings, job_type=RESERVE_STOCK, age=0.0, **values):
     return row["id"]
 
 
-def test_claim_batch_takes_its_own_jobs_first_then_the_oldest_due(session, settings):
+def test_claim_batch_takes_the_oldest_due_jobs_of_its_type(session, settings):
     oldest = _waiting(session, settings, age=30)
     older = _waiting(session, settings, age=20)
-    own = _waiting(session, settings, age=0)
+    new = _waiting(session, settings, age=0)
     _waiting(
         session,
         settings,
@@ -179,14 +216,14 @@ def test_claim_batch_takes_its_own_jobs_first_then_the_oldest_due(session, setti
     _waiting(session, settings, UPDATE_INVENTORY, age=50)
     _waiting(session, settings, age=60, status=JobStatus.COMPLETED)
     session.commit()
-    taken = claim_batch(session, RESERVE_STOCK.name, [own], "w", 30, 2)
-    assert {c.job_id for c in taken} == {own, oldest} and {c.attempt for c in taken} == {1}
+    taken = claim_batch(session, RESERVE_STOCK.name, "w", 30, 2)
+    assert {c.job_id for c in taken} == {oldest, older} and {c.attempt for c in taken} == {1}
     session.commit()
-    rest = claim_batch(session, RESERVE_STOCK.name, [own], "w", 30, 10)
-    assert [c.job_id for c in rest] == [older]  # not the scheduled, other type or done ones
+    rest = claim_batch(session, RESERVE_STOCK.name, "w", 30, 10)
+    assert [c.job_id for c in rest] == [new]  # not the scheduled, other type or done ones
     close_all(session, taken + rest, JobStatus.COMPLETED)
     session.commit()
-    statuses = session.scalars(select(Job.status).where(Job.id.in_([own, oldest, older])))
+    statuses = session.scalars(select(Job.status).where(Job.id.in_([new, oldest, older])))
     assert set(statuses) == {JobStatus.COMPLETED}
     with pytest.raises(LeaseLost):  # closed already: no lease holds
         close_all(session, taken, JobStatus.COMPLETED)
@@ -197,7 +234,7 @@ def test_claim_batch_leaves_a_paused_queue_waiting(session, settings):
     job = _waiting(session, settings)
     session.add(QueuePause(queue=ORDERS, paused_by="ops", paused_at=utcnow()))
     session.commit()
-    assert claim_batch(session, RESERVE_STOCK.name, [job], "w", 30, 5, unless_paused=True) == []
+    assert claim_batch(session, RESERVE_STOCK.name, "w", 30, 5, unless_paused=True) == []
     session.rollback()
     assert session.get(Job, job).status is JobStatus.QUEUED
 
@@ -209,10 +246,10 @@ def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings)
     session.commit()
     other_engine = make_engine(settings)
     try:
-        first = claim_batch(session, RESERVE_STOCK.name, [], "a", 30, 4)  # not committed
+        first = claim_batch(session, RESERVE_STOCK.name, "a", 30, 4)  # not committed
         with make_session_factory(other_engine)() as s:
             s.execute(text("SET lock_timeout = '2s'"))  # a wait on the locked rows would fail
-            second = claim_batch(s, RESERVE_STOCK.name, [], "b", 30, 10)
+            second = claim_batch(s, RESERVE_STOCK.name, "b", 30, 10)
             s.commit()
         session.commit()
     finally:
@@ -223,8 +260,9 @@ def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings)
 
 def test_batches_only_where_the_step_does_no_simulated_work(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
+    assert batchable(settings, "send-order-confirmation")
     assert not batchable(settings, "process-payment")
-    assert not batchable(settings, "send-order-confirmation")
+    assert not batchable(settings, "send-recovery-email")
     slow = replace(settings, sim_inventory_latency_ms=(1, 2))
     assert not batchable(slow, UPDATE_INVENTORY.name) and batchable(slow, CREATE_ORDER.name)
     assert not batchable(replace(settings, pipeline_batch=1), CREATE_ORDER.name)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orders.db import Base, utcnow
 from orders.models.types import EmailStatus, JobStatus, enum_column
+
+WAITING_SQL = "status IN ('queued', 'scheduled')"
+"""A job waiting to be claimed, as SQL (literal: a partial index's predicate)."""
 
 
 class Job(Base):
@@ -21,6 +24,14 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_queue", "status", "queue"),
         Index("ix_jobs_queue_finished", "queue", "finished_at"),
+        # a batch's claim: the oldest waiting jobs of a type (orders.services.batch_leases)
+        Index(
+            "ix_jobs_waiting",
+            "type",
+            "created_at",
+            postgresql_where=text(WAITING_SQL),
+            sqlite_where=text(WAITING_SQL),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,23 +1,27 @@
-"""Run one step for many jobs at once: the orders queue's fast path under load.
+"""Run one step for many jobs at once: the pipeline's fast path under load.
 
-A message for a job of the orders queue (reserve-stock, create-order,
-update-inventory) claims its own job and, while more of that type wait, up to
-``PIPELINE_BATCH`` of them in all (the oldest first). Their checkouts enter the step
-in one statement; then one transaction closes every job, writes every effect with
-set-wise statements (:mod:`orders.services.pipeline_batch`) and adds every follow-up
-job. A batch of one costs what the single path does; a batch of twenty costs a few
-statements more, not twenty times as many. The later messages of jobs a batch took
-find them taken and claim whatever else waits (or nothing).
+A message for a reserve-stock, create-order, update-inventory or
+send-order-confirmation job claims the oldest waiting jobs of its type, up to
+``PIPELINE_BATCH`` of them (its own among them unless more than that wait: then a
+later message takes it; every waiting job has a message coming, and the sweeper
+re-sends any job that waits too long). Their checkouts enter the
+step in one statement; then one transaction closes every job, writes every effect
+with set-wise statements (:mod:`orders.services.pipeline_batch`) and adds every
+follow-up job. A batch of one costs what the single path does; a batch of twenty
+costs a few statements more, not twenty times as many. The later messages of jobs a
+batch took find them taken and claim whatever else waits (or nothing).
 
 Only the common path is batched. A job on its second attempt, a checkout that is not
 in the step's previous stage, and, if the set-wise step raises (a product runs out,
 a lease was lost, a re-run finds its effects), every job of the batch run alone
 through :mod:`orders.services.runner`, exactly as if each had come by itself: the
 batch's claims and step entries are committed first, its step's writes only all
-together, so a batch that fails has changed nothing the single path would not.
+together, so a batch that fails has changed nothing the single path would not. An
+email whose send fails runs alone too (its retry); the batch records the others.
 
 Steps with simulated work are never batched: their latency stands for work done per
-checkout, and one wait for many would make the pipeline look faster than it is.
+checkout, and one wait for many would make the pipeline look faster than it is. The
+payment step is never batched: its gateway call is per checkout and slow in life.
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
 from orders.errors import LeaseLost, OutOfStock
-from orders.jobtypes import CREATE_ORDER, JOB_TYPES, RESERVE_STOCK, UPDATE_INVENTORY
+from orders.jobtypes import (
+    CREATE_ORDER,
+    JOB_TYPES,
+    RESERVE_STOCK,
+    SEND_ORDER_CONFIRMATION,
+    UPDATE_INVENTORY,
+)
 from orders.logcontext import bind_checkout
-from orders.models import Checkout, CheckoutStage
+from orders.models import Checkout, CheckoutStage, Email
 from orders.services import pipeline_batch
 from orders.services.batch_leases import claim_batch
 from orders.services.context import PipelineContext
@@ -43,11 +53,13 @@ from orders.services.timeline import EVENTS_RECORDED, move_all
 
 log = logging.getLogger(__name__)
 
-# job type -> (the stage its checkouts come from, the step's simulated work)
-_BATCHED = {
+# job type -> (the stage its checkouts come from, None: no step of their own; the
+# step's simulated work)
+_BATCHED: dict[str, tuple[CheckoutStage | None, str]] = {
     RESERVE_STOCK.name: (CheckoutStage.QUEUED, "validate"),
     CREATE_ORDER.name: (CheckoutStage.CHARGING_PAYMENT, "order"),
     UPDATE_INVENTORY.name: (CheckoutStage.CREATING_ORDER, "inventory"),
+    SEND_ORDER_CONFIRMATION.name: (None, "email"),
 }
 
 
@@ -62,17 +74,15 @@ def batchable(settings: Settings, job_type: str) -> bool:
 def run_batch(
     session: Session,
     job_type: str,
-    job_ids: Sequence[str],
     ctx: PipelineContext,
     *,
     unless_paused: bool = False,
 ) -> list[str]:
-    """Claim ``job_ids`` and more waiting jobs of ``job_type``, run their step; the
-    outcome of each job claimed (none: nothing was waiting)."""
+    """Claim the oldest waiting jobs of ``job_type`` and run their step; the outcome of
+    each job claimed (none: nothing was waiting)."""
     claims = claim_batch(
         session,
         job_type,
-        job_ids,
         ctx.worker,
         ctx.settings.lease_seconds,
         ctx.settings.pipeline_batch,
@@ -83,17 +93,21 @@ def run_batch(
         return []
     try:
         checkouts = _load(session, claims)
+        held = _emails(session, claims)  # found in the session by the email step
         source, _work = _BATCHED[job_type]
         common = [
             claim
             for claim in claims
             if claim.attempt == 1
             and claim.checkout_id in checkouts
-            and checkouts[claim.checkout_id].stage is source
+            and (source is None or checkouts[claim.checkout_id].stage is source)
         ]
+        members = [checkouts[claim.checkout_id] for claim in common]  # type: ignore[index]
         stage = JOB_TYPES[job_type].stage
-        assert stage is not None
-        entered = move_all(session, [checkouts[c.checkout_id] for c in common], source, stage)
+        if source is not None and stage is not None:
+            entered = move_all(session, members, source, stage)
+        else:
+            entered = members  # an email's job: its checkout stays where it is
         session.commit()
     except Exception:  # nothing claimed: each job runs alone
         session.rollback()
@@ -107,6 +121,7 @@ def run_batch(
     for claim in claims:  # the rest, alone: they were claimed but not entered
         if claim.job_id not in in_batch:
             outcomes.append(_alone(session, claim, checkouts, ctx, entered=False))
+    del held
     return outcomes
 
 
@@ -115,6 +130,12 @@ def _load(session: Session, claims: Sequence[Claim]) -> dict[int, Checkout]:
     ids = [claim.checkout_id for claim in claims if claim.checkout_id is not None]
     query = select(Checkout).where(Checkout.id.in_(ids)).options(selectinload(Checkout.lines))
     return {checkout.id: checkout for checkout in session.scalars(query)}
+
+
+def _emails(session: Session, claims: Sequence[Claim]) -> list[Email]:
+    """The claims' emails (if they are email jobs), read in the claim's transaction."""
+    ids = [claim.email_id for claim in claims if claim.email_id is not None]
+    return list(session.scalars(select(Email).where(Email.id.in_(ids)))) if ids else []
 
 
 def _run_set(
@@ -126,7 +147,7 @@ def _run_set(
 ) -> list[str]:
     members = [checkouts[claim.checkout_id] for claim in batch]  # type: ignore[index]
     try:
-        jobs = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
+        jobs, alone = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
         session.commit()
     except Exception as exc:
         session.rollback()
@@ -142,8 +163,11 @@ def _run_set(
         return [_alone(session, claim, checkouts, ctx, entered=True) for claim in batch]
     send_after_commit(session, [ref(job) for job in jobs], ctx.dispatch)
     _publish(session, ctx, members)
+    left = {claim.job_id for claim in alone}
     if log.isEnabledFor(logging.INFO):
         for claim, checkout in zip(batch, members, strict=True):
+            if claim.job_id in left:
+                continue
             with bind_checkout(checkout.public_id, claim.job_id, claim.type):
                 log.info(
                     "job %s (%s) attempt %d: completed (in a batch of %d)",
@@ -152,7 +176,8 @@ def _run_set(
                     claim.attempt,
                     len(batch),
                 )
-    return ["completed"] * len(batch)
+    outcomes = ["completed"] * (len(batch) - len(left))
+    return outcomes + [_alone(session, claim, checkouts, ctx, entered=True) for claim in alone]
 
 
 def _alone(

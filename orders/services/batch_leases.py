@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import case, exists, or_, select, tuple_, update
+from sqlalchemy import exists, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
@@ -17,24 +17,27 @@ from orders.errors import LeaseLost
 from orders.jobtypes import JOB_TYPES
 from orders.models import JobStatus
 from orders.models.tables import JOBS, QUEUE_PAUSES
+from orders.models.work import WAITING_SQL
 from orders.services.leases import CLAIM_COLUMNS, Claim
 from orders.services.ops.stats import record_outcome
 
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+_WAITING = text(f"jobs.{WAITING_SQL}")
 
 
 def claim_batch(
     session: Session,
     job_type: str,
-    job_ids: Sequence[str],
     worker: str,
     lease_seconds: int,
     limit: int,
     *,
     unless_paused: bool = False,
 ) -> list[Claim]:
-    """Claim up to ``limit`` waiting, due jobs of ``job_type``: ``job_ids`` first (the
-    message's own), then the oldest. In the caller's transaction (it commits).
+    """Claim up to ``limit`` waiting, due jobs of ``job_type``, the oldest first, in the
+    caller's transaction (it commits). A message's own job is not singled out: every
+    waiting job has a message of its own coming, and the oldest go first (an index of
+    the waiting jobs by type and age gives them without sorting the backlog).
 
     On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: two consumers
     claiming at once take different jobs instead of waiting on each other; the
@@ -42,17 +45,14 @@ def claim_batch(
     """
     now = utcnow()
     waiting = select(JOBS.c.id).where(
-        JOBS.c.queue == JOB_TYPES[job_type].queue,  # the index's leading columns
-        JOBS.c.status.in_(WAITING),
         JOBS.c.type == job_type,
+        _WAITING,  # the partial index's own predicate, literally
         or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
     )
     if unless_paused:
-        waiting = waiting.where(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
-    order = [JOBS.c.created_at]
-    if job_ids:
-        order.insert(0, case((JOBS.c.id.in_(list(job_ids)), 0), else_=1))
-    picked = waiting.order_by(*order).limit(limit).with_for_update(skip_locked=True)
+        queue = JOB_TYPES[job_type].queue
+        waiting = waiting.where(~exists().where(QUEUE_PAUSES.c.queue == queue))
+    picked = waiting.order_by(JOBS.c.created_at).limit(limit).with_for_update(skip_locked=True)
     rows = session.execute(
         update(JOBS)
         .where(JOBS.c.id.in_(picked.scalar_subquery()), JOBS.c.status.in_(WAITING))
@@ -68,11 +68,14 @@ def claim_batch(
     return [Claim(*row) for row in rows]
 
 
-def close_all(session: Session, jobs: Sequence[Claim], status: JobStatus) -> None:
-    """Close every job of ``jobs`` in one UPDATE; :class:`LeaseLost` unless every lease
-    still holds (the caller then rolls back: nothing was closed)."""
+def close_all(
+    session: Session, jobs: Sequence[Claim], status: JobStatus, *, strict: bool = True
+) -> list[Claim]:
+    """Close every job of ``jobs`` in one UPDATE; returns the ones closed. ``strict``:
+    :class:`LeaseLost` unless every lease still holds (the caller then rolls back:
+    nothing was closed); else the jobs no longer ours are left out."""
     if not jobs:
-        return
+        return []
     closed = session.execute(
         update(JOBS)
         .where(
@@ -81,8 +84,11 @@ def close_all(session: Session, jobs: Sequence[Claim], status: JobStatus) -> Non
         )
         .values(status=status, finished_at=utcnow(), lease_until=None, run_at=None)
         .returning(JOBS.c.id)
-    ).all()
-    if len(closed) != len(jobs):
-        raise LeaseLost(f"{len(jobs) - len(closed)} of {len(jobs)} jobs are no longer ours")
-    for job in jobs:
+    ).scalars()
+    ours = set(closed)
+    if strict and len(ours) != len(jobs):
+        raise LeaseLost(f"{len(jobs) - len(ours)} of {len(jobs)} jobs are no longer ours")
+    done = [job for job in jobs if job.job_id in ours]
+    for job in done:
         record_outcome(session, job, status.value)  # ops counters, same txn
+    return done

@@ -103,25 +103,39 @@ def send_email(
         close(session, claim, JobStatus.COMPLETED)
         return []
     ctx.simulate_step_latency("email")
-    if ctx.mailer is not None:
-        ctx.mailer.send(
-            OutgoingEmail(
-                email.to_addr, email.subject, email.body_text, email.body_html, email.message_id
-            )
-        )
-        status, verb = EmailStatus.SENT, "sent"
-    else:
-        status, verb = EmailStatus.STORED, "stored (no SMTP server configured)"
+    status = deliver(ctx, email)
     close(session, claim, JobStatus.COMPLETED)
+    mark_delivered(session, [email.id], status)
+    if checkout is not None:
+        record_event(session, checkout, delivered_message(email, status))
+    return []
+
+
+def deliver(ctx: PipelineContext, email: Email) -> EmailStatus:
+    """Send the email (``sent``), or keep it when no SMTP server is configured (``stored``)."""
+    if ctx.mailer is None:
+        return EmailStatus.STORED
+    ctx.mailer.send(
+        OutgoingEmail(
+            email.to_addr, email.subject, email.body_text, email.body_html, email.message_id
+        )
+    )
+    return EmailStatus.SENT
+
+
+def mark_delivered(session: Session, email_ids: list[int], status: EmailStatus) -> None:
     session.execute(
         update(Email)
-        .where(Email.id == email.id)
+        .where(Email.id.in_(email_ids))
         .values(status=status, sent_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if checkout is not None:
-        record_event(session, checkout, f"Email '{email.subject}' to {email.to_addr} {verb}")
-    return []
+
+
+def delivered_message(email: Email, status: EmailStatus) -> str:
+    """The timeline's line for a delivered email."""
+    verb = "sent" if status is EmailStatus.SENT else "stored (no SMTP server configured)"
+    return f"Email '{email.subject}' to {email.to_addr} {verb}"
 
 
 def give_up_email(session: Session, claim: Claim, checkout: Checkout | None, error: str) -> None:

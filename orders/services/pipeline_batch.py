@@ -1,8 +1,10 @@
-"""The orders queue's steps for many checkouts at once (see :mod:`orders.services.batch`).
+"""Steps for many checkouts at once (see :mod:`orders.services.batch`).
 
-Each does what its single-checkout step in :mod:`orders.services.pipeline` does, for
-every checkout of the batch, in the caller's one transaction: close every job under
-its lease, write every effect with set-wise statements, add every follow-up job.
+Each does what its single-checkout step (:mod:`orders.services.pipeline`,
+:func:`orders.services.emails.send_email`) does, for every checkout of the batch, in
+the caller's one transaction: close every job under its lease, write every effect
+with set-wise statements, add every follow-up job. It returns those jobs and the
+claims it left to run alone (an email whose send failed).
 Where a checkout is off the common path (a re-run finds holds or an order already
 there, a product runs out) the step raises instead of deciding: the batch rolls
 back and each job runs alone, where the single step knows what to do.
@@ -10,8 +12,10 @@ back and each job runs alone, where the single step knows what to do.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -25,20 +29,37 @@ from orders.jobtypes import (
     SEND_ORDER_CONFIRMATION,
     UPDATE_INVENTORY,
 )
-from orders.models import Checkout, CheckoutStage, EventType, HoldStatus, Job, JobStatus, Order
+from orders.models import (
+    Checkout,
+    CheckoutStage,
+    Email,
+    EmailStatus,
+    EventType,
+    HoldStatus,
+    Job,
+    JobStatus,
+    Order,
+)
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.batch_leases import close_all
 from orders.services.compensation import apply_units
 from orders.services.context import PipelineContext
-from orders.services.emails import order_confirmation
+from orders.services.emails import deliver, delivered_message, mark_delivered, order_confirmation
 from orders.services.jobs import new_jobs
 from orders.services.leases import Claim
 from orders.services.pipeline import hold_rows, new_order
 from orders.services.timeline import Event, move_all, record_events
 
+log = logging.getLogger(__name__)
+
 
 class NotCommonPath(Exception):
     """A checkout of the batch needs the single step's judgement: run each alone."""
+
+
+class Done(NamedTuple):
+    jobs: list[Job]  # the follow-ups (the caller sends them after commit)
+    alone: tuple[Claim, ...] = ()  # claims to run alone, after commit
 
 
 def _ids(checkouts: Sequence[Checkout]) -> list[int]:
@@ -47,7 +68,7 @@ def _ids(checkouts: Sequence[Checkout]) -> list[int]:
 
 def reserve_all(
     session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
-) -> list[Job]:
+) -> Done:
     """Hold every checkout's units: one UPDATE per product (in id order, as the single
     step locks them), all or none."""
     close_all(session, claims, JobStatus.COMPLETED)
@@ -73,12 +94,12 @@ def reserve_all(
     hold_seconds = ctx.settings.stock_hold_seconds
     holds = [row for c in checkouts for row in hold_rows(c, c.lines, hold_seconds)]
     session.execute(insert(HOLDS), holds)
-    return new_jobs(session, ctx.settings, PROCESS_PAYMENT, checkouts)
+    return Done(new_jobs(session, ctx.settings, PROCESS_PAYMENT, checkouts))
 
 
 def create_orders(
     session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
-) -> list[Job]:
+) -> Done:
     """Create every checkout's order (the ORM inserts them, and their lines, in bulk)."""
     close_all(session, claims, JobStatus.COMPLETED)
     if session.scalar(select(Order.id).where(Order.checkout_id.in_(_ids(checkouts))).limit(1)):
@@ -93,12 +114,12 @@ def create_orders(
             for checkout, order in zip(checkouts, orders, strict=True)
         ],
     )
-    return new_jobs(session, ctx.settings, UPDATE_INVENTORY, checkouts)
+    return Done(new_jobs(session, ctx.settings, UPDATE_INVENTORY, checkouts))
 
 
 def sell_all(
     session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
-) -> list[Job]:
+) -> Done:
     """Count every checkout's held units as sold, complete the checkouts, record their
     confirmation emails."""
     close_all(session, claims, JobStatus.COMPLETED)
@@ -139,7 +160,38 @@ def sell_all(
     if len(moved) != len(checkouts):
         raise NotCommonPath("a checkout of the batch changed under us")
     emails = [order_confirmation(session, ctx.settings, c, orders[c.id]) for c in checkouts]
-    return new_jobs(session, ctx.settings, SEND_ORDER_CONFIRMATION, checkouts, emails)
+    return Done(new_jobs(session, ctx.settings, SEND_ORDER_CONFIRMATION, checkouts, emails))
+
+
+def send_all(
+    session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
+) -> Done:
+    """Send every email (no transaction open meanwhile), then record them in one. An
+    email whose send failed is left to run alone (its retry); a job whose lease was
+    lost meanwhile is left out (its new owner records it). The emails were read with
+    the claims (:mod:`orders.services.batch`): the session has them."""
+    emails = {claim.email_id: session.get(Email, claim.email_id) for claim in claims}
+    if any(e is None or e.status is not EmailStatus.PENDING for e in emails.values()):
+        raise NotCommonPath("an email of the batch went out already (a re-run)")
+    sent: list[tuple[Claim, Checkout, EmailStatus]] = []
+    failed: list[Claim] = []
+    for claim, checkout in zip(claims, checkouts, strict=True):
+        try:
+            sent.append((claim, checkout, deliver(ctx, emails[claim.email_id])))
+        except Exception as exc:  # noqa: BLE001 (its retry, alone, says why)
+            log.info("email %s of a batch failed (%s); its job runs alone", claim.email_id, exc)
+            failed.append(claim)
+    closed = close_all(session, [c for c, _, _ in sent], JobStatus.COMPLETED, strict=False)
+    ours = {claim.job_id for claim in closed}
+    done = [(claim, checkout, status) for claim, checkout, status in sent if claim.job_id in ours]
+    for status in {status for _, _, status in done}:
+        mark_delivered(session, [c.email_id for c, _, s in done if s is status], status)
+    events: list[Event] = [
+        (checkout, delivered_message(emails[claim.email_id], status), _INFO, None)
+        for claim, checkout, status in done
+    ]
+    record_events(session, events)
+    return Done([], tuple(failed))
 
 
 _INFO = EventType.INFO
@@ -148,4 +200,5 @@ STEPS = {
     RESERVE_STOCK.name: reserve_all,
     CREATE_ORDER.name: create_orders,
     UPDATE_INVENTORY.name: sell_all,
+    SEND_ORDER_CONFIRMATION.name: send_all,
 }
