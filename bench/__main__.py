@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
         "--pipeline-batch",
         type=int,
         help="PIPELINE_BATCH for the consumers; 1 runs every job alone (default: the "
-        "profile's, 20)",
+        "profile's, 50)",
     )
     parser.add_argument(
         "--follow",

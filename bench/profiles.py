@@ -16,7 +16,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_threads": 8,
         "consumer_db_pool": 1,
         "web_db_pool": "4+4",
-        "pipeline_batch": 20,
+        "pipeline_batch": 50,
         "checkout_rates": [20],
         "bare_rates": [20],
         "capacity_step_s": 1,
@@ -38,7 +38,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_threads": 64,
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         "web_db_pool": "4+4",  # kept + burst per gunicorn worker (bench.procs.server_env)
-        "pipeline_batch": 20,  # PIPELINE_BATCH (orders.services.batch)
+        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.services.batch)
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is, in coarse
         # steps, then bisects (2 halvings: the checkout's capacity to within 38/s, the
@@ -66,7 +66,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_threads": 160,  # < the Redis pool (200) per consumer
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         "web_db_pool": "4+4",  # kept + burst per gunicorn worker (bench.procs.server_env)
-        "pipeline_batch": 20,  # PIPELINE_BATCH (orders.services.batch)
+        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.services.batch)
         # as in quick: every accepted checkout of the sweep is drained and audited
         "checkout_rates": [100, 200, 300, 400, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],

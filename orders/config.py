@@ -110,7 +110,7 @@ class Settings:
     retry_delay_seconds: float = 2.0
     retry_backoff: float = 2.0
     lease_seconds: int = 30
-    pipeline_batch: int = 20
+    pipeline_batch: int = 50
     sweep_interval_seconds: int = 10
     requeue_after_seconds: int = 60
     stock_hold_seconds: int = 900
