@@ -25,7 +25,7 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
-from orders.services.batch import batchable, run_batch
+from orders.services.batch import COMPLETED_HERE, batchable, run_batch
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
 from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
@@ -101,11 +101,12 @@ def _run(job_id: str, job_type: str | None = None, more: Sequence[str] = ()) -> 
         # the claim itself skips a paused queue's job (no extra statement per job)
         if batch:
             assert job_type is not None
-            outcomes = run_batch(session, job_type, ctx, unless_paused=True)
+            outcomes = run_batch(session, job_type, [job_id, *more], ctx, unless_paused=True)
             outcome = "skipped" if not outcomes else f"{len(outcomes)} job(s) of its type run"
         else:
             outcome = run_job(session, job_id, ctx, unless_paused=True)
-        if outcome == "skipped" and job_is_paused(session, job_id):
+        moot = batch and COMPLETED_HERE.has_all([job_id])  # done here: not paused
+        if outcome == "skipped" and not moot and job_is_paused(session, job_id):
             session.rollback()  # ops pause: it stays waiting (resume re-sends it)
             log.info("job %s: its queue is paused; it stays waiting", job_id)
             return

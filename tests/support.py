@@ -85,7 +85,7 @@ class Drain:
         """Run one message; a batch's outcomes are joined by commas ("": none claimed)."""
         with self.sessions() as session:
             if self.batched and job_type is not None and batchable(self.ctx.settings, job_type):
-                return ",".join(run_batch(session, job_type, self.ctx))
+                return ",".join(run_batch(session, job_type, [job_id], self.ctx))
             return run_job(session, job_id, self.ctx)
 
     def __call__(self, limit: int = 200) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from orders.config import ConfigError, Settings
 from orders.db import make_engine, make_session_factory, utcnow
@@ -216,10 +216,10 @@ def test_claim_batch_takes_the_oldest_due_jobs_of_its_type(session, settings):
     _waiting(session, settings, UPDATE_INVENTORY, age=50)
     _waiting(session, settings, age=60, status=JobStatus.COMPLETED)
     session.commit()
-    taken = claim_batch(session, RESERVE_STOCK.name, "w", 30, 2)
+    taken = claim_batch(session, RESERVE_STOCK.name, [], "w", 30, 2)
     assert {c.job_id for c in taken} == {oldest, older} and {c.attempt for c in taken} == {1}
     session.commit()
-    rest = claim_batch(session, RESERVE_STOCK.name, "w", 30, 10)
+    rest = claim_batch(session, RESERVE_STOCK.name, [], "w", 30, 10)
     assert [c.job_id for c in rest] == [new]  # not the scheduled, other type or done ones
     close_all(session, taken + rest, JobStatus.COMPLETED)
     session.commit()
@@ -234,7 +234,7 @@ def test_claim_batch_leaves_a_paused_queue_waiting(session, settings):
     job = _waiting(session, settings)
     session.add(QueuePause(queue=ORDERS, paused_by="ops", paused_at=utcnow()))
     session.commit()
-    assert claim_batch(session, RESERVE_STOCK.name, "w", 30, 5, unless_paused=True) == []
+    assert claim_batch(session, RESERVE_STOCK.name, [job], "w", 30, 5, unless_paused=True) == []
     session.rollback()
     assert session.get(Job, job).status is JobStatus.QUEUED
 
@@ -246,10 +246,10 @@ def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings)
     session.commit()
     other_engine = make_engine(settings)
     try:
-        first = claim_batch(session, RESERVE_STOCK.name, "a", 30, 4)  # not committed
+        first = claim_batch(session, RESERVE_STOCK.name, [], "a", 30, 4)  # not committed
         with make_session_factory(other_engine)() as s:
             s.execute(text("SET lock_timeout = '2s'"))  # a wait on the locked rows would fail
-            second = claim_batch(s, RESERVE_STOCK.name, "b", 30, 10)
+            second = claim_batch(s, RESERVE_STOCK.name, [], "b", 30, 10)
             s.commit()
         session.commit()
     finally:
@@ -308,3 +308,35 @@ def test_a_consumer_that_runs_jobs_alone_sends_a_messages_other_jobs_on(
     assert session.get(Job, first).status is JobStatus.COMPLETED
     assert {session.get(Job, other).status for other in rest} == {JobStatus.QUEUED}
     assert client.get(f"/api/orders/status/{ids[0]}").get_json()["step"] == "reserving_stock"
+
+
+def test_a_message_takes_its_own_job_even_behind_a_longer_backlog(session, settings):
+    older = [_waiting(session, settings, age=30 - n) for n in range(3)]
+    own = _waiting(session, settings, age=0)
+    session.commit()
+    taken = claim_batch(session, RESERVE_STOCK.name, [own], "w", 30, 2)
+    session.commit()
+    assert {c.job_id for c in taken} == {own, *older[:2]}
+
+
+def test_a_message_for_a_job_a_batch_here_completed_costs_no_statement(
+    client, session, settings, dispatched
+):
+    make_product(session, sku="TEE", stock=10)
+    for _ in range(3):
+        place(client, ("TEE", 1))
+    first, *rest = [ref.id for ref in dispatched.take()]
+    engine = make_engine(settings)
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        drain = Drain(settings, make_session_factory(engine), dispatched, batched=True)
+        assert drain.run(first, RESERVE_STOCK.name) == "completed,completed,completed"
+        assert statements
+        statements.clear()
+        assert [drain.run(job, RESERVE_STOCK.name) for job in rest] == ["", ""]
+        assert statements == []  # known done here: not even a claim
+    finally:
+        engine.dispose()
+    statuses = session.scalars(select(Job.status).where(Job.id.in_(rest)))
+    assert set(statuses) == {JobStatus.COMPLETED}

@@ -27,6 +27,8 @@ payment step is never batched: its gateway call is per checkout and slow in life
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -74,15 +76,19 @@ def batchable(settings: Settings, job_type: str) -> bool:
 def run_batch(
     session: Session,
     job_type: str,
+    job_ids: Sequence[str],
     ctx: PipelineContext,
     *,
     unless_paused: bool = False,
 ) -> list[str]:
-    """Claim the oldest waiting jobs of ``job_type`` and run their step; the outcome of
-    each job claimed (none: nothing was waiting)."""
+    """Claim ``job_ids`` (a message's) and the oldest waiting jobs of ``job_type``, run
+    their step; the outcome of each job claimed (none: nothing was waiting)."""
+    if COMPLETED_HERE.has_all(job_ids):
+        return []  # a batch of this process took them: no statement at all
     claims = claim_batch(
         session,
         job_type,
+        job_ids,
         ctx.worker,
         ctx.settings.lease_seconds,
         ctx.settings.pipeline_batch,
@@ -120,9 +126,39 @@ def run_batch(
     in_batch = {claim.job_id for claim in batch}
     for claim in claims:  # the rest, alone: they were claimed but not entered
         if claim.job_id not in in_batch:
-            outcomes.append(_alone(session, claim, checkouts, ctx, entered=False))
+            outcomes.append((claim.job_id, _alone(session, claim, checkouts, ctx, entered=False)))
     del held
-    return outcomes
+    COMPLETED_HERE.add([job_id for job_id, outcome in outcomes if outcome == "completed"])
+    return [outcome for _, outcome in outcomes]
+
+
+class _Recent:
+    """Ids of the jobs this process's batches completed, the latest ``size`` of them:
+    a later message of one of them (its own, sent before the batch took it) is moot,
+    and is dropped without a statement. Only completed jobs are kept: they never run
+    again, so a job retried (a new message, the same id) is never mistaken for one."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._lock = threading.Lock()
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self.size = size
+
+    def add(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                if job_id not in self._ids:
+                    self._ids.add(job_id)
+                    self._order.append(job_id)
+            while len(self._order) > self.size:
+                self._ids.discard(self._order.popleft())
+
+    def has_all(self, job_ids: Sequence[str]) -> bool:
+        with self._lock:
+            return bool(job_ids) and all(job_id in self._ids for job_id in job_ids)
+
+
+COMPLETED_HERE = _Recent()
 
 
 def _load(session: Session, claims: Sequence[Claim]) -> dict[int, Checkout]:
@@ -144,7 +180,8 @@ def _run_set(
     batch: list[Claim],
     checkouts: dict[int, Checkout],
     ctx: PipelineContext,
-) -> list[str]:
+) -> list[tuple[str, str]]:
+    """Run the batch's step set-wise: (job id, outcome) of each job."""
     members = [checkouts[claim.checkout_id] for claim in batch]  # type: ignore[index]
     try:
         jobs, alone = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
@@ -160,7 +197,7 @@ def _run_set(
             exc,
             exc_info=not quiet,
         )
-        return [_alone(session, claim, checkouts, ctx, entered=True) for claim in batch]
+        return [(c.job_id, _alone(session, c, checkouts, ctx, entered=True)) for c in batch]
     send_after_commit(session, [ref(job) for job in jobs], ctx.dispatch)
     _publish(session, ctx, members)
     left = {claim.job_id for claim in alone}
@@ -176,8 +213,8 @@ def _run_set(
                     claim.attempt,
                     len(batch),
                 )
-    outcomes = ["completed"] * (len(batch) - len(left))
-    return outcomes + [_alone(session, claim, checkouts, ctx, entered=True) for claim in alone]
+    outcomes = [(claim.job_id, "completed") for claim in batch if claim.job_id not in left]
+    return outcomes + [(c.job_id, _alone(session, c, checkouts, ctx, entered=True)) for c in alone]
 
 
 def _alone(

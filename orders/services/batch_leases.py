@@ -28,34 +28,42 @@ _WAITING = text(f"jobs.{WAITING_SQL}")
 def claim_batch(
     session: Session,
     job_type: str,
+    job_ids: Sequence[str],
     worker: str,
     lease_seconds: int,
     limit: int,
     *,
     unless_paused: bool = False,
 ) -> list[Claim]:
-    """Claim up to ``limit`` waiting, due jobs of ``job_type``, the oldest first, in the
-    caller's transaction (it commits). A message's own job is not singled out: every
-    waiting job has a message of its own coming, and the oldest go first (an index of
-    the waiting jobs by type and age gives them without sorting the backlog).
+    """Claim the waiting, due jobs among ``job_ids`` (a message's own) and up to
+    ``limit`` more of ``job_type``, the oldest first (an index of the waiting jobs by
+    type and age gives them without sorting the backlog), in the caller's transaction
+    (it commits). A message always takes its own job if it still waits, so every
+    waiting job has a message coming that will take it.
 
     On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: two consumers
     claiming at once take different jobs instead of waiting on each other; the
     status check in the UPDATE keeps a job from being claimed twice either way.
     """
     now = utcnow()
+    due = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1))
     waiting = select(JOBS.c.id).where(
         JOBS.c.type == job_type,
         _WAITING,  # the partial index's own predicate, literally
-        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= now + timedelta(seconds=1)),
+        due,
     )
+    picked = waiting.order_by(JOBS.c.created_at).limit(limit).with_for_update(skip_locked=True)
+    conditions = [
+        or_(JOBS.c.id.in_(list(job_ids)), JOBS.c.id.in_(picked.scalar_subquery())),
+        JOBS.c.status.in_(WAITING),
+        due,
+    ]
     if unless_paused:
         queue = JOB_TYPES[job_type].queue
-        waiting = waiting.where(~exists().where(QUEUE_PAUSES.c.queue == queue))
-    picked = waiting.order_by(JOBS.c.created_at).limit(limit).with_for_update(skip_locked=True)
+        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == queue))
     rows = session.execute(
         update(JOBS)
-        .where(JOBS.c.id.in_(picked.scalar_subquery()), JOBS.c.status.in_(WAITING))
+        .where(*conditions)
         .values(
             status=JobStatus.ACTIVE,
             attempts=JOBS.c.attempts + 1,
