@@ -131,9 +131,9 @@ def run(
             "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
             f"huey_consumer -k thread -w {profile['consumer_threads']} per queue at nice "
             f"{nice}, {profile['consumer_db_pool']} database connection(s) each; web "
-            f"pool {profile['web_db_pool']} (kept + burst) per worker; orders-queue batches "
-            f"of up to {profile['pipeline_batch']} jobs (PIPELINE_BATCH; only steps with no "
-            "simulated latency batch: the zero-latency phase); PostgreSQL + Redis"
+            f"pool {profile['web_db_pool']} (kept + burst) per worker; batches of up to "
+            f"{profile['pipeline_batch']} jobs (PIPELINE_BATCH; only steps with no simulated "
+            "latency batch, so only in the zero-latency phase); PostgreSQL + Redis"
         ),
         "users": [],
     }
