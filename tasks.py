@@ -25,10 +25,10 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
-from orders.services.batch import COMPLETED_HERE, batchable, run_batch
+from orders.services.batch import COMPLETED_HERE, batchable, message_groups, run_batch
 from orders.services.context import PipelineContext
 from orders.services.jobs import JobRef
-from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
+from orders.services.ops.heartbeats import WorkerIdentity, beat_forever, forget, this_process
 from orders.services.ops.pause import job_is_paused
 from orders.services.ops.retention import sweep_job_records
 from orders.services.recovery import remind_abandoned_carts
@@ -180,7 +180,7 @@ def dispatch(refs: Sequence[JobRef]) -> list[str]:
     on alone). If that message is lost, the sweeper re-sends each job, as ever.
     """
     failed = []
-    for ids, ref in _messages(refs):
+    for ids, ref in message_groups(settings, refs):
         task = TASKS[ref.type]
         options = {"id": ref.id, "priority": JOB_TYPES[ref.type].huey_priority}
         if ref.delay > 0:
@@ -194,24 +194,6 @@ def dispatch(refs: Sequence[JobRef]) -> list[str]:
             log.warning("could not enqueue %d job(s) (%s): %s", len(ids), ref.type, exc)
             failed += ids
     return failed
-
-
-def _messages(refs: Sequence[JobRef]) -> list[tuple[list[str], JobRef]]:
-    """(the ids a message carries, the ref it is sent as), in the order of ``refs``."""
-    size = settings.pipeline_batch
-    messages: list[tuple[list[str], JobRef]] = []
-    open_: dict[tuple[str, float], list[str]] = {}
-    for ref in refs:
-        key = (ref.type, ref.delay)
-        ids = open_.get(key)
-        if ids is not None and len(ids) < size:
-            ids.append(ref.id)
-            continue
-        ids = [ref.id]
-        messages.append((ids, ref))
-        if batchable(settings, ref.type):
-            open_[key] = ids
-    return messages
 
 
 # --- the scheduler consumer: sweeper loop --------------------------------------------
@@ -253,13 +235,7 @@ _heartbeat_lock = threading.Lock()
 def _heartbeat_loop(worker: WorkerIdentity) -> None:
     context()
     assert _sessions is not None
-    while True:
-        try:
-            with session_scope(_sessions) as session:
-                beat(session, worker)
-        except Exception:  # the database may be away; beat again next round
-            log.warning("heartbeat of %s failed", worker.id, exc_info=True)
-        time.sleep(settings.heartbeat_seconds)
+    beat_forever(partial(session_scope, _sessions), worker, settings.heartbeat_seconds)
 
 
 def _start_heartbeat(queue: str, concurrency: int) -> None:

@@ -33,7 +33,7 @@ from orders.models import (
 )
 from orders.models.tables import JOBS
 from orders.services import pipeline_batch
-from orders.services.batch import batchable
+from orders.services.batch import batchable, message_groups
 from orders.services.batch_leases import claim_batch, close_all
 from orders.services.jobs import job_row
 from tests.factories import checkout_body, make_product
@@ -270,24 +270,16 @@ def test_batches_only_where_the_step_does_no_simulated_work(settings):
         Settings.from_env(env={"PIPELINE_BATCH": "0"})
 
 
-def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(monkeypatch, settings):
-    import tasks
+def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(settings):
     from orders.services.jobs import JobRef
 
-    monkeypatch.setattr(tasks, "settings", replace(settings, pipeline_batch=2))
     refs = [JobRef(f"u{n}", UPDATE_INVENTORY.name) for n in range(3)]
     refs += [JobRef("p1", "process-payment"), JobRef("p2", "process-payment")]
     refs += [JobRef("later", UPDATE_INVENTORY.name, 5.0)]
-    assert [ids for ids, _ in tasks._messages(refs)] == [
-        ["u0", "u1"],
-        ["u2"],
-        ["p1"],
-        ["p2"],
-        ["later"],
-    ]
-    slow = replace(settings, sim_inventory_latency_ms=(1, 2))
-    monkeypatch.setattr(tasks, "settings", slow)  # its consumers run jobs alone
-    assert [ids for ids, _ in tasks._messages(refs[:3])] == [["u0"], ["u1"], ["u2"]]
+    groups = message_groups(replace(settings, pipeline_batch=2), refs)
+    assert [ids for ids, _ in groups] == [["u0", "u1"], ["u2"], ["p1"], ["p2"], ["later"]]
+    slow = replace(settings, sim_inventory_latency_ms=(1, 2))  # its consumers run jobs alone
+    assert [ids for ids, _ in message_groups(slow, refs[:3])] == [["u0"], ["u1"], ["u2"]]
 
 
 def test_a_consumer_that_runs_jobs_alone_sends_a_messages_other_jobs_on(

@@ -48,7 +48,7 @@ from orders.models import Checkout, CheckoutStage, Email
 from orders.services import pipeline_batch
 from orders.services.batch_leases import claim_batch
 from orders.services.context import PipelineContext
-from orders.services.jobs import ref, send_after_commit
+from orders.services.jobs import JobRef, ref, send_after_commit
 from orders.services.leases import Claim
 from orders.services.runner import run_claimed, run_entered, run_job
 from orders.services.timeline import EVENTS_RECORDED, move_all
@@ -71,6 +71,25 @@ def batchable(settings: Settings, job_type: str) -> bool:
     if batched is None or settings.pipeline_batch < 2:
         return False
     return settings.step_latency_ms(batched[1])[1] <= 0
+
+
+def message_groups(settings: Settings, refs: Sequence[JobRef]) -> list[tuple[list[str], JobRef]]:
+    """How ``refs`` go to the broker: (the ids a message carries, the ref it is sent
+    as), in order. Jobs of a type that batches, with the same delay, share a message,
+    ``PIPELINE_BATCH`` at most; every other job has its own."""
+    messages: list[tuple[list[str], JobRef]] = []
+    open_: dict[tuple[str, float], list[str]] = {}
+    for job in refs:
+        key = (job.type, job.delay)
+        ids = open_.get(key)
+        if ids is not None and len(ids) < settings.pipeline_batch:
+            ids.append(job.id)
+            continue
+        ids = [job.id]
+        messages.append((ids, job))
+        if batchable(settings, job.type):
+            open_[key] = ids
+    return messages
 
 
 def run_batch(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +17,8 @@ from sqlalchemy.orm import Session
 from orders.db import utcnow
 from orders.models import WorkerHeartbeat
 from orders.services.ops.upsert import upsert
+
+log = logging.getLogger(__name__)
 
 MISSED_BEATS = 3
 """A worker is dead after this many missed heartbeats."""
@@ -55,6 +61,21 @@ def beat(session: Session, worker: WorkerIdentity) -> None:
     )
     session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < now - FORGET_AFTER))
     session.commit()
+
+
+def beat_forever(
+    session_scope: Callable[[], AbstractContextManager[Session]],
+    worker: WorkerIdentity,
+    interval_seconds: float,
+) -> None:
+    """A consumer's heartbeat thread: beat every ``interval_seconds``, for ever."""
+    while True:
+        try:
+            with session_scope() as session:
+                beat(session, worker)
+        except Exception:  # the database may be away; beat again next round
+            log.warning("heartbeat of %s failed", worker.id, exc_info=True)
+        time.sleep(interval_seconds)
 
 
 def forget(session: Session, worker: WorkerIdentity) -> None:
