@@ -258,6 +258,27 @@ def test_two_consumers_claim_disjoint_batches_without_waiting(session, settings)
     assert {c.job_id for c in second} == set(ids[4:])
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_message_skips_its_own_job_while_another_claim_holds_it(session, settings):
+    """Two claims that each hold a row the other names as its own must not wait on
+    each other (they deadlocked before the own rows were taken SKIP LOCKED too)."""
+    ids = [_waiting(session, settings, age=10 - n) for n in range(4)]
+    session.commit()
+    other_engine = make_engine(settings)
+    try:
+        first = claim_batch(session, RESERVE_STOCK.name, [ids[3]], "a", 30, 2)  # not committed
+        with make_session_factory(other_engine)() as s:
+            s.execute(text("SET lock_timeout = '2s'"))  # a wait on the locked rows would fail
+            second = claim_batch(s, RESERVE_STOCK.name, [ids[0], ids[2]], "b", 30, 10)
+            s.commit()
+        session.commit()
+    finally:
+        other_engine.dispose()
+    assert {c.job_id for c in first} == {ids[0], ids[1], ids[3]}
+    assert {c.job_id for c in second} == {ids[2]}
+
+
 def test_batches_only_where_the_step_does_no_simulated_work(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
     assert batchable(settings, "send-order-confirmation")

@@ -38,8 +38,8 @@ def claim_batch(
     """Claim the waiting, due jobs among ``job_ids`` (a message's own) and up to
     ``limit`` more of ``job_type``, the oldest first (an index of the waiting jobs by
     type and age gives them without sorting the backlog), in the caller's transaction
-    (it commits). A message always takes its own job if it still waits, so every
-    waiting job has a message coming that will take it.
+    (it commits). A message takes its own job if it still waits and no other claim
+    holds it, so every waiting job has a message coming that will take it.
 
     On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``: two consumers
     claiming at once take different jobs instead of waiting on each other; the
@@ -53,8 +53,16 @@ def claim_batch(
         due,
     )
     picked = waiting.order_by(JOBS.c.created_at).limit(limit).with_for_update(skip_locked=True)
+    # its own jobs SKIP LOCKED too: waiting on a row another claim holds, while holding
+    # rows that claim wants, deadlocked two consumers (seen in PostgreSQL's log); a row
+    # locked by another claim is being claimed by it
+    own = (
+        select(JOBS.c.id)
+        .where(JOBS.c.id.in_(list(job_ids)), _WAITING, due)
+        .with_for_update(skip_locked=True)
+    )
     conditions = [
-        or_(JOBS.c.id.in_(list(job_ids)), JOBS.c.id.in_(picked.scalar_subquery())),
+        or_(JOBS.c.id.in_(own.scalar_subquery()), JOBS.c.id.in_(picked.scalar_subquery())),
         JOBS.c.status.in_(WAITING),
         due,
     ]
