@@ -105,8 +105,8 @@ def _run(job_id: str, job_type: str | None = None, more: Sequence[str] = ()) -> 
             outcome = "skipped" if not outcomes else f"{len(outcomes)} job(s) of its type run"
         else:
             outcome = run_job(session, job_id, ctx, unless_paused=True)
-        moot = batch and COMPLETED_HERE.has_all([job_id])  # done here: not paused
-        if outcome == "skipped" and not moot and job_is_paused(session, job_id):
+        done_here = batch and COMPLETED_HERE.has_all([job_id])  # then not paused
+        if outcome == "skipped" and not done_here and job_is_paused(session, job_id):
             session.rollback()  # ops pause: it stays waiting (resume re-sends it)
             log.info("job %s: its queue is paused; it stays waiting", job_id)
             return
@@ -174,10 +174,10 @@ assert set(TASKS) == set(JOB_TYPES), "every job type needs a task"
 def dispatch(refs: Sequence[JobRef]) -> list[str]:
     """Send job refs to their queues; return the ids the broker did not take.
 
-    Jobs of a type the orders queue batches, sent together (a batch's follow-ups, a
-    resumed queue, the sweeper's re-sends), go as one message per ``PIPELINE_BATCH``
-    of them: its consumer claims them all at once (or, not batching, sends the rest
-    on alone). If that message is lost, the sweeper re-sends each job, as ever.
+    Jobs of a type that runs in batches, sent together (a batch's follow-ups, a
+    resumed queue, the sweeper's re-sends), share a message, ``PIPELINE_BATCH`` at
+    most (``orders.services.batch.message_groups``); a consumer that runs jobs alone
+    sends the rest on. If that message is lost, the sweeper re-sends each job.
     """
     failed = []
     for ids, ref in message_groups(settings, refs):

@@ -1,11 +1,9 @@
 """Run one step for many jobs at once: the pipeline's fast path under load.
 
 A message for a reserve-stock, create-order, update-inventory or
-send-order-confirmation job claims the oldest waiting jobs of its type, up to
-``PIPELINE_BATCH`` of them (its own among them unless more than that wait: then a
-later message takes it; every waiting job has a message coming, and the sweeper
-re-sends any job that waits too long). Their checkouts enter the
-step in one statement; then one transaction closes every job, writes every effect
+send-order-confirmation job claims its own jobs (unless another claim holds them) and
+up to ``PIPELINE_BATCH`` of the oldest waiting jobs of its type. Their checkouts enter
+the step in one statement; then one transaction closes every job, writes every effect
 with set-wise statements (:mod:`orders.services.pipeline_batch`) and adds every
 follow-up job. A batch of one costs what the single path does; a batch of twenty
 costs a few statements more, not twenty times as many. The later messages of jobs a
@@ -117,9 +115,9 @@ def run_batch(
         session.rollback()
         return []
     try:
-        checkouts = _load(session, claims)
-        held = _emails(session, claims)  # found in the session by the email step
         source, _work = _BATCHED[job_type]
+        checkouts = _load(session, claims, with_lines=source is not None)
+        held = _emails(session, claims)  # found in the session by the email step
         common = [
             claim
             for claim in claims
@@ -180,10 +178,13 @@ class _Recent:
 COMPLETED_HERE = _Recent()
 
 
-def _load(session: Session, claims: Sequence[Claim]) -> dict[int, Checkout]:
-    """The claims' checkouts and their lines (two SELECTs), in the claim's transaction."""
+def _load(session: Session, claims: Sequence[Claim], *, with_lines: bool) -> dict[int, Checkout]:
+    """The claims' checkouts (and their lines, for the steps that read them: a second
+    SELECT), in the claim's transaction."""
     ids = [claim.checkout_id for claim in claims if claim.checkout_id is not None]
-    query = select(Checkout).where(Checkout.id.in_(ids)).options(selectinload(Checkout.lines))
+    query = select(Checkout).where(Checkout.id.in_(ids))
+    if with_lines:
+        query = query.options(selectinload(Checkout.lines))
     return {checkout.id: checkout for checkout in session.scalars(query)}
 
 

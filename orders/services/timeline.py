@@ -82,7 +82,8 @@ def record_events(session: Session, events: Sequence[Event]) -> None:
         rows.append(event_row(checkout, message, type_, payload))
     if rows:
         session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
-        session.execute(insert(EVENTS), rows)
+        # one row: a plain execute, as the single path always did (not executemany)
+        session.execute(insert(EVENTS), rows[0] if len(rows) == 1 else rows)
 
 
 def event_row(
