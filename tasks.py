@@ -128,10 +128,10 @@ payments_rate = payments_queue.rate_limit(
 
 
 @payments_queue.task(name="process-payment")
-def process_payment(job_id: str) -> None:
-    if settings.payments_rate_limit > 0:
+def process_payment(job_id: str, more: Sequence[str] = ()) -> None:
+    if settings.payments_rate_limit > 0:  # then payments never batch: a token per charge
         payments_rate.acquire()
-    _run(job_id)
+    _run(job_id, "process-payment", more)
 
 
 @orders_queue.task(name="create-order")

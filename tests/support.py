@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,7 +69,9 @@ class Drain:
         batched: bool = False,
     ) -> None:
         self.sessions = sessions
-        self.batched = batched  # the orders queue's jobs run as the consumers run them
+        self.batched = batched  # the jobs run as the consumers run them
+        if batched:  # the payments rate limit is the task's (never here): off, charges batch
+            settings = replace(settings, payments_rate_limit=0)
         self.dispatched = dispatched
         self.gateway = SimulatedGateway(Path(settings.extra["SIM_GATEWAY_LEDGER"]))
         self.ctx = PipelineContext(

@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, text, update
 
 from orders.config import ConfigError, Settings
 from orders.db import make_engine, make_session_factory, utcnow
-from orders.errors import LeaseLost, MailError
+from orders.errors import GatewayCircuitOpen, GatewayError, LeaseLost, MailError
 from orders.jobtypes import CREATE_ORDER, ORDERS, RESERVE_STOCK, UPDATE_INVENTORY
 from orders.models import (
     Checkout,
@@ -27,6 +27,7 @@ from orders.models import (
     JobStatus,
     Order,
     OrderLine,
+    Payment,
     Product,
     QueuePause,
     StockHold,
@@ -47,8 +48,8 @@ def batched(settings, dispatched):
     engine.dispose()
 
 
-def place(client, *items):
-    response = client.post("/api/checkout", json=checkout_body(*items))
+def place(client, *items, **extra):
+    response = client.post("/api/checkout", json=checkout_body(*items, **extra))
     assert response.status_code == 202, response.get_json()
     return response.get_json()["data"]["jobId"]
 
@@ -78,10 +79,15 @@ def test_one_message_runs_every_waiting_job_of_its_type_as_the_single_path_would
     ids = [place(client, ("MUG", 2), ("CAP", 1)) for _ in range(6)]
     ran = batched()
     # the first message of each orders step took all six; the other five found none
-    batched_types = ("reserve-stock", "create-order", "update-inventory", "send-order-confirmation")
+    batched_types = (
+        "reserve-stock",
+        "process-payment",
+        "create-order",
+        "update-inventory",
+        "send-order-confirmation",
+    )
     for job_type in batched_types:
         assert outcomes(ran, job_type) == [",".join(["completed"] * 6)] + [""] * 5
-    assert outcomes(ran, "process-payment") == ["completed"] * 6
     session.expire_all()
     expected = timeline(session, alone)
     for public_id in ids:
@@ -194,6 +200,74 @@ def test_a_batch_step_that_raises_keeps_nothing_and_each_job_runs_alone(
     assert attempts == [1, 1, 1, 1]  # the fallback used no attempt
 
 
+def test_a_declined_card_in_a_batch_fails_its_checkout_as_the_single_step_does(
+    client, session, drain, batched
+):
+    product = make_product(session, sku="TEE", stock=10)
+    alone = place(client, ("TEE", 1), paymentToken="tok_declined")
+    drain()  # the single path, for comparison
+    ids = [
+        place(client, ("TEE", 1), paymentToken=token)
+        for token in ("tok_visa", "tok_declined", "tok_visa")
+    ]
+    ran = batched()
+    assert outcomes(ran, "process-payment")[0] == "completed,completed,completed"
+    states = [client.get(f"/api/orders/status/{i}").get_json() for i in ids]
+    assert [s["status"] for s in states] == ["completed", "failed", "completed"]
+    assert states[1]["code"] == "payment_declined"
+    session.expire_all()
+    assert timeline(session, ids[1]) == timeline(session, alone)
+    assert (session.get(Product, product.id).stock, session.get(Product, product.id).sold) == (8, 2)
+    ledger = batched.gateway.ledger()
+    assert (ledger["captures"], ledger["declines"]) == (2, 2)
+    payments = session.scalars(select(Payment.status)).all()
+    assert sorted(p.value for p in payments) == ["captured", "captured", "declined", "declined"]
+
+
+class OnceFailingGateway:
+    """Raises ``error`` on the first charge for ``token``, then charges as ``inner``;
+    counts every call by idempotency key."""
+
+    def __init__(self, inner, token, error) -> None:
+        self.inner, self.token, self.error = inner, token, error
+        self.calls: dict[str, int] = {}
+
+    def charge(self, *, amount_cents, token, idempotency_key):
+        self.calls[idempotency_key] = self.calls.get(idempotency_key, 0) + 1
+        if token == self.token and self.calls[idempotency_key] == 1:
+            raise self.error
+        return self.inner.charge(
+            amount_cents=amount_cents, token=token, idempotency_key=idempotency_key
+        )
+
+
+@pytest.mark.parametrize(
+    "error, outcome, event",
+    [
+        (GatewayError("gateway error: upstream timeout"), "retrying", "retrying in"),
+        (GatewayCircuitOpen("circuit open"), "waiting", "circuit open"),
+    ],
+)
+def test_a_charge_that_raised_in_a_batch_runs_alone_with_that_outcome_and_no_second_call(
+    client, session, batched, error, outcome, event
+):
+    make_product(session, sku="TEE", stock=10)
+    tokens = ("tok_visa", "tok_other", "tok_visa")
+    ids = [place(client, ("TEE", 1), paymentToken=token) for token in tokens]
+    gateway = OnceFailingGateway(batched.gateway, "tok_other", error)
+    batched.ctx.gateway = gateway
+    ran = batched()
+    # the batch recorded two charges; the third job got the single step's outcome
+    assert outcomes(ran, "process-payment")[0] == f"completed,completed,{outcome}"
+    for public_id in ids:
+        assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
+    assert sorted(gateway.calls.values()) == [1, 1, 2]  # the failed call once, then its retry
+    session.expire_all()
+    messages = [m for _, m in timeline(session, ids[1])]
+    assert any(event in m for m in messages), messages
+    assert batched.gateway.ledger()["captures"] == 3
+
+
 def _waiting(session, settings, job_type=RESERVE_STOCK, age=0.0, **values):
     row = job_row(settings, job_type)
     row["created_at"] = utcnow() - timedelta(seconds=age)
@@ -282,7 +356,11 @@ def test_a_message_skips_its_own_job_while_another_claim_holds_it(session, setti
 def test_batches_only_where_the_step_does_no_simulated_work(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
     assert batchable(settings, "send-order-confirmation")
-    assert not batchable(settings, "process-payment")
+    assert not batchable(settings, "process-payment")  # the payments rate limit is on
+    unlimited = replace(settings, payments_rate_limit=0)
+    assert batchable(unlimited, "process-payment")
+    assert not batchable(replace(unlimited, sim_gateway_latency_ms=(1, 2)), "process-payment")
+    assert not batchable(replace(unlimited, gateway_url="http://gw"), "process-payment")
     assert not batchable(settings, "send-recovery-email")
     slow = replace(settings, sim_inventory_latency_ms=(1, 2))
     assert not batchable(slow, UPDATE_INVENTORY.name) and batchable(slow, CREATE_ORDER.name)

@@ -1,6 +1,6 @@
 """Run one step for many jobs at once: the pipeline's fast path under load.
 
-A message for a reserve-stock, create-order, update-inventory or
+A message for a reserve-stock, process-payment, create-order, update-inventory or
 send-order-confirmation job claims its own jobs (unless another claim holds them) and
 up to ``PIPELINE_BATCH`` of the oldest waiting jobs of its type. Their checkouts enter
 the step in one statement; then one transaction closes every job, writes every effect
@@ -15,11 +15,15 @@ a lease was lost, a re-run finds its effects), every job of the batch run alone
 through :mod:`orders.services.runner`, exactly as if each had come by itself: the
 batch's claims and step entries are committed first, its step's writes only all
 together, so a batch that fails has changed nothing the single path would not. An
-email whose send fails runs alone too (its retry); the batch records the others.
+email whose send fails, and a charge whose gateway call raised, run alone too (with
+that outcome: a retry, a wait for the breaker); the batch records the others.
 
 Steps with simulated work are never batched: their latency stands for work done per
 checkout, and one wait for many would make the pipeline look faster than it is. The
-payment step is never batched: its gateway call is per checkout and slow in life.
+payment step batches only with the simulated gateway answering at once and no
+payments rate limit: its calls are made one after another (a gateway with latency,
+or behind ``GATEWAY_URL``, keeps its calls overlapping across worker threads), and
+the rate limit is taken per message.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from orders.errors import LeaseLost, OutOfStock
 from orders.jobtypes import (
     CREATE_ORDER,
     JOB_TYPES,
+    PROCESS_PAYMENT,
     RESERVE_STOCK,
     SEND_ORDER_CONFIRMATION,
     UPDATE_INVENTORY,
@@ -57,6 +62,7 @@ log = logging.getLogger(__name__)
 # step's simulated work)
 _BATCHED: dict[str, tuple[CheckoutStage | None, str]] = {
     RESERVE_STOCK.name: (CheckoutStage.QUEUED, "validate"),
+    PROCESS_PAYMENT.name: (CheckoutStage.RESERVING_STOCK, "gateway"),
     CREATE_ORDER.name: (CheckoutStage.CHARGING_PAYMENT, "order"),
     UPDATE_INVENTORY.name: (CheckoutStage.CREATING_ORDER, "inventory"),
     SEND_ORDER_CONFIRMATION.name: (None, "email"),
@@ -67,6 +73,10 @@ def batchable(settings: Settings, job_type: str) -> bool:
     """Does ``job_type`` run through :func:`run_batch` with these settings?"""
     batched = _BATCHED.get(job_type)
     if batched is None or settings.pipeline_batch < 2:
+        return False
+    if job_type == PROCESS_PAYMENT.name and (
+        settings.gateway_url or settings.payments_rate_limit > 0
+    ):
         return False
     return settings.step_latency_ms(batched[1])[1] <= 0
 
@@ -116,7 +126,7 @@ def run_batch(
         return []
     try:
         source, _work = _BATCHED[job_type]
-        checkouts = _load(session, claims, with_lines=source is not None)
+        checkouts = _load(session, claims, job_type)
         held = _emails(session, claims)  # found in the session by the email step
         common = [
             claim
@@ -178,12 +188,14 @@ class _Recent:
 COMPLETED_HERE = _Recent()
 
 
-def _load(session: Session, claims: Sequence[Claim], *, with_lines: bool) -> dict[int, Checkout]:
-    """The claims' checkouts (and their lines, for the steps that read them: a second
+def _load(session: Session, claims: Sequence[Claim], job_type: str) -> dict[int, Checkout]:
+    """The claims' checkouts (and what their step reads: lines, or payments, in a second
     SELECT), in the claim's transaction."""
     ids = [claim.checkout_id for claim in claims if claim.checkout_id is not None]
     query = select(Checkout).where(Checkout.id.in_(ids))
-    if with_lines:
+    if job_type == PROCESS_PAYMENT.name:
+        query = query.options(selectinload(Checkout.payments))
+    elif _BATCHED[job_type][0] is not None:  # the orders steps
         query = query.options(selectinload(Checkout.lines))
     return {checkout.id: checkout for checkout in session.scalars(query)}
 
@@ -204,7 +216,7 @@ def _run_set(
     """Run the batch's step set-wise: (job id, outcome) of each job."""
     members = [checkouts[claim.checkout_id] for claim in batch]  # type: ignore[index]
     try:
-        jobs, alone = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
+        jobs, alone, raised = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
         session.commit()
     except Exception as exc:
         session.rollback()
@@ -234,7 +246,12 @@ def _run_set(
                     len(batch),
                 )
     outcomes = [(claim.job_id, "completed") for claim in batch if claim.job_id not in left]
-    return outcomes + [(c.job_id, _alone(session, c, checkouts, ctx, entered=True)) for c in alone]
+    for claim in alone:
+        why = raised.get(claim.job_id)
+        outcomes.append(
+            (claim.job_id, _alone(session, claim, checkouts, ctx, entered=True, raised=why))
+        )
+    return outcomes
 
 
 def _alone(
@@ -244,12 +261,14 @@ def _alone(
     ctx: PipelineContext,
     *,
     entered: bool,
+    raised: Exception | None = None,
 ) -> str:
-    """Run one claimed job by the single path (``entered``: its checkout is in the step)."""
+    """Run one claimed job by the single path (``entered``: its checkout is in the step;
+    ``raised``: what its step raised in the batch)."""
     checkout = checkouts.get(claim.checkout_id) if claim.checkout_id is not None else None
     with bind_checkout(checkout.public_id if checkout else None, claim.job_id, claim.type):
         if entered:
-            outcome = run_entered(session, claim, checkout, ctx)
+            outcome = run_entered(session, claim, checkout, ctx, raised)
         else:
             outcome = run_claimed(session, claim, checkout, ctx)
         log.info("job %s (%s) attempt %d: %s", claim.job_id, claim.type, claim.attempt, outcome)

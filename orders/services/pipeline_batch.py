@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from orders.db import utcnow
 from orders.errors import OutOfStock
+from orders.infra.gateway import ChargeResult
 from orders.jobtypes import (
     CREATE_ORDER,
     PROCESS_PAYMENT,
@@ -39,10 +40,12 @@ from orders.models import (
     Job,
     JobStatus,
     Order,
+    Payment,
+    PaymentStatus,
 )
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.batch_leases import close_all
-from orders.services.compensation import apply_units
+from orders.services.compensation import apply_units, fail_checkout, payment_key
 from orders.services.context import PipelineContext
 from orders.services.emails import deliver, delivered_message, mark_delivered, order_confirmation
 from orders.services.jobs import new_jobs
@@ -60,6 +63,9 @@ class NotCommonPath(Exception):
 class Done(NamedTuple):
     jobs: list[Job]  # the follow-ups (the caller sends them after commit)
     alone: tuple[Claim, ...] = ()  # claims to run alone, after commit
+    # job id -> what its step raised here (a gateway error): the job runs alone with it
+    # as its step's outcome (a retry, a wait for the breaker), the call not made again
+    raised: dict[str, Exception] = {}
 
 
 def _ids(checkouts: Sequence[Checkout]) -> list[int]:
@@ -95,6 +101,57 @@ def reserve_all(
     holds = [row for c in checkouts for row in hold_rows(c, c.lines, hold_seconds)]
     session.execute(insert(HOLDS), holds)
     return Done(new_jobs(session, ctx.settings, PROCESS_PAYMENT, checkouts))
+
+
+def charge_all(
+    session: Session, claims: Sequence[Claim], checkouts: Sequence[Checkout], ctx: PipelineContext
+) -> Done:
+    """Charge every checkout (one gateway call each, by its idempotency key, with no
+    transaction open), then record every payment. A declined card fails its checkout as
+    the single step does; a call that raised (a gateway error, the breaker open) leaves
+    its job to run alone with that outcome. The payments were read with the claims."""
+    keys = {checkout.id: payment_key(checkout) for checkout in checkouts}
+    if any(p.idempotency_key == keys[c.id] for c in checkouts for p in c.payments):
+        raise NotCommonPath("a checkout of the batch has its payment already (a re-run)")
+    charged: list[tuple[Claim, Checkout, ChargeResult]] = []
+    raised: dict[str, Exception] = {}
+    for claim, checkout in zip(claims, checkouts, strict=True):
+        try:
+            result = ctx.gateway.charge(
+                amount_cents=checkout.total_cents,
+                token=checkout.payment_token,
+                idempotency_key=keys[checkout.id],
+            )
+        except Exception as exc:  # noqa: BLE001 (recorded by the single path's handling)
+            raised[claim.job_id] = exc
+            continue
+        charged.append((claim, checkout, result))
+    close_all(session, [claim for claim, _, _ in charged], JobStatus.COMPLETED)
+    session.add_all(
+        Payment(
+            checkout_id=checkout.id,
+            amount_cents=checkout.total_cents,
+            status=PaymentStatus.CAPTURED if result.captured else PaymentStatus.DECLINED,
+            gateway_ref=result.gateway_ref,
+            idempotency_key=keys[checkout.id],
+            decline_reason=result.decline_reason,
+        )
+        for _, checkout, result in charged
+    )
+    captured = [checkout for _, checkout, result in charged if result.captured]
+    jobs: list[Job] = []
+    for _, checkout, result in charged:
+        if not result.captured:  # rare: the single step's own words and compensation
+            reason = (result.decline_reason or "card_declined").replace("_", " ")
+            message = f"Payment declined: {reason}"
+            jobs += fail_checkout(session, ctx.settings, checkout, "payment_declined", message)
+    record_events(
+        session,
+        [(c, f"Payment of {c.total_cents} cents captured", _INFO, None) for c in captured],
+    )
+    jobs += new_jobs(session, ctx.settings, CREATE_ORDER, captured)
+    alone = tuple(claim for claim in claims if claim.job_id in raised)
+    return Done(jobs, alone, raised)
 
 
 def create_orders(
@@ -198,6 +255,7 @@ _INFO = EventType.INFO
 
 STEPS = {
     RESERVE_STOCK.name: reserve_all,
+    PROCESS_PAYMENT.name: charge_all,
     CREATE_ORDER.name: create_orders,
     UPDATE_INVENTORY.name: sell_all,
     SEND_ORDER_CONFIRMATION.name: send_all,

@@ -123,13 +123,20 @@ def run_claimed(
 
 
 def run_entered(
-    session: Session, taken: Claim, checkout: Checkout | None, ctx: PipelineContext
+    session: Session,
+    taken: Claim,
+    checkout: Checkout | None,
+    ctx: PipelineContext,
+    raised: Exception | None = None,
 ) -> str:
     """Run the step of a claimed job whose checkout is in the step (committed), record
-    the outcome, send the follow-ups. Returns the outcome's name."""
+    the outcome, send the follow-ups. Returns the outcome's name. ``raised``: the step
+    already ran (in a batch) and raised this: record that outcome, as if it had here."""
     job_id = taken.job_id
     follow_ups: list[JobRef] = []
     try:
+        if raised is not None:
+            raise raised
         follow_ups = [ref(job) for job in STEPS[taken.type].run(session, taken, checkout, ctx)]
         session.commit()
         outcome = "completed"

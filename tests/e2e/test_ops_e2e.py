@@ -141,6 +141,10 @@ def test_a_paused_queue_leaves_checkouts_waiting_until_resumed(ops_stack):
     log = (ops_stack.data_dir / "orders.log").read_text(errors="replace")
     batches = re.findall(r"\(reserve-stock\) attempt 1: completed \(in a batch of (\d+)\)", log)
     assert batches and max(int(n) for n in batches) >= 3, log[-3000:]
+    # and that batch's charges went as one message, charged in a batch of their own
+    log = (ops_stack.data_dir / "payments.log").read_text(errors="replace")
+    batches = re.findall(r"\(process-payment\) attempt 1: completed \(in a batch of (\d+)\)", log)
+    assert batches and max(int(n) for n in batches) >= 3, log[-3000:]
 
 
 # --- the dashboard in Chromium ---------------------------------------------------------
