@@ -48,11 +48,11 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     assert micro["pipeline_backlog"] > 0 and micro["pipeline_not_drained"] == 0
     assert micro["pipeline_orders_per_s"] > 0 and micro["noop_tasks_per_s"] > 0
     assert {s["endpoint"] for s in micro["capacity_steps"]} == {"checkout", "bare LPUSH"}
-    # PostgreSQL's counters: the payment job commits two transactions per order (it
-    # runs alone; the other steps share theirs in batches), and an order writes its
-    # order, lines, holds, payment, email, jobs and events
+    # PostgreSQL's counters: the steps share their transactions in batches (fewer than
+    # one per order), and an order writes its order, lines, holds, payment, email, jobs
+    # and events, and updates its five jobs twice each (claimed, closed)
     work = micro["database_work_per_order"]
-    assert work["commits"] >= 2 and work["inserted"] >= 10 and work["updated"] >= 10
+    assert work["commits"] > 0 and work["inserted"] >= 10 and work["updated"] >= 10
 
     md = (tmp_path / f"{data['paths']['md'].rsplit('/', 1)[1]}").read_text()
     assert "| figure | seed sync | seed async | ours sync | ours async |" in md

@@ -40,6 +40,9 @@ def scaled_stack(tmp_path):
             url,
             require_redis(),
             LEASE_SECONDS="30",  # a step here takes milliseconds: any re-run is a bug
+            # small batches, so both consumers of a queue claim batches side by side (at
+            # 50 one consumer's message can take a queue's whole backlog)
+            PIPELINE_BATCH="4",
             WEB_CONCURRENCY="2",
         )
         try:
