@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
@@ -29,7 +30,7 @@ from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkou
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
 from orders.models import Cart, Checkout, CheckoutStatus, IdempotencyKey, Job
 from orders.models.tables import CHECKOUTS, EVENTS, IDEMPOTENCY_KEYS, JOBS, LINES
-from orders.services import checkout_at_once
+from orders.services import checkout_at_once, checkout_rows
 from orders.services.checkout_rows import first_rows, prepare
 from orders.services.jobs import Dispatch, JobRef, ref, send_after_commit
 from orders.services.ops.upsert import insert_unless_present
@@ -121,10 +122,19 @@ def _place_at_once(
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
         with checkout_at_once.connection(session) as conn:
-            prepared = prepare(conn, request, request.items, session_id)
-            checkout = Checkout(**prepared.checkout)  # transient: what the rows read
-            event, job = first_rows(settings, checkout)
-            written = checkout_at_once.write(conn, prepared, event, job, key, digest)
+            catalogue = checkout_at_once.CATALOGUE
+            remembered = None if request.discount_code else catalogue.products(conn, request.items)
+            written = None
+            if remembered is not None:  # no read; the statement checks the live rows
+                checkout, job, written = _write_at_once(
+                    conn, settings, request, session_id, remembered, key, digest
+                )
+            if written is None:  # nothing remembered, or a product changed since
+                products = checkout_rows.read_products(conn, request.items)
+                catalogue.remember(conn, products)
+                checkout, job, written = _write_at_once(
+                    conn, settings, request, session_id, products, key, digest, read=True
+                )
     except ValidationFailed:
         # a retry of an accepted request is answered as such, even if the same body
         # would not be accepted now (stock ran out since)
@@ -137,6 +147,31 @@ def _place_at_once(
         return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
     assert key is not None  # nothing written: the key was taken
     return _replay(session, key, digest)
+
+
+def _write_at_once(
+    conn: Connection,
+    settings: Settings,
+    request: CheckoutRequest,
+    session_id: str | None,
+    products: Mapping[str, Any],
+    key: str | None,
+    digest: str,
+    *,
+    read: bool = False,
+) -> tuple[Checkout, dict[str, Any], bool | None]:
+    """Build the rows from ``products`` and write them (``read``: just read, so the
+    validation stands; else remembered, so the statement checks them)."""
+    try:
+        prepared = prepare(conn, request, request.items, session_id, products)
+    except ValidationFailed:
+        if read:
+            raise
+        return Checkout(), {}, None  # perhaps restocked since: read afresh
+    checkout = Checkout(**prepared.checkout)  # transient: what the rows read
+    event, job = first_rows(settings, checkout)
+    written = checkout_at_once.write(conn, prepared, event, job, key, digest, guarded=not read)
+    return checkout, job, written
 
 
 def _parse(settings: Settings, body: Any) -> CheckoutRequest:

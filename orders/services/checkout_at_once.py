@@ -11,6 +11,13 @@ insert after the key's selects from the key's ``RETURNING``, so a key that is al
 taken (``ON CONFLICT DO NOTHING``) writes nothing at all. The rows themselves are the
 ones the general path writes (``checkout.prepare``, ``timeline.event_row``,
 ``jobs.job_row``); only the statement differs.
+
+Most checkouts skip the read too: a web process remembers the products it read
+(:class:`Catalogue`), and builds the rows from them; the statement then writes only
+if every line's product still has that id, name and price and the units in stock
+(``guarded``), in the same snapshot as its inserts. When one has changed, nothing is
+written and the checkout is placed again from a fresh read, so a remembered product
+never changes an answer: the price charged, or a 422, is always the live row's.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from contextlib import contextmanager
 from enum import Enum
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, TextClause, text
+from sqlalchemy import Connection, Engine, Table, TextClause, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
+from orders.domain.validation import ItemRequest
 from orders.models.tables import CHECKOUTS, EVENTS, JOBS, LINES
 from orders.services.checkout_rows import Prepared
 
@@ -44,6 +53,34 @@ def connection(session: Session) -> Iterator[Connection]:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+class Catalogue:
+    """The products a web process read last, by engine and SKU (prices and names
+    change rarely; every use is checked against the live row: see ``write``)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._by_engine: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
+
+    def products(self, conn: Connection, items: Sequence[ItemRequest]) -> dict[str, Any] | None:
+        """Every item's remembered product, or None if one is not remembered."""
+        known = self._by_engine.get(conn.engine)
+        if not known:
+            return None
+        try:
+            return {item.sku: known[item.sku] for item in items}
+        except KeyError:
+            return None
+
+    def remember(self, conn: Connection, products: Mapping[str, Any]) -> None:
+        known = self._by_engine.setdefault(conn.engine, {})
+        if len(known) + len(products) > self.size:
+            known.clear()
+        known.update(products)
+
+
+CATALOGUE = Catalogue()
+
+
 def write(
     conn: Connection,
     prepared: Prepared,
@@ -51,9 +88,13 @@ def write(
     job: Mapping[str, Any],
     key: str | None,
     request_hash: str,
-) -> bool:
+    *,
+    guarded: bool = False,
+) -> bool | None:
     """Write the checkout (and ``key``, if given) in one statement. False when the key
-    was taken already: then nothing was written."""
+    was taken already: then nothing was written. ``guarded``: write only if every
+    line's product (id, name, unit price) is as in ``prepared`` and has its units in
+    stock; None (nothing written) if not."""
     params: dict[str, Any] = {}
     checkout = _with_defaults(CHECKOUTS, prepared.checkout)
     params.update(_prefixed("c_", checkout))
@@ -63,8 +104,15 @@ def write(
         params[f"l_{name}"] = [line[name] for line in prepared.lines]
     if key is not None:
         params.update(key=key, request_hash=request_hash, key_created_at=utcnow())
-    statement = _statement(tuple(checkout), tuple(event), tuple(job), with_key=key is not None)
-    return conn.execute(statement, params).first() is not None
+    if guarded:
+        params["lines"] = len(prepared.lines)
+    statement = _statement(
+        tuple(checkout), tuple(event), tuple(job), with_key=key is not None, guarded=guarded
+    )
+    fresh, checkout_id = conn.execute(statement, params).one()
+    if not fresh:
+        return None
+    return checkout_id is not None
 
 
 def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,11 +136,24 @@ def _prefixed(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
 
 @cache
 def _statement(
-    checkout: tuple[str, ...], event: tuple[str, ...], job: tuple[str, ...], *, with_key: bool
+    checkout: tuple[str, ...],
+    event: tuple[str, ...],
+    job: tuple[str, ...],
+    *,
+    with_key: bool,
+    guarded: bool,
 ) -> TextClause:
     """Built once per shape. Every value is cast to its column's type: a NULL or a
     string alone in a SELECT list would otherwise be typed text."""
-    ctes = ["ids AS (SELECT nextval(pg_get_serial_sequence('checkouts', 'id')) AS id)"]
+    arrays = ", ".join(f"CAST(:l_{name} AS {_type(LINES, name)}[])" for name in LINE_COLUMNS)
+    guard = ""
+    if guarded:  # every line's product as read, with its units in stock, or no id at all
+        guard = (
+            f" WHERE (SELECT COUNT(*) FROM products p JOIN unnest({arrays}) "
+            f"AS g({', '.join(LINE_COLUMNS)}) ON p.id = g.product_id AND p.name = g.name "
+            "AND p.price_cents = g.unit_price_cents AND p.stock >= g.quantity) = :lines"
+        )
+    ctes = [f"ids AS (SELECT nextval(pg_get_serial_sequence('checkouts', 'id')) AS id{guard})"]
     source = "ids"
     if with_key:
         ctes.append(
@@ -106,14 +167,17 @@ def _statement(
         f"c AS (INSERT INTO checkouts (id, {', '.join(checkout)}) "
         f"SELECT {source}.id, {_values(CHECKOUTS, 'c_', checkout)} FROM {source} RETURNING id)"
     )
-    arrays = ", ".join(f"CAST(:l_{name} AS {_type(LINES, name)}[])" for name in LINE_COLUMNS)
     ctes.append(
         f"l AS (INSERT INTO checkout_lines (checkout_id, {', '.join(LINE_COLUMNS)}) "
         f"SELECT c.id, u.* FROM c, unnest({arrays}) AS u({', '.join(LINE_COLUMNS)}))"
     )
     ctes.append(_insert_after("e", EVENTS, "e_", event))
     ctes.append(_insert_after("j", JOBS, "j_", job))
-    return text(f"WITH {', '.join(ctes)} SELECT id FROM c")
+    # fresh: the guard held (always, unguarded); id: the checkout's (None: key taken)
+    return text(
+        f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM ids) AS fresh, "
+        "(SELECT id FROM c) AS id"
+    )
 
 
 def _insert_after(name: str, table: Table, prefix: str, columns: Sequence[str]) -> str:

@@ -7,6 +7,7 @@ Both ways of writing them (:mod:`orders.services.checkout` and
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,19 +36,27 @@ class Prepared:
     lines: list[dict[str, Any]]
 
 
+def read_products(db: Session | Connection, items: tuple[ItemRequest, ...]) -> dict[str, Any]:
+    """The items' products (id, sku, name, price_cents, stock) by SKU."""
+    wanted = select(
+        PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.name, PRODUCTS.c.price_cents, PRODUCTS.c.stock
+    ).where(PRODUCTS.c.sku.in_([i.sku for i in items]))
+    return {p.sku: p for p in db.execute(wanted)}
+
+
 def prepare(
     db: Session | Connection,
     request: CheckoutRequest,
     items: tuple[ItemRequest, ...],
     session_id: str | None,
+    products: Mapping[str, Any] | None = None,
 ) -> Prepared:
     """Check the items against the catalogue (and the discount code): the rows to
-    write, or :class:`ValidationFailed` naming every field at fault. Reads only."""
+    write, or :class:`ValidationFailed` naming every field at fault. Reads only.
+    ``products``: the items' products, read already (by :func:`read_products`)."""
     from_cart = request.cart_id is not None
-    wanted = select(
-        PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.name, PRODUCTS.c.price_cents, PRODUCTS.c.stock
-    ).where(PRODUCTS.c.sku.in_([i.sku for i in items]))
-    products = {p.sku: p for p in db.execute(wanted)}
+    if products is None:
+        products = read_products(db, items)
     errors: list[FieldError] = []
     for item in items:
         where = "cartId" if from_cart else f"items[{item.index}]"
