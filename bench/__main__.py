@@ -245,7 +245,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--web-db-pool",
         help="the web's database pool per worker as KEPT+BURST, e.g. 8+0 (default: the "
-        "profile's, 4+4)",
+        "profile's, 8+0)",
     )
     parser.add_argument(
         "--pipeline-batch",

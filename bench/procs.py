@@ -41,7 +41,7 @@ def consumer_env(db_pool: int) -> dict[str, str]:
     return {"DB_POOL_SIZE": str(db_pool), "DB_MAX_OVERFLOW": "0"}
 
 
-def server_env(threads: int, web_pool: str = "4+4", batch: int = 50) -> dict[str, str]:
+def server_env(threads: int, web_pool: str = "8+0", batch: int = 50) -> dict[str, str]:
     kept, burst = web_pool.split("+")
     return {
         "PIPELINE_BATCH": str(batch),
