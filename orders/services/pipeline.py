@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from orders.db import utcnow
 from orders.errors import OutOfStock
+from orders.infra.gateway import ChargeResult
 from orders.jobtypes import CREATE_ORDER, PROCESS_PAYMENT, SEND_ORDER_CONFIRMATION, UPDATE_INVENTORY
 from orders.models import (
     Checkout,
@@ -128,24 +129,36 @@ def process_payment(
             amount_cents=checkout.total_cents, token=checkout.payment_token, idempotency_key=key
         )
         close(session, claim, JobStatus.COMPLETED)
-        recorded = Payment(
-            checkout_id=checkout.id,
-            amount_cents=checkout.total_cents,
-            status=PaymentStatus.CAPTURED if result.captured else PaymentStatus.DECLINED,
-            gateway_ref=result.gateway_ref,
-            idempotency_key=key,
-            decline_reason=result.decline_reason,
-        )
+        recorded = payment_row(checkout, key, result)
         session.add(recorded)
     else:
         close(session, claim, JobStatus.COMPLETED)
     if recorded.status is PaymentStatus.DECLINED:
-        reason = (recorded.decline_reason or "card_declined").replace("_", " ")
-        return fail_checkout(
-            session, ctx.settings, checkout, "payment_declined", f"Payment declined: {reason}"
-        )
+        return decline(session, ctx, checkout, recorded.decline_reason)
     record_event(session, checkout, f"Payment of {checkout.total_cents} cents captured")
     return [new_job(session, ctx.settings, CREATE_ORDER, checkout=checkout)]
+
+
+def payment_row(checkout: Checkout, key: str, result: ChargeResult) -> Payment:
+    """The payment to record for a charge's result."""
+    return Payment(
+        checkout_id=checkout.id,
+        amount_cents=checkout.total_cents,
+        status=PaymentStatus.CAPTURED if result.captured else PaymentStatus.DECLINED,
+        gateway_ref=result.gateway_ref,
+        idempotency_key=key,
+        decline_reason=result.decline_reason,
+    )
+
+
+def decline(
+    session: Session, ctx: PipelineContext, checkout: Checkout, reason: str | None
+) -> list[Job]:
+    """A declined card fails its checkout (``payment_declined``), with compensation."""
+    words = (reason or "card_declined").replace("_", " ")
+    return fail_checkout(
+        session, ctx.settings, checkout, "payment_declined", f"Payment declined: {words}"
+    )
 
 
 def create_order(

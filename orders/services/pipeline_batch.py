@@ -40,17 +40,15 @@ from orders.models import (
     Job,
     JobStatus,
     Order,
-    Payment,
-    PaymentStatus,
 )
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.services.batch_leases import close_all
-from orders.services.compensation import apply_units, fail_checkout, payment_key
+from orders.services.compensation import apply_units, payment_key
 from orders.services.context import PipelineContext
 from orders.services.emails import deliver, delivered_message, mark_delivered, order_confirmation
 from orders.services.jobs import new_jobs
 from orders.services.leases import Claim
-from orders.services.pipeline import hold_rows, new_order
+from orders.services.pipeline import decline, hold_rows, new_order, payment_row
 from orders.services.timeline import Event, move_all, record_events
 
 log = logging.getLogger(__name__)
@@ -128,23 +126,13 @@ def charge_all(
         charged.append((claim, checkout, result))
     close_all(session, [claim for claim, _, _ in charged], JobStatus.COMPLETED)
     session.add_all(
-        Payment(
-            checkout_id=checkout.id,
-            amount_cents=checkout.total_cents,
-            status=PaymentStatus.CAPTURED if result.captured else PaymentStatus.DECLINED,
-            gateway_ref=result.gateway_ref,
-            idempotency_key=keys[checkout.id],
-            decline_reason=result.decline_reason,
-        )
-        for _, checkout, result in charged
+        payment_row(checkout, keys[checkout.id], result) for _, checkout, result in charged
     )
     captured = [checkout for _, checkout, result in charged if result.captured]
     jobs: list[Job] = []
     for _, checkout, result in charged:
         if not result.captured:  # rare: the single step's own words and compensation
-            reason = (result.decline_reason or "card_declined").replace("_", " ")
-            message = f"Payment declined: {reason}"
-            jobs += fail_checkout(session, ctx.settings, checkout, "payment_declined", message)
+            jobs += decline(session, ctx, checkout, result.decline_reason)
     record_events(
         session,
         [(c, f"Payment of {c.total_cents} cents captured", _INFO, None) for c in captured],
