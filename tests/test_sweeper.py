@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from orders.db import utcnow
 from orders.errors import LeaseLost
@@ -164,3 +164,35 @@ def test_the_sweeper_wakes_the_streams_of_checkouts_it_moves(client, session, dr
     drain.ctx.publish = published.append
     sweep_now(drain)
     assert published == [job_id]
+
+
+@pytest.mark.postgres  # SQLite has no row locks
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_sweeper_skips_a_lost_job_another_transaction_holds(client, session, drain, dispatched):
+    """A lost job whose row another transaction holds (a batch closing it, retention
+    deleting it) is left for the next round, not waited for: waiting deadlocked."""
+    make_product(session, sku="TEE", stock=5)
+    held = place(client, ("TEE", 1))
+    place(client, ("TEE", 1))
+    dispatched.take()  # both messages vanished
+    session.execute(update(Job).values(enqueued_at=utcnow() - timedelta(seconds=3600)))
+    session.commit()
+    holder = drain.sessions()
+    try:
+        holder.execute(text("SET lock_timeout = '2s'"))
+        locked = holder.scalar(
+            select(Job.id)
+            .join(Checkout, Checkout.id == Job.checkout_id)
+            .where(Checkout.public_id == held)
+            .with_for_update()
+        )
+        with drain.sessions() as sweeping:
+            sweeping.execute(text("SET lock_timeout = '2s'"))  # waiting would raise
+            report = sweep(sweeping, drain.ctx)
+        assert report.resent == 1
+        assert locked not in [ref.id for ref in dispatched.take()]
+    finally:
+        holder.rollback()
+        holder.close()
+    assert sweep_now(drain).resent == 1  # released: the next round sends it
+    assert [ref.id for ref in dispatched.take()] == [locked]

@@ -87,6 +87,10 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
         )
         .order_by(Job.created_at)
         .limit(BATCH)
+        # rows another transaction holds (a batch closing its jobs, retention deleting
+        # old ones) are skipped, not waited for: two multi-row statements locking rows
+        # in different orders deadlocked (seen in a bench drain); the next round sees them
+        .with_for_update(skip_locked=True)
     ).all()
     if lost:
         session.execute(
