@@ -124,17 +124,17 @@ def _place_at_once(
         with checkout_at_once.connection(session) as conn:
             catalogue = checkout_at_once.CATALOGUE
             remembered = None if request.discount_code else catalogue.products(conn, request.items)
-            written = None
+            done = None
             if remembered is not None:  # no read; the statement checks the live rows
-                checkout, job, written = _write_at_once(
-                    conn, settings, request, session_id, remembered, key, digest
-                )
-            if written is None:  # nothing remembered, or a product changed since
+                done = _write_at_once(conn, settings, request, session_id, remembered, key, digest)
+            if done is None:  # nothing remembered, or a product changed since
                 products = checkout_rows.read_products(conn, request.items)
                 catalogue.remember(conn, products)
-                checkout, job, written = _write_at_once(
+                done = _write_at_once(
                     conn, settings, request, session_id, products, key, digest, read=True
                 )
+            assert done is not None  # a fresh read's write is never refused by a guard
+            checkout, job, written = done
     except ValidationFailed:
         # a retry of an accepted request is answered as such, even if the same body
         # would not be accepted now (stock ran out since)
@@ -159,19 +159,21 @@ def _write_at_once(
     digest: str,
     *,
     read: bool = False,
-) -> tuple[Checkout, dict[str, Any], bool | None]:
+) -> tuple[Checkout, dict[str, Any], bool] | None:
     """Build the rows from ``products`` and write them (``read``: just read, so the
-    validation stands; else remembered, so the statement checks them)."""
+    validation stands; else remembered, so the statement checks them). The checkout,
+    its job's row and whether it was written (False: the key was taken); None: a
+    remembered product was not as the rows said (nothing written: read afresh)."""
     try:
         prepared = prepare(conn, request, request.items, session_id, products)
     except ValidationFailed:
         if read:
             raise
-        return Checkout(), {}, None  # perhaps restocked since: read afresh
+        return None  # perhaps restocked since
     checkout = Checkout(**prepared.checkout)  # transient: what the rows read
     event, job = first_rows(settings, checkout)
     written = checkout_at_once.write(conn, prepared, event, job, key, digest, guarded=not read)
-    return checkout, job, written
+    return None if written is None else (checkout, job, written)
 
 
 def _parse(settings: Settings, body: Any) -> CheckoutRequest:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 from sqlalchemy import insert, select, update
@@ -63,7 +64,7 @@ class Done(NamedTuple):
     alone: tuple[Claim, ...] = ()  # claims to run alone, after commit
     # job id -> what its step raised here (a gateway error): the job runs alone with it
     # as its step's outcome (a retry, a wait for the breaker), the call not made again
-    raised: dict[str, Exception] = {}
+    raised: Mapping[str, Exception] = MappingProxyType({})  # (an immutable default)
 
 
 def _ids(checkouts: Sequence[Checkout]) -> list[int]:
