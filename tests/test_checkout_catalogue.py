@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, select, text
 
 from orders.models import Checkout, CheckoutLine
+from orders.services import checkout_at_once
 from orders.web.extensions import db
 from tests.factories import checkout_body, make_product
 from tests.test_api_checkout import post
@@ -19,8 +20,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def statements(app):
-    """Every SQL statement the web sends, in order."""
+def statements(app, monkeypatch):
+    """Every SQL statement the web sends, in order: through SQLAlchemy, and the
+    checkout's write, which runs on the driver's cursor (execute_on_driver)."""
     with app.app_context():
         engine = db.engine
     sent: list[str] = []
@@ -28,6 +30,13 @@ def statements(app):
     def record(_conn, _cursor, statement, *_args) -> None:
         sent.append(statement)
 
+    on_driver = checkout_at_once.execute_on_driver
+
+    def record_on_driver(conn, statement, params):
+        sent.append(statement)
+        return on_driver(conn, statement, params)
+
+    monkeypatch.setattr(checkout_at_once, "execute_on_driver", record_on_driver)
     event.listen(engine, "before_cursor_execute", record)
     yield sent
     event.remove(engine, "before_cursor_execute", record)

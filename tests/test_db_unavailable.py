@@ -64,3 +64,42 @@ def test_a_request_that_gets_no_connection_in_time_is_503_and_records_nothing(
     with make_session_factory(engine)() as session:
         assert session.scalar(select(func.count()).select_from(Checkout)) == 0
     engine.dispose()
+
+
+def test_a_connection_lost_during_the_checkouts_write_is_503_then_replaced(
+    tight_app, postgres_database, tmp_path
+) -> None:
+    """The one-statement write runs on the driver's cursor (checkout_at_once.
+    execute_on_driver): a dead connection there is still SQLAlchemy's error (503, not
+    a 500) and is invalidated, so the next checkout gets a new one."""
+    from sqlalchemy import create_engine, text
+
+    from orders.config import database_url_for_sqlalchemy
+    from orders.web.extensions import db
+
+    admin = create_engine(database_url_for_sqlalchemy(postgres_database))
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO products (sku, name, description, price_cents, stock, sold, "
+                "created_at) VALUES ('TEE', 'Tee', '', 1000, 5, 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    client = tight_app.test_client()
+    first = client.post("/api/checkout", json=checkout_body(("TEE", 1)))
+    assert first.status_code == 202  # the product is remembered: the next skips the read
+    with tight_app.app_context():
+        with db.engine.connect() as conn:  # the pool's only connection, given back after
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with admin.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    lost = client.post("/api/checkout", json=checkout_body(("TEE", 1)))
+    again = client.post("/api/checkout", json=checkout_body(("TEE", 1)))
+
+    assert lost.status_code == 503, lost.get_data(as_text=True)
+    assert lost.get_json()["code"] == "database_unavailable"
+    assert again.status_code == 202, again.get_data(as_text=True)
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM checkouts")).scalar_one() == 2
+    admin.dispose()
