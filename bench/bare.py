@@ -3,6 +3,9 @@
 - ``app``: a bare Flask endpoint that does one Redis LPUSH and answers 202 (the
   "enqueue and answer" ceiling the checkout is compared with). Run it with the same
   gunicorn settings as the shop: ``gunicorn bench.bare:app -c gunicorn.conf.py``.
+  Its ``/bare/record`` commits one INSERT on PostgreSQL first, then does the LPUSH:
+  the floor of any checkout that records durably before it answers (DESIGN.md's
+  rule), so the report can say how much of the gap to the ceiling is that rule's.
 - ``huey``: a Huey instance with the shop's broker settings and one no-op task, for
   ``huey_consumer bench.bare.huey`` with the shop's consumer flags.
 
@@ -16,25 +19,63 @@ import uuid
 
 from flask import Flask, jsonify
 from huey import PriorityRedisExpireHuey
+from sqlalchemy import Engine, create_engine
 
 from orders.wiring import redis_pool
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("QUEUE_PREFIX", "bench")
 
+FLOOR_TABLE = "bench_floor"  # created by the bench (bench.micro) before the sweep
+
 app = Flask(__name__)
+_engine: Engine | None = None
 
 
 @app.post("/bare/enqueue")
 def enqueue():  # type: ignore[no-untyped-def]
+    return _enqueued(uuid.uuid4().hex)
+
+
+@app.post("/bare/record")
+def record():  # type: ignore[no-untyped-def]
+    """One row committed (autocommit, on the driver's cursor, from a pool sized as the
+    shop's web pool), then the LPUSH."""
+    job_id = uuid.uuid4().hex
+    raw = _database().raw_connection()
+    try:
+        driver = raw.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        with driver.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(f"INSERT INTO {FLOOR_TABLE} (job_id) VALUES (%s)", (job_id,))
+        driver.autocommit = False  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    return _enqueued(job_id)
+
+
+def _enqueued(job_id: str):  # type: ignore[no-untyped-def]
     import redis
 
     client = redis.Redis(connection_pool=redis_pool(REDIS_URL))
-    job_id = uuid.uuid4().hex
     client.lpush(f"{PREFIX}-bare", job_id)
     response = jsonify({"success": True, "data": {"jobId": job_id, "status": "queued"}})
     response.status_code = 202
     return response
+
+
+def _database() -> Engine:
+    """The bench database, pooled like the shop's web (DB_POOL_SIZE + DB_MAX_OVERFLOW)."""
+    global _engine
+    if _engine is None:
+        from orders.config import database_url_for_sqlalchemy
+
+        _engine = create_engine(
+            database_url_for_sqlalchemy(os.environ["DATABASE_URL"]),
+            pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
+            max_overflow=int(os.environ.get("DB_MAX_OVERFLOW", "0")),
+        )
+    return _engine
 
 
 @app.get("/bare/ready")

@@ -1,7 +1,8 @@
 """Micro-benchmarks, each a ratio of two figures measured in the same run:
 
-- checkout 202 capacity vs a bare Flask "one LPUSH + 202" endpoint (same gunicorn
-  settings), both under an open-model arrival-rate sweep, the consumers stopped;
+- checkout 202 capacity vs a bare Flask "one LPUSH + 202" endpoint and the durable
+  floor "one committed INSERT + LPUSH" (same gunicorn settings), each under an
+  open-model arrival-rate sweep, the consumers stopped (:mod:`bench.capacity`);
 - the pipeline with zero simulated latency (the backlog the capacity sweep left,
   drained by restarted consumers) vs raw Huey no-op tasks on the same consumer flags;
 - CPU ms per order by process (web, each consumer, PostgreSQL), with py-spy flame
@@ -10,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,66 +19,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.capacity import lines as capacity_lines
+from bench.capacity import run_capacity
 from bench.drain import database_work, fill_backlog, pending, sample_drain, wait_drained
-from bench.load import checkout_body, run_rate
 from bench.procs import BenchStack, finish, flame
-from bench.report import capacity, summarize
 from orders.db import utcnow
-
-
-def sweep(
-    url: str,
-    body_for: Callable[[int], dict[str, Any]],
-    rates: list[float],
-    step_s: float,
-    endpoint: str,
-    say: Callable[[str], None],
-    limit_ms: float = 100,
-    refine: int = 0,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Step the arrival rate up until two steps in a row miss p99 < ``limit_ms`` with
-    no errors (one noisy step does not end the sweep), or one misses with its median
-    over the limit too (saturated, not noise: a higher rate only adds checkouts for
-    the pipeline phase to drain). Then ``refine`` bisections between the highest rate
-    that passed and the lowest above it that missed: the capacity is known to within
-    that gap / 2**refine, not to within a whole step of the list."""
-    steps, ids = [], []
-
-    def step(rate: float) -> dict[str, Any]:
-        result = asyncio.run(run_rate(url, body_for, rate=rate, duration=step_s, timeout=10))
-        row = {"endpoint": endpoint, "rate": rate, **summarize(result, [], 0)}
-        steps.append(row)
-        ids.extend(result.job_ids)
-        say(
-            f"  {endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-            f"{row['errors']} errors"
-        )
-        time.sleep(0.5)
-        return row
-
-    misses = 0
-    for rate in rates:
-        row = step(rate)
-        misses = misses + 1 if not _passed(row, limit_ms) else 0
-        if misses == 2 or (misses and row["p50_ms"] >= limit_ms):
-            break
-    passed = capacity(steps, limit_ms)
-    above = [s["rate"] for s in steps if s["rate"] > passed and not _passed(s, limit_ms)]
-    if passed and above:
-        low, high = passed, min(above)
-        for _ in range(refine):
-            middle = round((low + high) / 2)
-            if middle in (low, high):
-                break
-            if _passed(step(middle), limit_ms):
-                low = middle
-            else:
-                high = middle
-    return steps, ids
-
-
-def _passed(row: dict[str, Any], limit_ms: float) -> bool:
-    return bool(row["p99_ms"] < limit_ms and not row["errors"])
 
 
 def run_micro(
@@ -90,58 +35,12 @@ def run_micro(
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], list[str]]:
     threads = profile["micro_threads"]
-    step_s = profile["capacity_step_s"]
-    say("micro: checkout capacity (open model), consumers stopped")
     wait_drained(stack, profile["drain_timeout_s"], say)  # the backlog is ours alone
     stack.stop_workers()
     first_id = int(stack.scalar("SELECT COALESCE(MAX(id), 0) FROM checkouts"))
     before = pending(stack)
-    web_cpu0 = stack.cpu_seconds("web")
-    sessions0 = database_work(stack)["sessions"]
-    checkout_url = f"{stack.base_url}/api/checkout"
-
-    def checkout_for(n: int) -> dict[str, Any]:
-        return checkout_body(skus[n % len(skus)], n)
-
-    checkout_steps, ids = sweep(
-        checkout_url,
-        checkout_for,
-        profile["checkout_rates"],
-        step_s,
-        "checkout",
-        say,
-        refine=profile["capacity_refine"],
-    )
-    web_cpu = stack.cpu_seconds("web") - web_cpu0
-    # counted as they end: the web's burst connections, closed as they were given back
-    sweep_sessions = database_work(stack)["sessions"] - sessions0
-    swept = len(ids)  # the checkouts web_cpu was spent on
-    # the web's flame graph in a window of its own: py-spy takes CPU from the box, so
-    # running it during the sweep handicapped the checkout against the bare endpoint
-    # (each of its checkouts joins the backlog drained below: kept short)
-    say(f"micro: web flame graph (checkouts at 50/s for {profile['flame_s']:g} s, not measured)")
-    spy = flame(stack.pid("web"), profile["flame_s"], out / f"{stem}-flame-web.svg")
-    profiled = asyncio.run(
-        run_rate(checkout_url, checkout_for, rate=50, duration=profile["flame_s"], timeout=10)
-    )
-    finish(spy)
-    ids += profiled.job_ids
-    say("micro: bare LPUSH endpoint capacity")
-    bare_steps, _ = sweep(
-        f"{stack.bare_url}/bare/enqueue",
-        lambda n: {"n": n},
-        profile["bare_rates"],
-        step_s,
-        "bare LPUSH",
-        say,
-        refine=profile["capacity_refine"],
-    )
-    cap_checkout = capacity(checkout_steps, 100)
-    cap_bare = capacity(bare_steps, 100)
-    topped = {
-        "checkout": _at_top(cap_checkout, profile["checkout_rates"]),
-        "bare": _at_top(cap_bare, profile["bare_rates"]),
-    }
+    found = run_capacity(stack, profile, out, stem, skus, say)
+    ids = found.ids
 
     backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
     say(
@@ -203,22 +102,20 @@ def run_micro(
     per_order = {}
     if done:
         per_order = {
-            "web (POST /api/checkout, 202)": 1000 * web_cpu / max(1, swept),
+            "web (POST /api/checkout, 202)": 1000 * found.web_cpu / max(1, found.swept),
             "orders consumer (reserve, create order, inventory)": 1000 * cpu["orders"] / done,
             "payments consumer (charge)": 1000 * cpu["payments"] / done,
             "notifications consumer (email)": 1000 * cpu["notifications"] / done,
             "postgres (backends of the bench database)": 1000 * cpu["postgres"] / done,
         }
     result = {
-        "capacity_steps": [  # by rate: the bisection's steps among the list's
-            *sorted(checkout_steps, key=lambda row: row["rate"]),
-            *sorted(bare_steps, key=lambda row: row["rate"]),
-        ],
-        "checkout_capacity_per_s": cap_checkout,
-        "bare_capacity_per_s": cap_bare,
-        "capacity_ratio": cap_checkout / cap_bare if cap_bare else 0.0,
-        "capacity_at_top_of_sweep": topped,
-        "sweep_sessions_closed": sweep_sessions,
+        "capacity_steps": found.steps,  # by endpoint, then rate (bisection's included)
+        "checkout_capacity_per_s": found.checkout,
+        "bare_capacity_per_s": found.bare,
+        "capacity_ratio": found.checkout / found.bare if found.bare else 0.0,
+        "floor_capacity_per_s": found.floor,
+        "capacity_at_top_of_sweep": found.topped,
+        "sweep_sessions_closed": found.sessions,
         "pipeline_backlog": backlog,
         "pipeline_orders_per_s": orders_per_s,
         "pipeline_not_drained": left,
@@ -230,10 +127,7 @@ def run_micro(
         "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
     }
     result["lines"] = [
-        f"checkout capacity (p99 < 100 ms, 0 errors): {_at_least(topped['checkout'])}"
-        f"{cap_checkout:g}/s vs bare LPUSH {_at_least(topped['bare'])}{cap_bare:g}/s = "
-        f"{100 * result['capacity_ratio']:.0f} % (goal >= 40 %); the web opened and closed "
-        f"{sweep_sessions} PostgreSQL sessions during the checkout sweep",
+        *capacity_lines(found),
         f"pipeline, zero latency: {orders_per_s:.1f} orders/s end to end ({done} orders, "
         f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
         f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
@@ -249,15 +143,6 @@ def run_micro(
             "sessions opened (a pool that closes burst connections opens one per burst)"
         )
     return result, ids
-
-
-def _at_top(capacity_per_s: float, rates: list[float]) -> bool:
-    """A capacity equal to the sweep's top rate is a lower bound: nothing above was tried."""
-    return bool(rates) and capacity_per_s == rates[-1]
-
-
-def _at_least(topped: bool) -> str:
-    return "at least " if topped else ""
 
 
 def noop_rate(stack: BenchStack, n: int, threads: int) -> float:

@@ -19,6 +19,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "pipeline_batch": 50,
         "checkout_rates": [20],
         "bare_rates": [20],
+        "floor_rates": [20],
         "capacity_step_s": 1,
         "capacity_refine": 1,
         "micro_threads": 4,
@@ -48,6 +49,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # bare endpoint's to within 100/s)
         "checkout_rates": [150, 300, 450, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200],
+        "floor_rates": [300, 600, 900, 1200, 1500, 1800, 2100],  # bench.bare's /bare/record
         "capacity_refine": 2,
         # 1.2 s steps and a 5 s flame window keep the backlog the sweep leaves (and
         # the zero-latency phase drains) near 2,000 checkouts: make bench < 5 min
@@ -76,6 +78,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # as in quick: every accepted checkout of the sweep is drained and audited
         "checkout_rates": [100, 200, 300, 400, 600, 800, 1000],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],
+        "floor_rates": [200, 400, 600, 800, 1000, 1200, 1500, 1800, 2100, 2400],
         "capacity_step_s": 3,
         "capacity_refine": 3,
         "flame_s": 10,

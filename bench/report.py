@@ -231,7 +231,11 @@ def chart(data: dict[str, Any], path: Path) -> None:
     axes[0].set_yscale("log")
     axes[1].set(title="submit → final status, p95", xlabel="concurrent users", ylabel="ms")
     steps = (data.get("micro") or {}).get("capacity_steps", [])
-    for endpoint, colour in (("checkout", "tab:blue"), ("bare LPUSH", "tab:gray")):
+    for endpoint, colour in (
+        ("checkout", "tab:blue"),
+        ("bare LPUSH", "tab:gray"),
+        ("INSERT + LPUSH", "tab:green"),
+    ):
         pts = [s for s in steps if s["endpoint"] == endpoint]
         axes[2].plot(
             [s["rate"] for s in pts], [s["p99_ms"] for s in pts], "o-", color=colour, label=endpoint

@@ -63,7 +63,7 @@ def test_the_capacity_sweep_bisects_between_the_last_pass_and_the_first_miss(
     monkeypatch,
 ) -> None:
     """A server that holds 337/s: the list's steps say 300, two halvings say 337."""
-    import bench.micro as micro
+    import bench.capacity as micro
 
     async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
         latency = 0.005 if rate <= 337 else 0.5  # saturated above its capacity
