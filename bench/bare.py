@@ -69,12 +69,14 @@ def _database() -> Engine:
     global _engine
     if _engine is None:
         from orders.config import database_url_for_sqlalchemy
+        from orders.db import warm_pool
 
         _engine = create_engine(
             database_url_for_sqlalchemy(os.environ["DATABASE_URL"]),
             pool_size=int(os.environ.get("DB_POOL_SIZE", "5")),
             max_overflow=int(os.environ.get("DB_MAX_OVERFLOW", "0")),
         )
+        warm_pool(_engine)  # as the shop's web does at start (gunicorn.conf.py)
     return _engine
 
 

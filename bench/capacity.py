@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,42 +33,34 @@ class Capacities:
     ids: list[str] = field(default_factory=list)  # the checkouts accepted (the sweep's + flame's)
     web_cpu: float = 0.0  # the web's CPU seconds during the checkout sweep
     swept: int = 0  # the checkouts it was spent on
-    sessions: int = 0  # PostgreSQL sessions the web opened and closed meanwhile
+    sessions: int = 0  # PostgreSQL sessions opened and closed meanwhile (burst ones)
 
 
-def sweep(
-    url: str,
-    body_for: Callable[[int], dict[str, Any]],
-    rates: list[float],
-    step_s: float,
-    endpoint: str,
-    say: Callable[[str], None],
-    limit_ms: float = 100,
-    refine: int = 0,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Step the arrival rate up until two steps in a row miss p99 < ``limit_ms`` with
+Plan = Generator[float, dict[str, Any], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint: str
+    url: str
+    body_for: Callable[[int], dict[str, Any]]
+    rates: list[float]
+
+
+def plan(rates: list[float], limit_ms: float = 100, refine: int = 0) -> Plan:
+    """The rates one sweep tries, each chosen once the last one's step is sent in.
+
+    Step the arrival rate up until two steps in a row miss p99 < ``limit_ms`` with
     no errors (one noisy step does not end the sweep), or one misses with its median
     over the limit too (saturated, not noise: a higher rate only adds checkouts for
     the pipeline phase to drain). Then ``refine`` bisections between the highest rate
     that passed and the lowest above it that missed: the capacity is known to within
     that gap / 2**refine, not to within a whole step of the list."""
-    steps, ids = [], []
-
-    def step(rate: float) -> dict[str, Any]:
-        result = asyncio.run(run_rate(url, body_for, rate=rate, duration=step_s, timeout=10))
-        row = {"endpoint": endpoint, "rate": rate, **summarize(result, [], 0)}
-        steps.append(row)
-        ids.extend(result.job_ids)
-        say(
-            f"  {endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
-            f"{row['errors']} errors"
-        )
-        time.sleep(0.5)
-        return row
-
+    steps = []
     misses = 0
     for rate in rates:
-        row = step(rate)
+        row = yield rate
+        steps.append(row)
         misses = misses + 1 if not _passed(row, limit_ms) else 0
         if misses == 2 or (misses and row["p50_ms"] >= limit_ms):
             break
@@ -79,11 +72,67 @@ def sweep(
             middle = round((low + high) / 2)
             if middle in (low, high):
                 break
-            if _passed(step(middle), limit_ms):
+            if _passed((yield middle), limit_ms):
                 low = middle
             else:
                 high = middle
-    return steps, ids
+
+
+def sweep_together(
+    targets: list[Target],
+    step_s: float,
+    say: Callable[[str], None],
+    limit_ms: float = 100,
+    refine: int = 0,
+) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
+    """Every target's sweep (:func:`plan`), taking turns: one step of each per round.
+
+    The machine is shared and its speed drifts (the bare endpoint's capacity moved
+    between 1,300 and 2,375/s across runs on the same code): sweeps run one after the
+    other put each endpoint in a different stretch, and the ratio measured the drift.
+    In turns, a slow stretch lands on every endpoint alike; the round's order rotates,
+    so what a step inherits from the one before it (a database still busy with the
+    last step's writes) is spread too. Each target's steps, and the job ids its 202s
+    carried."""
+    found: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
+        t.endpoint: ([], []) for t in targets
+    }
+    plans = {t.endpoint: plan(t.rates, limit_ms, refine) for t in targets}
+    upcoming: dict[str, float] = {}
+    for name, rates in plans.items():
+        with suppress(StopIteration):
+            upcoming[name] = next(rates)
+    turn = 0
+    while upcoming:
+        # each round starts one further along: none always follows the same one
+        for target in targets[turn % len(targets) :] + targets[: turn % len(targets)]:
+            if target.endpoint not in upcoming:
+                continue
+            steps, ids = found[target.endpoint]
+            row = _step(target, upcoming[target.endpoint], step_s, say, ids)
+            steps.append(row)
+            try:
+                upcoming[target.endpoint] = plans[target.endpoint].send(row)
+            except StopIteration:
+                del upcoming[target.endpoint]
+        turn += 1
+    return found
+
+
+def _step(
+    target: Target, rate: float, step_s: float, say: Callable[[str], None], ids: list[str]
+) -> dict[str, Any]:
+    result = asyncio.run(
+        run_rate(target.url, target.body_for, rate=rate, duration=step_s, timeout=10)
+    )
+    row = {"endpoint": target.endpoint, "rate": rate, **summarize(result, [], 0)}
+    ids.extend(result.job_ids)
+    say(
+        f"  {target.endpoint} @ {rate:g}/s: p50 {row['p50_ms']:.1f} ms, "
+        f"p99 {row['p99_ms']:.1f} ms, {row['errors']} errors"
+    )
+    time.sleep(0.5)
+    return row
 
 
 def _passed(row: dict[str, Any], limit_ms: float) -> bool:
@@ -98,60 +147,76 @@ def run_capacity(
     skus: list[str],
     say: Callable[[str], None],
 ) -> Capacities:
-    """The three sweeps (and the web's flame graph, in a window of its own)."""
-    step_s = profile["capacity_step_s"]
-    say("micro: checkout capacity (open model), consumers stopped")
-    web_cpu0 = stack.cpu_seconds("web")
-    sessions0 = database_work(stack)["sessions"]
+    """The three sweeps, in turns (:func:`sweep_together`), then the web's flame graph
+    in a window of its own: py-spy takes CPU from the box, so running it during the
+    sweeps handicapped the checkout against the others."""
+    say(
+        "micro: capacity (open model), consumers stopped: the checkout, the bare LPUSH and "
+        "the durable floor (one committed INSERT, then the LPUSH), one step of each in turn"
+    )
+    with stack.engine.begin() as conn:
+        conn.execute(text(FLOOR_DDL))
     checkout_url = f"{stack.base_url}/api/checkout"
 
     def checkout_for(n: int) -> dict[str, Any]:
         return checkout_body(skus[n % len(skus)], n)
 
-    def measure(url: str, body: Callable[[int], Any], rates: str, endpoint: str) -> Any:
-        return sweep(url, body, profile[rates], step_s, endpoint, say, refine=refine)
-
-    refine = profile["capacity_refine"]
-    checkout_steps, ids = measure(checkout_url, checkout_for, "checkout_rates", "checkout")
+    targets = [
+        Target(ENDPOINTS["checkout"], checkout_url, checkout_for, profile["checkout_rates"]),
+        Target(
+            ENDPOINTS["bare"], f"{stack.bare_url}/bare/enqueue", _numbered, profile["bare_rates"]
+        ),
+        Target(
+            ENDPOINTS["floor"], f"{stack.bare_url}/bare/record", _numbered, profile["floor_rates"]
+        ),
+    ]
+    # a second of each, not measured: every process has its connections open (the
+    # shop's web opens its pool at start; the floor's app when first used) and the
+    # checkouts it accepts join the others (drained and audited)
+    warmed = []
+    for target in targets:
+        warm = asyncio.run(
+            run_rate(target.url, target.body_for, rate=target.rates[0], duration=1, timeout=10)
+        )
+        warmed += warm.job_ids if target.url == checkout_url else []
+    web_cpu0 = stack.cpu_seconds("web")  # only checkouts reach the web meanwhile
+    sessions0 = database_work(stack)["sessions"]
+    found = sweep_together(
+        targets, profile["capacity_step_s"], say, refine=profile["capacity_refine"]
+    )
     web_cpu = stack.cpu_seconds("web") - web_cpu0
     # counted as they end: the web's burst connections, closed as they were given back
-    sweep_sessions = database_work(stack)["sessions"] - sessions0
+    sessions = database_work(stack)["sessions"] - sessions0
+    ids = found[ENDPOINTS["checkout"]][1]
     swept = len(ids)  # the checkouts web_cpu was spent on
-    # the web's flame graph in a window of its own: py-spy takes CPU from the box, so
-    # running it during the sweep handicapped the checkout against the bare endpoint
-    # (each of its checkouts joins the backlog drained below: kept short)
+    # each of its checkouts joins the backlog the pipeline phase drains: kept short
     say(f"micro: web flame graph (checkouts at 50/s for {profile['flame_s']:g} s, not measured)")
     spy = flame(stack.pid("web"), profile["flame_s"], out / f"{stem}-flame-web.svg")
     profiled = asyncio.run(
         run_rate(checkout_url, checkout_for, rate=50, duration=profile["flame_s"], timeout=10)
     )
     finish(spy)
-    ids += profiled.job_ids
-    say("micro: bare LPUSH endpoint capacity")
-    bare_steps, _ = measure(f"{stack.bare_url}/bare/enqueue", _numbered, "bare_rates", "bare LPUSH")
-    say("micro: durable floor capacity (one committed INSERT, then the LPUSH)")
-    with stack.engine.begin() as conn:
-        conn.execute(text(FLOOR_DDL))
-    floor_steps, _ = measure(
-        f"{stack.bare_url}/bare/record", _numbered, "floor_rates", "INSERT + LPUSH"
-    )
-    cap_checkout = capacity(checkout_steps, 100)
-    cap_bare = capacity(bare_steps, 100)
-    cap_floor = capacity(floor_steps, 100)
-    topped = {
-        "checkout": _at_top(cap_checkout, profile["checkout_rates"]),
-        "bare": _at_top(cap_bare, profile["bare_rates"]),
-        "floor": _at_top(cap_floor, profile["floor_rates"]),
-    }
-
-    steps = [
-        *sorted(checkout_steps, key=lambda row: row["rate"]),
-        *sorted(bare_steps, key=lambda row: row["rate"]),
-        *sorted(floor_steps, key=lambda row: row["rate"]),
-    ]
+    caps = {key: capacity(found[name][0], 100) for key, name in ENDPOINTS.items()}
+    topped = {key: _at_top(caps[key], profile[f"{key}_rates"]) for key in ENDPOINTS}
+    steps = [row for name in ENDPOINTS.values() for row in sorted(found[name][0], key=_by_rate)]
     return Capacities(
-        cap_checkout, cap_bare, cap_floor, steps, topped, ids, web_cpu, swept, sweep_sessions
+        caps["checkout"],
+        caps["bare"],
+        caps["floor"],
+        steps,
+        topped,
+        [*warmed, *ids, *profiled.job_ids],
+        web_cpu,
+        swept,
+        sessions,
     )
+
+
+ENDPOINTS = {"checkout": "checkout", "bare": "bare LPUSH", "floor": "INSERT + LPUSH"}
+
+
+def _by_rate(row: dict[str, Any]) -> float:
+    return float(row["rate"])
 
 
 def lines(found: Capacities) -> list[str]:
@@ -160,8 +225,8 @@ def lines(found: Capacities) -> list[str]:
     return [
         f"checkout capacity (p99 < 100 ms, 0 errors): {_at_least(topped['checkout'])}"
         f"{checkout:g}/s vs bare LPUSH {_at_least(topped['bare'])}{bare:g}/s = "
-        f"{100 * checkout / bare if bare else 0:.0f} % (goal >= 40 %); the web opened and "
-        f"closed {found.sessions} PostgreSQL sessions during the checkout sweep",
+        f"{100 * checkout / bare if bare else 0:.0f} % (goal >= 40 %); {found.sessions} "
+        "PostgreSQL sessions were opened and closed during the sweeps",
         f"durable floor (one committed INSERT, then the LPUSH; same server): "
         f"{_at_least(topped['floor'])}{floor:g}/s = {100 * floor / bare if bare else 0:.0f} % "
         f"of the bare LPUSH's; the checkout's {checkout:g}/s is "

@@ -59,29 +59,69 @@ def test_a_capacity_at_the_top_of_its_sweep_is_a_bound_not_a_pass() -> None:
     assert floor["met"] and "at least" in floor["measured"]
 
 
+def _server(capacities: dict[str, float], calls: list[str]):  # type: ignore[no-untyped-def]
+    """A fake run_rate: each URL holds its capacity, and is saturated above it."""
+
+    async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
+        calls.append(url)
+        latency = 0.005 if rate <= capacities[url] else 0.5
+        samples = [Sample(n / rate, latency, 202, True) for n in range(int(rate * duration))]
+        return PhaseResult(f"rate-{rate:g}", duration, samples)
+
+    return server
+
+
+def _sweep(monkeypatch, capacities, targets, refine=0):  # type: ignore[no-untyped-def]
+    import bench.capacity as sweeps
+
+    calls: list[str] = []
+    monkeypatch.setattr(sweeps, "run_rate", _server(capacities, calls))
+    monkeypatch.setattr(sweeps.time, "sleep", lambda _s: None)
+    found = sweeps.sweep_together(targets, 1.0, lambda _l: None, refine=refine)
+    return found, calls
+
+
 def test_the_capacity_sweep_bisects_between_the_last_pass_and_the_first_miss(
     monkeypatch,
 ) -> None:
     """A server that holds 337/s: the list's steps say 300, two halvings say 337."""
-    import bench.capacity as micro
-
-    async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
-        latency = 0.005 if rate <= 337 else 0.5  # saturated above its capacity
-        samples = [Sample(n / rate, latency, 202, True) for n in range(int(rate * duration))]
-        return PhaseResult(f"rate-{rate:g}", duration, samples)
-
-    monkeypatch.setattr(micro, "run_rate", server)
-    monkeypatch.setattr(micro.time, "sleep", lambda _s: None)
-    steps, _ = micro.sweep("url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None)
-    assert [s["rate"] for s in steps] == [150, 300, 450]  # stops at a saturated miss
-    steps, _ = micro.sweep(
-        "url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None, refine=2
-    )
-    assert [s["rate"] for s in steps] == [150, 300, 450, 375, 338]
+    from bench.capacity import Target
     from bench.report import capacity
 
+    target = Target("checkout", "url", dict, [150, 300, 450, 600])
+    found, _ = _sweep(monkeypatch, {"url": 337}, [target])
+    assert [s["rate"] for s in found["checkout"][0]] == [150, 300, 450]  # a saturated miss
+    found, _ = _sweep(monkeypatch, {"url": 337}, [target], refine=2)
+    steps = found["checkout"][0]
+    assert [s["rate"] for s in steps] == [150, 300, 450, 375, 338]
     assert capacity(steps, 100) == 300  # 338 missed: between 300 and 338
-    steps, _ = micro.sweep(
-        "url", dict, [150, 300, 450, 600], 1.0, "checkout", lambda _l: None, refine=4
-    )
-    assert capacity(steps, 100) == 328  # 375, 338 missed, 319, 328 held: 9/s below 337
+    found, _ = _sweep(monkeypatch, {"url": 337}, [target], refine=4)
+    assert capacity(found["checkout"][0], 100) == 328  # 375, 338 missed, 319, 328 held
+
+
+def test_the_sweeps_take_turns_and_each_finds_what_it_would_alone(monkeypatch) -> None:
+    """One step of each endpoint per round, so a slow stretch of the shared machine
+    lands on all of them, the round's order rotating; each sweep's steps are the ones
+    it takes alone, and one that ends early leaves the others going."""
+    from bench.capacity import Target
+
+    checkout = Target("checkout", "c", dict, [150, 300, 450, 600])
+    bare = Target("bare LPUSH", "b", dict, [400, 800, 1200, 1600, 2000])
+    capacities = {"c": 337, "b": 1500}
+
+    def rates(found):  # type: ignore[no-untyped-def]
+        return {
+            name: [(s["rate"], s["p99_ms"]) for s in steps] for name, (steps, _) in found.items()
+        }
+
+    alone = {}
+    for target in (checkout, bare):
+        alone.update(rates(_sweep(monkeypatch, capacities, [target], refine=2)[0]))
+    found, calls = _sweep(monkeypatch, capacities, [checkout, bare], refine=2)
+
+    assert rates(found) == alone
+    assert [r for r, _ in alone["checkout"]] == [150, 300, 450, 375, 338]
+    assert [r for r, _ in alone["bare LPUSH"]] == [400, 800, 1200, 1600, 1400, 1500]
+    # in turns while both run, each round starting one further along; then the bare
+    # sweep's last halving alone, once the checkout's has ended
+    assert calls == ["c", "b", "b", "c", "c", "b", "b", "c", "c", "b", "b"]
