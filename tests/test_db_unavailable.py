@@ -67,11 +67,12 @@ def test_a_request_that_gets_no_connection_in_time_is_503_and_records_nothing(
 
 
 def test_a_connection_lost_during_the_checkouts_write_is_503_then_replaced(
-    tight_app, postgres_database, tmp_path
+    tight_app, postgres_database, tmp_path, caplog
 ) -> None:
     """The one-statement write runs on the driver's cursor (checkout_at_once.
     execute_on_driver): a dead connection there is still SQLAlchemy's error (503, not
-    a 500) and is invalidated, so the next checkout gets a new one."""
+    a 500) and is invalidated, so the next checkout gets a new one. The error logged
+    names the statement, not the shopper's email or payment token."""
     from sqlalchemy import create_engine, text
 
     from orders.config import database_url_for_sqlalchemy
@@ -94,12 +95,18 @@ def test_a_connection_lost_during_the_checkouts_write_is_503_then_replaced(
     with admin.begin() as conn:
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
-    lost = client.post("/api/checkout", json=checkout_body(("TEE", 1)))
+    secret = checkout_body(("TEE", 1), email="private@example.com", paymentToken="tok_secret")
+    with caplog.at_level("ERROR"):
+        lost = client.post("/api/checkout", json=secret)
     again = client.post("/api/checkout", json=checkout_body(("TEE", 1)))
 
     assert lost.status_code == 503, lost.get_data(as_text=True)
     assert lost.get_json()["code"] == "database_unavailable"
     assert again.status_code == 202, again.get_data(as_text=True)
+    logged = caplog.text
+    assert "database unavailable" in logged and "INSERT INTO checkouts" in logged
+    assert "private@example.com" not in logged and "tok_secret" not in logged
+    assert "parameters hidden" in logged  # not merely cut short by the repr's limit
     with admin.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM checkouts")).scalar_one() == 2
     admin.dispose()
