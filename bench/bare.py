@@ -26,7 +26,7 @@ from orders.wiring import redis_pool
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("QUEUE_PREFIX", "bench")
 
-FLOOR_TABLE = "bench_floor"  # created by the bench (bench.micro) before the sweep
+FLOOR_TABLE = "bench_floor"  # created by the bench (bench.capacity) before the sweeps
 
 app = Flask(__name__)
 _engine: Engine | None = None

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Generator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ class Capacities:
     floor: float
     steps: list[dict[str, Any]]  # by endpoint, then rate
     topped: dict[str, bool]  # which capacity is only a lower bound
-    ids: list[str] = field(default_factory=list)  # the checkouts accepted (the sweep's + flame's)
-    web_cpu: float = 0.0  # the web's CPU seconds during the checkout sweep
-    swept: int = 0  # the checkouts it was spent on
-    sessions: int = 0  # PostgreSQL sessions opened and closed meanwhile (burst ones)
+    ids: list[str]  # the checkouts accepted (warm-up, sweep and flame graph)
+    web_cpu: float  # the web's CPU seconds during the sweeps (only checkouts reach it)
+    swept: int  # the checkouts it was spent on
+    sessions: int  # PostgreSQL sessions opened and closed meanwhile (burst ones)
 
 
 Plan = Generator[float, dict[str, Any], None]
@@ -139,6 +139,9 @@ def _passed(row: dict[str, Any], limit_ms: float) -> bool:
     return bool(row["p99_ms"] < limit_ms and not row["errors"])
 
 
+ENDPOINTS = {"checkout": "checkout", "bare": "bare LPUSH", "floor": "INSERT + LPUSH"}
+
+
 def run_capacity(
     stack: BenchStack,
     profile: dict[str, Any],
@@ -185,7 +188,8 @@ def run_capacity(
         targets, profile["capacity_step_s"], say, refine=profile["capacity_refine"]
     )
     web_cpu = stack.cpu_seconds("web") - web_cpu0
-    # counted as they end: the web's burst connections, closed as they were given back
+    # counted as they end: burst connections (the web's or the floor's), closed as they
+    # were given back
     sessions = database_work(stack)["sessions"] - sessions0
     ids = found[ENDPOINTS["checkout"]][1]
     swept = len(ids)  # the checkouts web_cpu was spent on
@@ -210,9 +214,6 @@ def run_capacity(
         swept,
         sessions,
     )
-
-
-ENDPOINTS = {"checkout": "checkout", "bare": "bare LPUSH", "floor": "INSERT + LPUSH"}
 
 
 def _by_rate(row: dict[str, Any]) -> float:
