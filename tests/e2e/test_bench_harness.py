@@ -49,8 +49,9 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     assert micro["pipeline_orders_per_s"] > 0 and micro["noop_tasks_per_s"] > 0
     endpoints = {s["endpoint"] for s in micro["capacity_steps"]}
     assert endpoints == {"checkout", "bare LPUSH", "INSERT + LPUSH"}
-    # 202s without errors at the tiny rate: the floor's INSERT committed every time
-    assert micro["floor_capacity_per_s"] > 0 and micro["bare_capacity_per_s"] > 0
+    # every request answered 202 (latency is the machine's, not asserted): the floor's
+    # INSERT committed every time
+    assert all(s["requests"] > 0 and s["errors"] == 0 for s in micro["capacity_steps"])
     # PostgreSQL's counters: the steps share their transactions in batches (fewer than
     # one per order), and an order writes its order, lines, holds, payment, email, jobs
     # and events, and updates its five jobs twice each (claimed, closed)
