@@ -3,9 +3,10 @@
 - ``app``: a bare Flask endpoint that does one Redis LPUSH and answers 202 (the
   "enqueue and answer" ceiling the checkout is compared with). Run it with the same
   gunicorn settings as the shop: ``gunicorn bench.bare:app -c gunicorn.conf.py``.
-  Its ``/bare/record`` commits one INSERT on PostgreSQL first, then does the LPUSH:
-  the floor of any checkout that records durably before it answers (DESIGN.md's
-  rule), so the report can say how much of the gap to the ceiling is that rule's.
+  Its ``/bare/record`` commits one INSERT on PostgreSQL first (rows written together
+  under load, as the shop's checkouts are), then does the LPUSH: the floor of any
+  checkout that records durably before it answers (DESIGN.md's rule), so the report
+  can say how much of the gap to the ceiling is that rule's.
 - ``huey``: a Huey instance with the shop's broker settings and one no-op task, for
   ``huey_consumer bench.bare.huey`` with the shop's consumer flags.
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 
 from flask import Flask, jsonify
 from huey import PriorityRedisExpireHuey
 from sqlalchemy import Engine, create_engine
 
+from orders.infra.combiner import Combiner
 from orders.wiring import redis_pool
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -30,6 +33,7 @@ FLOOR_TABLE = "bench_floor"  # created by the bench (bench.capacity) before the 
 
 app = Flask(__name__)
 _engine: Engine | None = None
+_writer: Combiner[str, None] | None = None
 
 
 @app.post("/bare/enqueue")
@@ -39,19 +43,36 @@ def enqueue():  # type: ignore[no-untyped-def]
 
 @app.post("/bare/record")
 def record():  # type: ignore[no-untyped-def]
-    """One row committed (autocommit, on the driver's cursor, from a pool sized as the
-    shop's web pool), then the LPUSH."""
+    """One row committed, then the LPUSH. Rows are written as the shop writes its
+    checkouts (orders.services.checkout_group): those that arrive while a write is in
+    flight share the next one, one statement and one commit (autocommit, on the
+    driver's cursor, from a pool sized as the shop's web pool)."""
     job_id = uuid.uuid4().hex
+    _floor_writer().submit(job_id)
+    return _enqueued(job_id)
+
+
+def _write_rows(job_ids: Sequence[str]) -> list[None]:
     raw = _database().raw_connection()
     try:
         driver = raw.driver_connection
         driver.autocommit = True  # type: ignore[union-attr]
         with driver.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(f"INSERT INTO {FLOOR_TABLE} (job_id) VALUES (%s)", (job_id,))
+            cursor.execute(
+                f"INSERT INTO {FLOOR_TABLE} (job_id) SELECT unnest(CAST(%s AS VARCHAR[]))",
+                (list(job_ids),),
+            )
         driver.autocommit = False  # type: ignore[union-attr]
     finally:
         raw.close()
-    return _enqueued(job_id)
+    return [None] * len(job_ids)
+
+
+def _floor_writer() -> Combiner[str, None]:
+    global _writer
+    if _writer is None:
+        _writer = Combiner(_write_rows, int(os.environ.get("CHECKOUT_WRITE_BATCH", "50")))
+    return _writer
 
 
 def _enqueued(job_id: str):  # type: ignore[no-untyped-def]

@@ -1,8 +1,9 @@
 """Open-model capacity sweeps, each endpoint on the same gunicorn settings with the
 consumers stopped: the checkout, the bare "one LPUSH + 202" endpoint (the stack's
 ceiling) and the durable floor, "one committed INSERT, then the LPUSH" (what any
-checkout that records before it answers must at least do). Their ratios are
-measured in the same run."""
+checkout that records before it answers must at least do; its rows are written
+together under load, as the checkout's are). Their ratios are measured in the same
+run."""
 
 from __future__ import annotations
 
@@ -228,7 +229,8 @@ def lines(found: Capacities) -> list[str]:
         f"{checkout:g}/s vs bare LPUSH {_at_least(topped['bare'])}{bare:g}/s = "
         f"{100 * checkout / bare if bare else 0:.0f} % (goal >= 40 %); {found.sessions} "
         "PostgreSQL sessions were opened and closed during the sweeps",
-        f"durable floor (one committed INSERT, then the LPUSH; same server): "
+        f"durable floor (one committed INSERT, then the LPUSH; rows written together under "
+        "load, as the checkout's; same server): "
         f"{_at_least(topped['floor'])}{floor:g}/s = {100 * floor / bare if bare else 0:.0f} % "
         f"of the bare LPUSH's; the checkout's {checkout:g}/s is "
         f"{100 * checkout / floor if floor else 0:.0f} % of the floor's",

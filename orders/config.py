@@ -111,6 +111,7 @@ class Settings:
     retry_backoff: float = 2.0
     lease_seconds: int = 30
     pipeline_batch: int = 50
+    checkout_write_batch: int = 50
     sweep_interval_seconds: int = 10
     requeue_after_seconds: int = 60
     stock_hold_seconds: int = 900
@@ -210,6 +211,7 @@ class Settings:
             ("MAX_ATTEMPTS", "max_attempts"),
             ("LEASE_SECONDS", "lease_seconds"),
             ("PIPELINE_BATCH", "pipeline_batch"),
+            ("CHECKOUT_WRITE_BATCH", "checkout_write_batch"),
             ("SWEEP_INTERVAL_SECONDS", "sweep_interval_seconds"),
             ("REQUEUE_AFTER_SECONDS", "requeue_after_seconds"),
             ("STOCK_HOLD_SECONDS", "stock_hold_seconds"),
@@ -276,8 +278,8 @@ class Settings:
             raise ConfigError("SIM_TIME_FACTOR must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("MAX_ATTEMPTS must be at least 1")
-        if self.pipeline_batch < 1:
-            raise ConfigError("PIPELINE_BATCH must be at least 1 (1: no batches)")
+        if min(self.pipeline_batch, self.checkout_write_batch) < 1:
+            raise ConfigError("PIPELINE_BATCH and CHECKOUT_WRITE_BATCH must be >= 1 (1: none)")
         if not 0 <= self.autoscale_min <= self.autoscale_max or self.autoscale_max < 1:
             raise ConfigError("AUTOSCALE_MIN/MAX must satisfy 0 <= min <= max, max >= 1")
         if self.autoscale_down_depth >= self.autoscale_up_depth:

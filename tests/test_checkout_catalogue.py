@@ -32,9 +32,9 @@ def statements(app, monkeypatch):
 
     on_driver = checkout_at_once.execute_on_driver
 
-    def record_on_driver(conn, statement, params):
+    def record_on_driver(conn, statement, params, **options):
         sent.append(statement)
-        return on_driver(conn, statement, params)
+        return on_driver(conn, statement, params, **options)
 
     monkeypatch.setattr(checkout_at_once, "execute_on_driver", record_on_driver)
     event.listen(engine, "before_cursor_execute", record)
@@ -59,7 +59,7 @@ def test_a_remembered_product_saves_the_read(client, session, statements):
     statements.clear()
     line_of(session, post(client, checkout_body(("TEE", 2))))
     assert len(read_first) == 1
-    assert len(statements) == 1 and statements[0].startswith("WITH ids AS")
+    assert len(statements) == 1 and statements[0].startswith("WITH i AS")
 
 
 def test_a_changed_price_or_name_is_the_live_one(client, session, statements):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
@@ -30,8 +30,8 @@ from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkou
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
 from orders.models import Cart, Checkout, CheckoutStatus, IdempotencyKey, Job
 from orders.models.tables import CHECKOUTS, EVENTS, IDEMPOTENCY_KEYS, JOBS, LINES
-from orders.services import checkout_at_once, checkout_rows
-from orders.services.checkout_rows import first_rows, prepare
+from orders.services import checkout_at_once, checkout_group, checkout_rows
+from orders.services.checkout_rows import Prepared, first_rows, prepare
 from orders.services.jobs import Dispatch, JobRef, ref, send_after_commit
 from orders.services.ops.upsert import insert_unless_present
 
@@ -121,20 +121,22 @@ def _place_at_once(
         request = _parse(settings, body)
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
-        with checkout_at_once.connection(session) as conn:
-            catalogue = checkout_at_once.CATALOGUE
-            remembered = None if request.discount_code else catalogue.products(conn, request.items)
-            done = None
-            if remembered is not None:  # no read; the statement checks the live rows
-                done = _write_at_once(conn, settings, request, session_id, remembered, key, digest)
-            if done is None:  # nothing remembered, or a product changed since
+        engine = session.get_bind()
+        catalogue = checkout_at_once.CATALOGUE
+        remembered = None if request.discount_code else catalogue.products(engine, request.items)
+        done = None
+        if remembered is not None:  # no read; the statement checks the live rows
+            with suppress(ValidationFailed):  # if so, perhaps restocked since: read
+                prepared = prepare(None, request, request.items, session_id, remembered)
+                done = _write_at_once(engine, settings, prepared, key, digest, guarded=True)
+        if done is None:  # nothing remembered, or a product changed since
+            with checkout_at_once.connection(session) as conn:
                 products = checkout_rows.read_products(conn, request.items)
-                catalogue.remember(conn, products)
-                done = _write_at_once(
-                    conn, settings, request, session_id, products, key, digest, read=True
-                )
-            assert done is not None  # a fresh read's write is never refused by a guard
-            checkout, job, written = done
+                catalogue.remember(engine, products)
+                prepared = prepare(conn, request, request.items, session_id, products)
+            done = _write_at_once(engine, settings, prepared, key, digest, guarded=False)
+        assert done is not None  # a fresh read's write is never refused by a guard
+        checkout, job, written = done
     except ValidationFailed:
         # a retry of an accepted request is answered as such, even if the same body
         # would not be accepted now (stock ran out since)
@@ -150,30 +152,24 @@ def _place_at_once(
 
 
 def _write_at_once(
-    conn: Connection,
+    engine: Engine,
     settings: Settings,
-    request: CheckoutRequest,
-    session_id: str | None,
-    products: Mapping[str, Any],
+    prepared: Prepared,
     key: str | None,
     digest: str,
     *,
-    read: bool = False,
+    guarded: bool,
 ) -> tuple[Checkout, dict[str, Any], bool] | None:
-    """Build the rows from ``products`` and write them (``read``: just read, so the
-    validation stands; else remembered, so the statement checks them). The checkout,
-    its job's row and whether it was written (False: the key was taken); None: a
-    remembered product was not as the rows said (nothing written: read afresh)."""
-    try:
-        prepared = prepare(conn, request, request.items, session_id, products)
-    except ValidationFailed:
-        if read:
-            raise
-        return None  # perhaps restocked since
+    """Write the checkout's rows, with the others this process is placing
+    (:mod:`orders.services.checkout_group`). ``guarded``: its products were remembered,
+    so the statement checks them. The checkout, its job's row and whether it was
+    written (False: the key was taken); None: a remembered product was not as the rows
+    said (nothing written: read afresh)."""
     checkout = Checkout(**prepared.checkout)  # transient: what the rows read
     event, job = first_rows(settings, checkout)
-    written = checkout_at_once.write(conn, prepared, event, job, key, digest, guarded=not read)
-    return None if written is None else (checkout, job, written)
+    pending = checkout_at_once.Pending(prepared, event, job, key, digest, guarded)
+    fresh, checkout_id = checkout_group.write(engine, pending, settings.checkout_write_batch)
+    return (checkout, job, checkout_id is not None) if fresh else None
 
 
 def _parse(settings: Settings, body: Any) -> CheckoutRequest:

@@ -22,14 +22,17 @@ never changes an answer: the price charged, or a 422, is always the live row's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -62,9 +65,9 @@ class Catalogue:
         self.size = size
         self._by_engine: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
 
-    def products(self, conn: Connection, items: Sequence[ItemRequest]) -> dict[str, Any] | None:
+    def products(self, engine: Engine, items: Sequence[ItemRequest]) -> dict[str, Any] | None:
         """Every item's remembered product, or None if one is not remembered."""
-        known = self._by_engine.get(conn.engine)
+        known = self._by_engine.get(engine)
         if not known:
             return None
         try:
@@ -72,14 +75,32 @@ class Catalogue:
         except KeyError:
             return None
 
-    def remember(self, conn: Connection, products: Mapping[str, Any]) -> None:
-        known = self._by_engine.setdefault(conn.engine, {})
+    def remember(self, engine: Engine, products: Mapping[str, Any]) -> None:
+        known = self._by_engine.setdefault(engine, {})
         if len(known) + len(products) > self.size:
             known.clear()
         known.update(products)
 
 
 CATALOGUE = Catalogue()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One checkout's rows, to be written (``key``: its Idempotency-Key, if any;
+    ``guarded``: write it only if its products are as in its lines, see ``write``)."""
+
+    prepared: Prepared
+    event: Mapping[str, Any]
+    job: Mapping[str, Any]
+    key: str | None
+    request_hash: str
+    guarded: bool
+
+
+Written = tuple[bool, int | None]
+"""(fresh, checkout id): fresh is False when a guard did not hold (nothing written);
+the id is None when the key was taken (nothing written)."""
 
 
 def write(
@@ -96,28 +117,76 @@ def write(
     was taken already: then nothing was written. ``guarded``: write only if every
     line's product (id, name, unit price) is as in ``prepared`` and has its units in
     stock; None (nothing written) if not."""
-    params: dict[str, Any] = {}
-    checkout = _with_defaults(CHECKOUTS, prepared.checkout)
-    params.update(_prefixed("c_", checkout))
-    params.update(_prefixed("e_", event))
-    params.update(_prefixed("j_", job))
-    for name in LINE_COLUMNS:
-        params[f"l_{name}"] = [line[name] for line in prepared.lines]
-    if key is not None:
-        params.update(key=key, request_hash=request_hash, key_created_at=utcnow())
-    if guarded:
-        params["lines"] = len(prepared.lines)
-    statement = _statement(
-        tuple(checkout), tuple(event), tuple(job), with_key=key is not None, guarded=guarded
-    )
-    fresh, checkout_id = execute_on_driver(conn, statement, params)
+    fresh, checkout_id = write_many(
+        conn, [Pending(prepared, event, job, key, request_hash, guarded)]
+    )[0]
     if not fresh:
         return None
     return checkout_id is not None
 
 
-def execute_on_driver(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
-    """One statement on the driver's own cursor; its one row.
+def write_many(conn: Connection, pending: Sequence[Pending]) -> list[Written]:
+    """Write several checkouts in one statement (one per shape of rows: in practice
+    one), each as ``write`` would alone: its guard and its key are its own, so one
+    checkout refused writes nothing of it and leaves the others written."""
+    by_shape: dict[tuple[tuple[str, ...], ...], list[int]] = {}
+    rows = []
+    for index, one in enumerate(pending):
+        checkout = _with_defaults(CHECKOUTS, one.prepared.checkout)
+        rows.append(checkout)
+        by_shape.setdefault((tuple(checkout), tuple(one.event), tuple(one.job)), []).append(index)
+    written: list[Written] = [(False, None)] * len(pending)
+    for shape, indexes in by_shape.items():
+        params = _batch_params(shape, [(pending[i], rows[i]) for i in indexes])
+        for n, fresh, checkout_id in execute_on_driver(conn, _statement(*shape), params, many=True):
+            written[indexes[n]] = (fresh, checkout_id)
+    return written
+
+
+def _batch_params(
+    shape: tuple[tuple[str, ...], ...], batch: Sequence[tuple[Pending, Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """Two JSON documents: one record per checkout (``items``) and one per line
+    (``lines``, with its checkout's position ``n``): two parameters to send, whatever
+    the batch's size (one array per column cost more to build and to send)."""
+    now = utcnow()
+    items = []
+    lines = []
+    for n, (one, checkout) in enumerate(batch):
+        record = {
+            "n": n,
+            "guarded": one.guarded,
+            "lines": len(one.prepared.lines),
+            "key": one.key,
+            "request_hash": one.request_hash if one.key is not None else None,
+            "key_created_at": now if one.key is not None else None,
+        }
+        for prefix, row in (("c_", checkout), ("e_", one.event), ("j_", one.job)):
+            for name, value in row.items():
+                record[f"{prefix}{name}"] = value
+        items.append(record)
+        lines += [{"n": n, **line} for line in one.prepared.lines]
+    return {"items": _json(items), "lines": _json(lines)}
+
+
+def _json(records: list[dict[str, Any]]) -> str:
+    return json.dumps(records, default=_plain, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """What JSON lacks: timestamps (ISO 8601, read back by PostgreSQL's own input
+    function) and enums (their values)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def execute_on_driver(
+    conn: Connection, sql: str, params: Mapping[str, Any], *, many: bool = False
+) -> Any:
+    """One statement on the driver's own cursor; its one row (``many``: all its rows).
 
     The statement is compiled once per shape (``_statement``), so what SQLAlchemy adds
     per execution (an execution context, result metadata, row processing) is all
@@ -132,7 +201,7 @@ def execute_on_driver(conn: Connection, sql: str, params: Mapping[str, Any]) -> 
     try:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchone()
+            return cursor.fetchall() if many else cursor.fetchone()
     except base as exc:
         gone = conn.dialect.is_disconnect(exc, dbapi_connection, None)
         if gone:
@@ -163,68 +232,72 @@ def _scalar_defaults(table: Table) -> dict[str, Any]:
     }
 
 
-def _prefixed(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}{name}": v.value if isinstance(v, Enum) else v for name, v in row.items()}
+_ITEM_COLUMNS = {  # per checkout, besides its rows' columns
+    "n": "INTEGER",
+    "guarded": "BOOLEAN",
+    "lines": "INTEGER",
+    "key": "VARCHAR",
+    "request_hash": "VARCHAR",
+    "key_created_at": "TIMESTAMP WITHOUT TIME ZONE",
+}
 
 
 @cache
-def _statement(
-    checkout: tuple[str, ...],
-    event: tuple[str, ...],
-    job: tuple[str, ...],
-    *,
-    with_key: bool,
-    guarded: bool,
-) -> str:
-    """Built once per shape, as the driver's SQL. Every value is cast to its column's
-    type: a NULL or a string alone in a SELECT list would otherwise be typed text."""
-    arrays = ", ".join(f"CAST(:l_{name} AS {_type(LINES, name)}[])" for name in LINE_COLUMNS)
-    guard = ""
-    if guarded:  # every line's product as read, with its units in stock, or no id at all
-        guard = (
-            f" WHERE (SELECT COUNT(*) FROM products p JOIN unnest({arrays}) "
-            f"AS g({', '.join(LINE_COLUMNS)}) ON p.id = g.product_id AND p.name = g.name "
-            "AND p.price_cents = g.unit_price_cents AND p.stock >= g.quantity) = :lines"
-        )
-    ctes = [f"ids AS (SELECT nextval(pg_get_serial_sequence('checkouts', 'id')) AS id{guard})"]
-    source = "ids"
-    if with_key:
-        ctes.append(
-            "k AS (INSERT INTO idempotency_keys (key, request_hash, checkout_id, created_at) "
-            "SELECT CAST(:key AS VARCHAR), CAST(:request_hash AS VARCHAR), ids.id, "
-            "CAST(:key_created_at AS TIMESTAMP WITHOUT TIME ZONE) FROM ids "
-            "ON CONFLICT (key) DO NOTHING RETURNING checkout_id AS id)"
-        )
-        source = "k"
-    ctes.append(
-        f"c AS (INSERT INTO checkouts (id, {', '.join(checkout)}) "
-        f"SELECT {source}.id, {_values(CHECKOUTS, 'c_', checkout)} FROM {source} RETURNING id)"
-    )
-    ctes.append(
-        f"l AS (INSERT INTO checkout_lines (checkout_id, {', '.join(LINE_COLUMNS)}) "
-        f"SELECT c.id, u.* FROM c, unnest({arrays}) AS u({', '.join(LINE_COLUMNS)}))"
-    )
-    ctes.append(_insert_after("e", EVENTS, "e_", event))
-    ctes.append(_insert_after("j", JOBS, "j_", job))
-    # fresh: the guard held (always, unguarded); id: the checkout's (None: key taken)
-    statement = text(
-        f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM ids) AS fresh, "
-        "(SELECT id FROM c) AS id"
-    )
-    return str(statement.compile(dialect=_PG))  # %(name)s: psycopg's (and psycopg2's) style
-
-
-def _insert_after(name: str, table: Table, prefix: str, columns: Sequence[str]) -> str:
-    """``table``'s row for the new checkout (its ``checkout_id`` from ``c``)."""
-    rest = [column for column in columns if column != "checkout_id"]
+def _statement(checkout: tuple[str, ...], event: tuple[str, ...], job: tuple[str, ...]) -> str:
+    """Built once per shape, as the driver's SQL: one row per checkout in ``i``, one
+    per line in ``g``, each value an array cast to its column's type (a NULL alone
+    would otherwise be typed text). Its rows: (n, fresh, id) per checkout."""
+    item = dict(_ITEM_COLUMNS)
+    for prefix, table, columns in (
+        ("c_", CHECKOUTS, checkout),
+        ("e_", EVENTS, event),
+        ("j_", JOBS, job),
+    ):
+        item.update({f"{prefix}{name}": _type(table, name) for name in columns})
+    line = {"n": "INTEGER", **{name: _type(LINES, name) for name in LINE_COLUMNS}}
+    ctes = [
+        _records("i", item, "items"),
+        _records("g", line, "lines"),
+        "s AS (SELECT CAST(pg_get_serial_sequence('checkouts', 'id') AS regclass) AS seq)",
+        # a guarded checkout's lines must each find its product as read, with its
+        # units in stock: or it gets no id, and nothing of it is written
+        "ids AS (SELECT i.n, nextval(s.seq) AS id FROM i, s WHERE NOT i.guarded OR "
+        "(SELECT COUNT(*) FROM products p JOIN g ON p.id = g.product_id AND p.name = g.name "
+        "AND p.price_cents = g.unit_price_cents AND p.stock >= g.quantity WHERE g.n = i.n) "
+        "= i.lines)",
+        "k AS (INSERT INTO idempotency_keys (key, request_hash, checkout_id, created_at) "
+        "SELECT i.key, i.request_hash, ids.id, i.key_created_at FROM ids JOIN i USING (n) "
+        "WHERE i.key IS NOT NULL ON CONFLICT (key) DO NOTHING RETURNING checkout_id AS id)",
+        # written: no key, or a key this statement inserted (not one taken already)
+        "w AS (SELECT ids.n, ids.id FROM ids JOIN i USING (n) "
+        "WHERE i.key IS NULL OR ids.id IN (SELECT id FROM k))",
+        _insert("c", CHECKOUTS, "id", checkout, "i.c_"),
+        _insert("l", LINES, "checkout_id", LINE_COLUMNS, "g."),
+        _insert("e", EVENTS, "checkout_id", event, "i.e_"),
+        _insert("j", JOBS, "checkout_id", job, "i.j_"),
+    ]
     return (
-        f"{name} AS (INSERT INTO {table.name} (checkout_id, {', '.join(rest)}) "
-        f"SELECT c.id, {_values(table, prefix, rest)} FROM c)"
+        f"WITH {', '.join(ctes)} SELECT i.n, ids.id IS NOT NULL AS fresh, w.id AS id "
+        "FROM i LEFT JOIN ids USING (n) LEFT JOIN w USING (n) ORDER BY i.n"
     )
 
 
-def _values(table: Table, prefix: str, columns: Sequence[str]) -> str:
-    return ", ".join(f"CAST(:{prefix}{name} AS {_type(table, name)})" for name in columns)
+def _records(name: str, columns: Mapping[str, str], param: str) -> str:
+    types = ", ".join(f"{column} {kind}" for column, kind in columns.items())
+    return (
+        f"{name} AS (SELECT * FROM json_to_recordset(CAST(%({param})s AS json)) AS {name}({types}))"
+    )
+
+
+def _insert(name: str, table: Table, id_column: str, columns: Sequence[str], source: str) -> str:
+    """``table``'s rows for the written checkouts (``w``): ``id_column`` the new id, the
+    other columns from ``source`` (``i.c_``: the checkout's values; ``g.``: its lines')."""
+    rest = [column for column in columns if column != id_column]
+    values = ", ".join(f"{source}{column}" for column in rest)
+    return (
+        f"{name} AS (INSERT INTO {table.name} ({id_column}, {', '.join(rest)}) "
+        f"SELECT w.id, {values} FROM w JOIN {source.split('.')[0]} USING (n))"
+    )
 
 
 def _type(table: Table, column: str) -> str:

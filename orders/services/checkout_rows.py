@@ -45,7 +45,7 @@ def read_products(db: Session | Connection, items: tuple[ItemRequest, ...]) -> d
 
 
 def prepare(
-    db: Session | Connection,
+    db: Session | Connection | None,
     request: CheckoutRequest,
     items: tuple[ItemRequest, ...],
     session_id: str | None,
@@ -53,9 +53,11 @@ def prepare(
 ) -> Prepared:
     """Check the items against the catalogue (and the discount code): the rows to
     write, or :class:`ValidationFailed` naming every field at fault. Reads only.
-    ``products``: the items' products, read already (by :func:`read_products`)."""
+    ``products``: the items' products, read already (by :func:`read_products`); with
+    them, and no discount code, ``db`` may be None (nothing to read)."""
     from_cart = request.cart_id is not None
     if products is None:
+        assert db is not None
         products = read_products(db, items)
     errors: list[FieldError] = []
     for item in items:
@@ -72,6 +74,7 @@ def prepare(
             )
     percent = 0
     if request.discount_code:
+        assert db is not None
         code = db.execute(
             select(DISCOUNTS).where(DISCOUNTS.c.code == request.discount_code)
         ).first()
