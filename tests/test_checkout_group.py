@@ -65,7 +65,7 @@ def rows_of(session, checkout_id: int) -> tuple[Checkout, list, list, list]:
 
 
 def test_one_statement_writes_each_checkouts_own_rows(engine, settings, session):
-    make_product(session, sku="TEE", price_cents=2500, stock=50)
+    make_product(session, sku="TEE", price_cents=2500, stock=50, name='Tee — café ☕ "q"')
     make_product(session, sku="MUG", price_cents=900, stock=50)
     batch = [
         pending(engine, settings, ("TEE", 1), key="k1", email="a@example.com"),
@@ -81,11 +81,13 @@ def test_one_statement_writes_each_checkouts_own_rows(engine, settings, session)
         assert checkout.public_id == one.prepared.checkout["public_id"]
         assert checkout.email == one.prepared.checkout["email"]
         assert checkout.total_cents == one.prepared.checkout["total_cents"]
-        assert [(line.sku, line.quantity) for line in lines] == [
-            (line["sku"], line["quantity"]) for line in one.prepared.lines
+        assert [(line.sku, line.name, line.quantity) for line in lines] == [
+            (line["sku"], line["name"], line["quantity"]) for line in one.prepared.lines
         ]
+        assert checkout.created_at == one.prepared.checkout["created_at"]
         assert [event.message for event in events] == ["Order received"]
         assert [job.id for job in jobs] == [one.job["id"]]
+    assert "café ☕" in rows_of(session, ids[0])[1][0].name
     keys = {row.key: row.checkout_id for row in session.scalars(select(IdempotencyKey))}
     assert keys == {"k1": ids[0], "k3": ids[2]}
 

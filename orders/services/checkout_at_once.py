@@ -5,12 +5,15 @@ first job as single-row statements in one transaction: nine round trips with BEG
 and COMMIT, each a wait on a database that the pipeline keeps busy. Here one
 statement of data-modifying CTEs writes them all, in autocommit (a statement is its
 own transaction: all rows or none), after one read of the catalogue: two round trips.
+The statement takes any number of checkouts (:func:`write_many`; a web process
+writes the ones that arrive together in one: :mod:`orders.services.checkout_group`),
+as two JSON parameters: one record per checkout, one per line.
 
-The checkout id is drawn from its sequence first, so the key row can carry it; every
-insert after the key's selects from the key's ``RETURNING``, so a key that is already
-taken (``ON CONFLICT DO NOTHING``) writes nothing at all. The rows themselves are the
-ones the general path writes (``checkout.prepare``, ``timeline.event_row``,
-``jobs.job_row``); only the statement differs.
+Each checkout's id is drawn from its sequence first, so its key row can carry it; its
+other rows are written only if its key was inserted by this statement, so a key that
+is already taken (``ON CONFLICT DO NOTHING``) writes nothing of that checkout. The
+rows themselves are the ones the general path writes (``checkout.prepare``,
+``timeline.event_row``, ``jobs.job_row``); only the statement differs.
 
 Most checkouts skip the read too: a web process remembers the products it read
 (:class:`Catalogue`), and builds the rows from them; the statement then writes only
@@ -245,8 +248,8 @@ _ITEM_COLUMNS = {  # per checkout, besides its rows' columns
 @cache
 def _statement(checkout: tuple[str, ...], event: tuple[str, ...], job: tuple[str, ...]) -> str:
     """Built once per shape, as the driver's SQL: one row per checkout in ``i``, one
-    per line in ``g``, each value an array cast to its column's type (a NULL alone
-    would otherwise be typed text). Its rows: (n, fresh, id) per checkout."""
+    per line in ``g``, read from the JSON parameters as records of the columns' own
+    types. Its rows: (n, fresh, id) per checkout, in order."""
     item = dict(_ITEM_COLUMNS)
     for prefix, table, columns in (
         ("c_", CHECKOUTS, checkout),
