@@ -99,6 +99,50 @@ def test_the_capacity_sweep_bisects_between_the_last_pass_and_the_first_miss(
     assert capacity(found["checkout"][0], 100) == 328  # 375, 338 missed, 319, 328 held
 
 
+def test_a_step_that_missed_with_fast_answers_is_measured_once_more(monkeypatch) -> None:
+    """A stall of the shared machine (a few slow answers, the median fast) at 400/s:
+    that step is measured again and the sweep goes on; a stall that is there again
+    counts as a miss. A saturated miss (the median slow too) is not measured again."""
+    import bench.capacity as sweeps
+    from bench.report import capacity
+
+    def stalling(stalls: dict[float, int]):  # type: ignore[no-untyped-def]
+        async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
+            stalled = stalls.get(rate, 0) > 0
+            stalls[rate] = stalls.get(rate, 0) - 1
+            saturated = rate > 700
+            samples = [
+                Sample(
+                    n / rate,
+                    0.5 if saturated else 0.3 if stalled and n % 20 == 0 else 0.005,
+                    202,
+                    True,
+                )
+                for n in range(int(rate * duration))
+            ]
+            return PhaseResult(f"rate-{rate:g}", duration, samples)
+
+        return server
+
+    monkeypatch.setattr(sweeps.time, "sleep", lambda _s: None)
+    target = sweeps.Target("checkout", "url", dict, [200, 400, 600, 800, 1000])
+    monkeypatch.setattr(sweeps, "run_rate", stalling({400: 1}))
+    steps = sweeps.sweep_together([target], 1.0, lambda _l: None)["checkout"][0]
+    assert [(s["rate"], s["p99_ms"] < 100) for s in steps] == [
+        (200, True),
+        (400, False),
+        (400, True),
+        (600, True),
+        (800, False),
+    ]
+    assert capacity(steps, 100) == 600
+    # stalled twice at 400 and once at 600: two misses in a row end the sweep there
+    monkeypatch.setattr(sweeps, "run_rate", stalling({400: 2, 600: 2}))
+    steps = sweeps.sweep_together([target], 1.0, lambda _l: None)["checkout"][0]
+    assert [s["rate"] for s in steps] == [200, 400, 400, 600, 600]
+    assert capacity(steps, 100) == 200
+
+
 def test_the_sweeps_take_turns_and_each_finds_what_it_would_alone(monkeypatch) -> None:
     """One step of each endpoint per round, so a slow stretch of the shared machine
     lands on all of them, the round's order rotating; each sweep's steps are the ones
