@@ -197,14 +197,8 @@ class Settings:
             "checkout_rate_limit": env.get("CHECKOUT_RATE_LIMIT", "20/second;300/minute"),
             "overload_policy": env.get("OVERLOAD_POLICY", "accept"),
         }
-        for name in (
-            "SIM_GATEWAY_LATENCY_MS",
-            "SIM_STEP_LATENCY_MS",
-            "SIM_VALIDATE_LATENCY_MS",
-            "SIM_ORDER_LATENCY_MS",
-            "SIM_INVENTORY_LATENCY_MS",
-            "SIM_EMAIL_LATENCY_MS",
-        ):
+        for step in ("GATEWAY", "STEP", "VALIDATE", "ORDER", "INVENTORY", "EMAIL"):
+            name = f"SIM_{step}_LATENCY_MS"
             if env.get(name):
                 values[name.lower()] = parse_range_ms(env[name], name)
         for name, key in (
