@@ -122,7 +122,7 @@ def _place_at_once(
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
         engine = session.get_bind()
-        catalogue = checkout_at_once.CATALOGUE
+        catalogue = checkout_rows.CATALOGUE
         remembered = None if request.discount_code else catalogue.products(engine, request.items)
         done = None
         if remembered is not None:  # no read; the statement checks the live rows

@@ -16,11 +16,12 @@ rows themselves are the ones the general path writes (``checkout.prepare``,
 ``timeline.event_row``, ``jobs.job_row``); only the statement differs.
 
 Most checkouts skip the read too: a web process remembers the products it read
-(:class:`Catalogue`), and builds the rows from them; the statement then writes only
-if every line's product still has that id, name and price and the units in stock
-(``guarded``), in the same snapshot as its inserts. When one has changed, nothing is
-written and the checkout is placed again from a fresh read, so a remembered product
-never changes an answer: the price charged, or a 422, is always the live row's.
+(:class:`orders.services.checkout_rows.Catalogue`), and builds the rows from them;
+the statement then writes only if every line's product still has that id, name and
+price and the units in stock (``guarded``), in the same snapshot as its inserts.
+When one has changed, nothing is written and the checkout is placed again from a
+fresh read, so a remembered product never changes an answer: the price charged, or a
+422, is always the live row's.
 """
 
 from __future__ import annotations
@@ -33,15 +34,13 @@ from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
-from orders.domain.validation import ItemRequest
 from orders.models.tables import CHECKOUTS, EVENTS, JOBS, LINES
 from orders.services.checkout_rows import Prepared
 
@@ -58,34 +57,6 @@ def connection(session: Session) -> Iterator[Connection]:
     """A connection of the session's engine in autocommit (no BEGIN, no COMMIT)."""
     with session.get_bind().connect() as conn:  # type: ignore[union-attr]
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
-
-
-class Catalogue:
-    """The products a web process read last, by engine and SKU (prices and names
-    change rarely; every use is checked against the live row: see ``write``)."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._by_engine: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
-
-    def products(self, engine: Engine, items: Sequence[ItemRequest]) -> dict[str, Any] | None:
-        """Every item's remembered product, or None if one is not remembered."""
-        known = self._by_engine.get(engine)
-        if not known:
-            return None
-        try:
-            return {item.sku: known[item.sku] for item in items}
-        except KeyError:
-            return None
-
-    def remember(self, engine: Engine, products: Mapping[str, Any]) -> None:
-        known = self._by_engine.setdefault(engine, {})
-        if len(known) + len(products) > self.size:
-            known.clear()
-        known.update(products)
-
-
-CATALOGUE = Catalogue()
 
 
 @dataclass(frozen=True)

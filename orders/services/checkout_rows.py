@@ -7,11 +7,12 @@ Both ways of writing them (:mod:`orders.services.checkout` and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
@@ -34,6 +35,34 @@ class Prepared:
 
     checkout: dict[str, Any]
     lines: list[dict[str, Any]]
+
+
+class Catalogue:
+    """The products a web process read last, by engine and SKU (prices and names
+    change rarely; every use is checked against the live row: see ``checkout_at_once.write``)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._by_engine: WeakKeyDictionary[Engine, dict[str, Any]] = WeakKeyDictionary()
+
+    def products(self, engine: Engine, items: Sequence[ItemRequest]) -> dict[str, Any] | None:
+        """Every item's remembered product, or None if one is not remembered."""
+        known = self._by_engine.get(engine)
+        if not known:
+            return None
+        try:
+            return {item.sku: known[item.sku] for item in items}
+        except KeyError:
+            return None
+
+    def remember(self, engine: Engine, products: Mapping[str, Any]) -> None:
+        known = self._by_engine.setdefault(engine, {})
+        if len(known) + len(products) > self.size:
+            known.clear()
+        known.update(products)
+
+
+CATALOGUE = Catalogue()
 
 
 def read_products(db: Session | Connection, items: tuple[ItemRequest, ...]) -> dict[str, Any]:
