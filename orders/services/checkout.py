@@ -130,7 +130,7 @@ def _place_at_once(
                 prepared = prepare(None, request, request.items, session_id, remembered)
                 done = _write_at_once(engine, settings, prepared, key, digest, guarded=True)
         if done is None:  # nothing remembered, or a product changed since
-            with checkout_at_once.connection(session) as conn:
+            with checkout_at_once.connection(engine) as conn:
                 products = checkout_rows.read_products(conn, request.items)
                 catalogue.remember(engine, products)
                 prepared = prepare(conn, request, request.items, session_id, products)

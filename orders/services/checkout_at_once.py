@@ -35,7 +35,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -53,9 +53,9 @@ def supported(session: Session) -> bool:
 
 
 @contextmanager
-def connection(session: Session) -> Iterator[Connection]:
-    """A connection of the session's engine in autocommit (no BEGIN, no COMMIT)."""
-    with session.get_bind().connect() as conn:  # type: ignore[union-attr]
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in autocommit (no BEGIN, no COMMIT)."""
+    with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from orders.errors import DatabaseUnavailable
 from orders.infra.combiner import Combiner, WriterStopped
-from orders.services.checkout_at_once import Pending, Written, write_many
+from orders.services.checkout_at_once import Pending, Written, connection, write_many
 
 _writers: weakref.WeakKeyDictionary[Engine, Combiner[Pending, Written]] = (
     weakref.WeakKeyDictionary()
@@ -73,8 +73,7 @@ def _writing_to(
 
 
 def _write(engine: Engine, batch: Sequence[Pending]) -> list[Written | BaseException]:
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with connection(engine) as conn:
         try:
             return list(write_many(conn, batch))
         except DBAPIError as exc:
