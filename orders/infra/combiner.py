@@ -69,7 +69,11 @@ class Combiner(Generic[Item, Result]):
             self._writing = True
         if not leads:
             if not slot.done.wait(self.wait_s):
-                raise WriterStopped("no batch wrote this item in time")
+                with self._lock:  # give up only if no batch took it, nor the writing
+                    if slot in self._queued and not slot.leads:
+                        self._queued.remove(slot)
+                        raise WriterStopped("no batch wrote this item in time")
+                slot.done.wait()  # taken just now: its batch answers, or it leads
             if not slot.leads:
                 return self._answer(slot)
         self._write_next(slot)
