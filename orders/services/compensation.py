@@ -19,14 +19,11 @@ from orders.models import (
     CheckoutStage,
     HoldStatus,
     Job,
-    JobStatus,
     Payment,
     PaymentStatus,
 )
 from orders.models.tables import HOLDS, PRODUCTS
-from orders.services.context import PipelineContext
 from orders.services.jobs import new_job
-from orders.services.leases import Claim, close
 from orders.services.timeline import move_checkout, record_event
 
 
@@ -139,80 +136,3 @@ def fail_checkout(
         session, checkout, CheckoutStage.FAILED, message, error_code=code, error_message=message
     )
     return jobs
-
-
-def refund_payment(
-    session: Session, claim: Claim, checkout: Checkout | None, ctx: PipelineContext
-) -> list[Job]:
-    """Refund a captured payment at the gateway (idempotent by key), then record it."""
-    if claim.payment_id is None:
-        assert checkout is not None, f"job {claim.job_id} has neither payment nor checkout"
-        return _refund_unrecorded(session, claim, checkout, ctx)
-    payment = session.get(Payment, claim.payment_id)
-    assert payment is not None, f"job {claim.job_id} has no payment"
-    session.commit()
-    if payment.status is PaymentStatus.CAPTURED:
-        refund_ref = ctx.gateway.refund(
-            gateway_ref=payment.gateway_ref or "",
-            amount_cents=payment.amount_cents,
-            idempotency_key=f"refund_{payment.idempotency_key}",
-        )
-        close(session, claim, JobStatus.COMPLETED)
-        session.execute(
-            update(Payment)
-            .where(Payment.id == payment.id, Payment.status == PaymentStatus.CAPTURED)
-            .values(status=PaymentStatus.REFUNDED, refunded_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if checkout is not None:
-            record_event(session, checkout, f"Refunded {payment.amount_cents} cents ({refund_ref})")
-    else:
-        close(session, claim, JobStatus.COMPLETED)
-    return []
-
-
-def _refund_unrecorded(
-    session: Session, claim: Claim, checkout: Checkout, ctx: PipelineContext
-) -> list[Job]:
-    """Ask the gateway for the charge made with this checkout's key; record and refund it."""
-    key = payment_key(checkout)
-    session.commit()
-    found = ctx.gateway.find_charge(idempotency_key=key)
-    if found is None or not found.captured:
-        close(session, claim, JobStatus.COMPLETED)
-        record_event(session, checkout, "No charge at the gateway: nothing to refund")
-        return []
-    refund_ref = ctx.gateway.refund(
-        gateway_ref=found.gateway_ref or "",
-        amount_cents=checkout.total_cents,
-        idempotency_key=f"refund_{key}",
-    )
-    close(session, claim, JobStatus.COMPLETED)
-    if session.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is None:
-        session.add(
-            Payment(
-                checkout_id=checkout.id,
-                amount_cents=checkout.total_cents,
-                status=PaymentStatus.REFUNDED,
-                gateway_ref=found.gateway_ref,
-                idempotency_key=key,
-                refunded_at=utcnow(),
-            )
-        )
-    record_event(
-        session,
-        checkout,
-        f"Refunded {checkout.total_cents} cents charged but never recorded ({refund_ref})",
-    )
-    return []
-
-
-def give_up_refund(session: Session, claim: Claim, checkout: Checkout | None, error: str) -> None:
-    """A refund that keeps failing needs a person: flag the checkout on the dashboard."""
-    if checkout is not None:
-        checkout.needs_attention = True
-        record_event(
-            session,
-            checkout,
-            f"Refund failed after {claim.attempt} attempts ({error}); operator action needed",
-        )

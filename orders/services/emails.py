@@ -15,12 +15,10 @@ from sqlalchemy.orm import Session
 from orders.config import Settings
 from orders.db import utcnow
 from orders.infra.mail import OutgoingEmail
-from orders.models import Checkout, Email, EmailStatus, Job, JobStatus, Order
+from orders.models import Checkout, Email, EmailStatus, Order
 from orders.models.tables import EMAILS
 from orders.services.context import PipelineContext
-from orders.services.leases import Claim, close
 from orders.services.ops.upsert import insert_unless_present
-from orders.services.timeline import record_event
 
 
 def _money(cents: int) -> str:
@@ -92,25 +90,6 @@ def order_confirmation(
     )
 
 
-def send_email(
-    session: Session, claim: Claim, checkout: Checkout | None, ctx: PipelineContext
-) -> list[Job]:
-    """Send (or store) the job's email unless it already went out."""
-    email = session.get(Email, claim.email_id)
-    assert email is not None, f"job {claim.job_id} has no email"
-    session.commit()
-    if email.status in (EmailStatus.SENT, EmailStatus.STORED):
-        close(session, claim, JobStatus.COMPLETED)
-        return []
-    ctx.simulate_step_latency("email")
-    status = deliver(ctx, email)
-    close(session, claim, JobStatus.COMPLETED)
-    mark_delivered(session, [email.id], status)
-    if checkout is not None:
-        record_event(session, checkout, delivered_message(email, status))
-    return []
-
-
 def deliver(ctx: PipelineContext, email: Email) -> EmailStatus:
     """Send the email (``sent``), or keep it when no SMTP server is configured (``stored``)."""
     if ctx.mailer is None:
@@ -136,17 +115,3 @@ def delivered_message(email: Email, status: EmailStatus) -> str:
     """The timeline's line for a delivered email."""
     verb = "sent" if status is EmailStatus.SENT else "stored (no SMTP server configured)"
     return f"Email '{email.subject}' to {email.to_addr} {verb}"
-
-
-def give_up_email(session: Session, claim: Claim, checkout: Checkout | None, error: str) -> None:
-    """After the last attempt: mark the email failed; the order is unaffected."""
-    session.execute(
-        update(Email)
-        .where(Email.id == claim.email_id)
-        .values(status=EmailStatus.FAILED)
-        .execution_options(synchronize_session=False)
-    )
-    if checkout is not None:
-        record_event(
-            session, checkout, f"Email could not be sent after {claim.attempt} attempts: {error}"
-        )

@@ -21,7 +21,6 @@ from orders.db import utcnow
 from orders.jobtypes import JOB_TYPES, JobType
 from orders.models import Checkout, Job, JobStatus
 from orders.models.tables import JOBS
-from orders.services.leases import Claim
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +111,23 @@ def job_row(
         "email_id": email_id,
         "payment_id": payment_id,
         "attempts": 0,
-        "max_attempts": settings.max_attempts,
+        "max_attempts": job_type.max_attempts(settings),
         "created_at": now,
         "enqueued_at": now,
     }
 
 
-def backoff_delay(settings: Settings, attempts: int) -> float:
-    """Seed policy: exponential backoff from ``retry_delay`` (2 s, 4 s, 8 s, ...)."""
-    return float(settings.retry_delay_seconds * settings.retry_backoff ** max(attempts - 1, 0))
-
-
-def job_type(job: Job | Claim) -> JobType:
-    return JOB_TYPES[job.type]
+def next_jobs(
+    session: Session,
+    settings: Settings,
+    job_type: str,
+    checkouts: Sequence[Checkout],
+    email_ids: Sequence[int] | None = None,
+) -> list[Job]:
+    """The job that follows ``job_type`` (the table's ``follow_up``) for each checkout."""
+    follow_up = JOB_TYPES[job_type].follow_up
+    assert follow_up is not None, f"{job_type} has no follow-up job"
+    return new_jobs(session, settings, JOB_TYPES[follow_up], checkouts, email_ids)
 
 
 def send_after_commit(session: Session, refs: Sequence[JobRef], dispatch: Dispatch) -> None:

@@ -1,26 +1,42 @@
-"""Leases on job rows: claim a job, then close or reschedule it under the lease.
+"""Leases on job rows: claim jobs, then close or reschedule them under the lease.
 
 Claiming is a conditional UPDATE, so a duplicate delivery of the same message does
 nothing. Every close is conditional on the attempt we claimed: a worker whose lease
-was taken over cannot write its result. These statements run for every job, so each
-is built once per shape and its values are bound.
+was taken over cannot write its result. One job or many, the same statements: the
+common ones are built once per shape and their values are bound.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ClauseElement, Executable, bindparam, exists, or_, update
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Executable,
+    bindparam,
+    exists,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.models import Job, JobStatus
 from orders.models.tables import JOBS, QUEUE_PAUSES
+from orders.models.work import WAITING_SQL
 from orders.services.ops.stats import record_outcome
+
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+_WAITING = text(f"jobs.{WAITING_SQL}")
 
 
 @dataclass(frozen=True)
@@ -63,50 +79,73 @@ class Claim:
 
 def claim(
     session: Session,
-    job_id: str,
+    job_ids: Sequence[str],
     worker: str,
     lease_seconds: int,
     *,
-    commit: bool = True,
+    job_type: str | None = None,
+    extra: int = 0,
     unless_paused: bool = False,
-) -> Claim | None:
-    """Take the job if it is waiting (and due); set a lease. None if not ours.
+) -> list[Claim]:
+    """Take the waiting, due jobs among ``job_ids`` (a message's own) and up to
+    ``extra`` more of ``job_type``, the oldest first; set a lease on each. In the
+    caller's transaction (the runner commits it with the step's entry). With
+    ``unless_paused`` the jobs of a queue an operator paused are left waiting.
 
-    Commits unless ``commit`` is False: the runner then writes the checkout's step
-    entry in the same transaction (one commit per claim instead of two). With
-    ``unless_paused`` a job whose queue an operator paused is left waiting (checked in
-    the same statement).
+    A duplicate delivery finds its job taken and claims nothing. On PostgreSQL the
+    rows are picked ``FOR UPDATE SKIP LOCKED``: two consumers claiming at once take
+    different jobs instead of waiting on each other (waiting on a row another claim
+    holds, while holding rows that claim wants, deadlocked two consumers); the status
+    check in the UPDATE keeps a job from being claimed twice either way.
     """
     now = utcnow()
-    row = session.execute(
-        _claim_statement(unless_paused),
-        {
-            "p_job_id": job_id,
-            "p_due": now + timedelta(seconds=1),
-            "p_lease_until": now + timedelta(seconds=lease_seconds),
-            "p_now": now,
-            "p_worker": worker[:100],
-        },
-    ).first()
-    if row is None:
-        session.rollback()
-        return None
-    taken = Claim(*row)
-    if commit:
-        session.commit()
-    return taken
+    params = {
+        "p_due": now + timedelta(seconds=1),
+        "p_lease_until": now + timedelta(seconds=lease_seconds),
+        "p_now": now,
+        "p_worker": worker[:100],
+    }
+    if extra < 1 and len(job_ids) == 1:  # the common message: one statement, built once
+        statement = _claim_one(unless_paused)
+        rows = session.execute(statement, {**params, "p_job_id": job_ids[0]}).all()
+        return [Claim(*row) for row in rows]
+    due = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due"))
+    own = (
+        select(JOBS.c.id)
+        .where(JOBS.c.id.in_(list(job_ids)), _WAITING, due)
+        .with_for_update(skip_locked=True)
+    )
+    chosen = JOBS.c.id.in_(own.scalar_subquery())
+    if extra > 0 and job_type is not None:
+        picked = (
+            select(JOBS.c.id)
+            .where(JOBS.c.type == job_type, _WAITING, due)  # the partial index's predicate
+            .order_by(JOBS.c.created_at)
+            .limit(extra)
+            .with_for_update(skip_locked=True)
+        )
+        chosen = or_(chosen, JOBS.c.id.in_(picked.scalar_subquery()))
+    conditions = [chosen, JOBS.c.status.in_(WAITING), due]
+    if unless_paused:
+        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
+    rows = session.execute(_claiming(*conditions), params).all()
+    return [Claim(*row) for row in rows]
 
 
 @cache
-def _claim_statement(unless_paused: bool) -> Executable:
-    """The claim's UPDATE, built once (every job runs it): values are bound."""
+def _claim_one(unless_paused: bool) -> Executable:
+    """The claim of one job by id (every message's), built once: values are bound."""
     conditions = [
         JOBS.c.id == bindparam("p_job_id"),
-        JOBS.c.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)),
+        JOBS.c.status.in_(WAITING),
         or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due")),
     ]
     if unless_paused:
         conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
+    return _claiming(*conditions)
+
+
+def _claiming(*conditions: ColumnElement[bool]) -> Executable:
     return (
         update(JOBS)
         .where(*conditions)
@@ -159,6 +198,32 @@ def close(
         values["traceback"] = trace[-20000:]
     _guarded_update(session, job, values)
     record_outcome(session, job, status.value)  # ops counters, same txn
+
+
+def close_all(session: Session, jobs: Sequence[Claim], status: JobStatus) -> list[Claim]:
+    """:func:`close` for many jobs in one UPDATE; returns the ones still ours (closed)."""
+    if len(jobs) == 1:
+        try:
+            close(session, jobs[0], status)
+        except LeaseLost:
+            return []
+        return list(jobs)
+    if not jobs:
+        return []
+    closed = session.execute(
+        update(JOBS)
+        .where(
+            tuple_(JOBS.c.id, JOBS.c.attempts).in_([(job.job_id, job.attempt) for job in jobs]),
+            JOBS.c.status == JobStatus.ACTIVE,
+        )
+        .values(status=status, finished_at=utcnow(), lease_until=None, run_at=None)
+        .returning(JOBS.c.id)
+    ).scalars()
+    ours = set(closed)
+    done = [job for job in jobs if job.job_id in ours]
+    for job in done:
+        record_outcome(session, job, status.value)  # ops counters, same txn
+    return done
 
 
 def reschedule(
