@@ -25,11 +25,21 @@ from orders.models import (
 )
 from orders.services.ops.heartbeats import WorkerIdentity, beat, list_workers
 from orders.services.ops.pause import job_is_paused
-from orders.services.ops.retention import sweep_job_records
+from orders.services.ops.retention import delete_old_job_records
 from tests.factories import checkout_body, make_product
 from tests.ops_support import login, token
 from tests.stack import free_port
 from tests.support import Drain, RecordingDispatch, take
+
+
+def sweep_job_records(session, settings) -> int:
+    """Retention as the scheduler runs it: batch after batch, each committed."""
+    deleted = 0
+    while batch := delete_old_job_records(session, settings):
+        session.commit()
+        deleted += batch
+    session.commit()
+    return deleted
 
 
 def place(client, *items, **extra):  # type: ignore[no-untyped-def]

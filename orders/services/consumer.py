@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,16 +19,17 @@ from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.jobtypes import JOB_TYPES
 from orders.services.context import PipelineContext
-from orders.services.jobs import JobRef
-from orders.services.ops.heartbeats import WorkerIdentity, beat_forever, forget, this_process
+from orders.services.jobs import JobRef, send_after_commit
+from orders.services.ops.heartbeats import WorkerIdentity, beat, forget, this_process
 from orders.services.ops.pause import job_is_paused
-from orders.services.ops.retention import sweep_job_records
+from orders.services.ops.retention import delete_old_job_records
 from orders.services.recovery import remind_abandoned_carts
 from orders.services.runner import COMPLETED_HERE, message_groups, run
 from orders.services.sweeper import sweep
 from orders.wiring import build_gateway, build_mailer, build_publisher
 
 log = logging.getLogger("tasks")
+T = TypeVar("T")
 
 Send = Callable[[str, str, Sequence[str], int, float], None]
 """Enqueue one message: (job type, job id, more ids, priority, delay)."""
@@ -106,7 +108,14 @@ class Runtime:
 
     def sweep_once(self) -> None:
         with session_scope(self.sessions) as session:
-            sweep(session, self.context())
+            sweep(session, self.context())  # it commits unit by unit
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a transaction of its own, and commit it."""
+        with session_scope(self.sessions) as session:
+            result = work(session)
+            session.commit()
+            return result
 
     def start_sweeper(self) -> None:
         """A thread in the scheduler consumer, so it works while the broker is down."""
@@ -126,15 +135,17 @@ class Runtime:
         """Run job retention when ``JOB_CLEANUP_INTERVAL`` (ms) has passed since the last."""
         if time.monotonic() - self._last_retention < self.settings.job_cleanup_interval_ms / 1000:
             return
-        with session_scope(self.sessions) as session:
-            deleted = sweep_job_records(session, self.settings)
+        deleted = 0
+        while batch := self._transaction(partial(delete_old_job_records, settings=self.settings)):
+            deleted += batch
         self._last_retention = time.monotonic()
         log.info("job retention: deleted %d old job record(s)", deleted)
 
     def remind_abandoned_carts(self) -> None:
         """One recovery email per abandoned cart (``CART_ABANDON_MINUTES``)."""
+        refs = self._transaction(partial(remind_abandoned_carts, settings=self.settings))
         with session_scope(self.sessions) as session:
-            refs = remind_abandoned_carts(session, self.settings, self.dispatch)
+            send_after_commit(session, refs, self.dispatch)
         if refs:
             log.info("sent %d cart recovery email job(s)", len(refs))
 
@@ -148,7 +159,13 @@ class Runtime:
             ).start()
 
     def _beat(self, worker: WorkerIdentity) -> None:
-        beat_forever(partial(session_scope, self.sessions), worker, self.settings.heartbeat_seconds)
+        """Beat every ``HEARTBEAT_SECONDS``, for ever."""
+        while True:
+            try:
+                self._transaction(partial(beat, worker=worker))
+            except Exception:  # the database may be away; beat again next round
+                log.warning("heartbeat of %s failed", worker.id, exc_info=True)
+            time.sleep(self.settings.heartbeat_seconds)
 
     def stop_heartbeat(self, queue: str, concurrency: int) -> None:
         with self._lock:
@@ -156,8 +173,7 @@ class Runtime:
                 return
             self._loops.discard(f"heartbeat:{queue}")
         try:
-            with session_scope(self.sessions) as session:
-                forget(session, this_process(queue, concurrency))
+            self._transaction(partial(forget, worker=this_process(queue, concurrency)))
         except Exception:
             log.warning("could not remove the heartbeat of %s", queue, exc_info=True)
 

@@ -24,31 +24,32 @@ LIVE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.ACTIVE)
 BATCH = 200
 
 
-def release_expired_holds(session: Session, settings: Settings) -> tuple[int, list[Job]]:
-    """Release what can be released; return (checkouts handled, refund jobs to send)."""
-    checkout_ids = session.scalars(
-        select(StockHold.checkout_id)
-        .where(StockHold.status == HoldStatus.HELD, StockHold.expires_at < utcnow())
-        .distinct()
-        .limit(BATCH)
-    ).all()
-    session.commit()
-    handled = 0
-    jobs: list[Job] = []
-    for checkout_id in checkout_ids:
-        checkout = session.get(Checkout, checkout_id, populate_existing=True)
-        assert checkout is not None
-        if checkout.stage is CheckoutStage.FAILED:
-            release_holds(session, checkout, "stock hold expired")
-            handled += 1
-        elif checkout.stage not in TERMINAL and not _has_live_job(session, checkout_id):
-            message = "Stock hold expired while the checkout was stuck"
-            jobs += fail_checkout(
-                session, settings, checkout, "hold_expired", message, needs_attention=True
-            )
-            handled += 1
-        session.commit()
-    return handled, jobs
+def expired_hold_checkouts(session: Session) -> list[int]:
+    """Ids of checkouts with a hold past its time limit (``BATCH`` at most)."""
+    return list(
+        session.scalars(
+            select(StockHold.checkout_id)
+            .where(StockHold.status == HoldStatus.HELD, StockHold.expires_at < utcnow())
+            .distinct()
+            .limit(BATCH)
+        )
+    )
+
+
+def release_expired(session: Session, settings: Settings, checkout_id: int) -> list[Job] | None:
+    """Release one checkout's expired holds if nothing will use them any more (in the
+    caller's transaction). The refund jobs to send, or None if the holds are kept."""
+    checkout = session.get(Checkout, checkout_id, populate_existing=True)
+    assert checkout is not None
+    if checkout.stage is CheckoutStage.FAILED:
+        release_holds(session, checkout, "stock hold expired")
+        return []
+    if checkout.stage not in TERMINAL and not _has_live_job(session, checkout_id):
+        message = "Stock hold expired while the checkout was stuck"
+        return fail_checkout(
+            session, settings, checkout, "hold_expired", message, needs_attention=True
+        )
+    return None
 
 
 def _has_live_job(session: Session, checkout_id: int) -> bool:

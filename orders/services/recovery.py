@@ -19,7 +19,7 @@ from orders.jobtypes import SEND_RECOVERY_EMAIL
 from orders.models import Cart, CartItem
 from orders.services.carts import find_open_cart, view_cart
 from orders.services.emails import record_email
-from orders.services.jobs import Dispatch, JobRef, new_job, ref, send_after_commit
+from orders.services.jobs import JobRef, new_job, ref
 
 
 def abandoned_carts(session: Session, cutoff: datetime, limit: int = 100) -> list[str]:
@@ -45,10 +45,10 @@ def cart_link(settings: Settings, cart_id: str) -> str:
 
 
 def remind_abandoned_carts(
-    session: Session, settings: Settings, dispatch: Dispatch, now: datetime | None = None
+    session: Session, settings: Settings, now: datetime | None = None
 ) -> list[JobRef]:
     """Record one recovery email (and its ``send-recovery-email`` job) per abandoned
-    cart; commit; then send the jobs. Returns what was sent."""
+    cart, in the caller's transaction; the jobs to send once it commits."""
     now = now or utcnow()
     cutoff = now - timedelta(minutes=settings.cart_abandon_minutes)
     refs: list[JobRef] = []
@@ -81,7 +81,4 @@ def remind_abandoned_carts(
         refs.append(
             ref(new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email_id))
         )
-        session.commit()
-    session.commit()
-    send_after_commit(session, refs, dispatch)
     return refs

@@ -226,7 +226,8 @@ def _moot(current: CheckoutStage, stage: CheckoutStage) -> str:
 def _after_failure(
     session: Session, item: Item, exc: Exception, ctx: PipelineContext
 ) -> tuple[list[JobRef], str]:
-    """Record what a job's step raised (its own transaction): the follow-ups and outcome."""
+    """Record what a job's step raised, in a transaction of its own: the follow-ups and
+    the outcome."""
     taken = item.claim
     with _bound(item):
         if isinstance(exc, LeaseLost):
@@ -234,13 +235,19 @@ def _after_failure(
                 "job %s attempt %d lost its lease; dropping its result", taken.job_id, taken.attempt
             )
             return [], "lease_lost"
-        if isinstance(exc, StepFailed):
-            return _end_checkout(
-                session, taken, ctx, exc.code, exc.message, JobStatus.FAILED
-            ), "failed"
-        if isinstance(exc, GatewayCircuitOpen):
-            return _wait_for_breaker(session, taken, ctx, exc), "waiting"
-        return _retry_or_give_up(session, taken, ctx, exc)
+        try:
+            if isinstance(exc, StepFailed):
+                jobs = _end_checkout(session, taken, ctx, exc.code, exc.message, JobStatus.FAILED)
+                refs, outcome = [ref(job) for job in jobs], "failed"
+            elif isinstance(exc, GatewayCircuitOpen):
+                refs, outcome = _wait_for_breaker(session, taken, ctx, exc), "waiting"
+            else:
+                refs, outcome = _retry_or_give_up(session, taken, ctx, exc)
+            session.commit()
+        except LeaseLost:
+            session.rollback()
+            return [], "lease_lost"
+        return refs, outcome
 
 
 def _end_checkout(
@@ -253,39 +260,27 @@ def _end_checkout(
     *,
     needs_attention: bool = False,
     trace: str | None = None,
-) -> list[JobRef]:
-    try:
-        close(session, taken, job_status, message, trace)
-        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-        jobs: list[Job] = []
-        if checkout is not None:
-            jobs = compensation.fail_checkout(
-                session, ctx.settings, checkout, code, message, needs_attention=needs_attention
-            )
-        session.commit()
-        return [ref(job) for job in jobs]
-    except LeaseLost:
-        session.rollback()
+) -> list[Job]:
+    """End the job and fail its checkout, with compensation (the jobs it adds)."""
+    close(session, taken, job_status, message, trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is None:
         return []
+    return compensation.fail_checkout(
+        session, ctx.settings, checkout, code, message, needs_attention=needs_attention
+    )
 
 
 def _wait_for_breaker(
     session: Session, taken: Claim, ctx: PipelineContext, exc: GatewayCircuitOpen
 ) -> list[JobRef]:
     delay = max(ctx.settings.retry_delay_seconds, 1.0)
-    try:
-        reschedule(session, taken, delay, exc.message, count_attempt=False)
-        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-        if checkout is not None:
-            record_event(
-                session,
-                checkout,
-                f"Payment gateway unavailable (circuit open); waiting {delay:g} s",
-            )
-        session.commit()
-    except LeaseLost:
-        session.rollback()
-        return []
+    reschedule(session, taken, delay, exc.message, count_attempt=False)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is not None:
+        record_event(
+            session, checkout, f"Payment gateway unavailable (circuit open); waiting {delay:g} s"
+        )
     return [JobRef(taken.job_id, taken.type, delay)]
 
 
@@ -297,20 +292,18 @@ def give_up(
     code: str = "processing_error",
     trace: str | None = None,
 ) -> list[JobRef]:
-    """The last attempt failed: end the job, and the checkout if it was a checkout step."""
+    """The last attempt failed: end the job, and the checkout if it was a checkout step
+    (in the caller's transaction; :class:`LeaseLost` if the job is no longer ours)."""
     step = JOB_TYPES[taken.type].runs
     what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
     if step.give_up is None:
-        return _end_checkout(
+        jobs = _end_checkout(
             session, taken, ctx, code, what, JobStatus.FAILED, needs_attention=True, trace=trace
         )
-    try:
-        close(session, taken, JobStatus.FAILED, what, trace)
-        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-        step.give_up(session, taken, checkout, message)
-        session.commit()
-    except LeaseLost:
-        session.rollback()
+        return [ref(job) for job in jobs]
+    close(session, taken, JobStatus.FAILED, what, trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    step.give_up(session, taken, checkout, message)
     return []
 
 
@@ -325,20 +318,15 @@ def _retry_or_give_up(
         code = exc.code if isinstance(exc, ShopError) and exc.retryable else "processing_error"
         return give_up(session, taken, ctx, message, code, trace), "failed"
     delay = JOB_TYPES[taken.type].retry_delay(ctx.settings, taken.attempt)
-    try:
-        reschedule(session, taken, delay, message, trace=trace)
-        checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-        if checkout is not None:
-            record_event(
-                session,
-                checkout,
-                f"{taken.type} attempt {taken.attempt}/{taken.max_attempts} failed ({message}); "
-                f"retrying in {delay:g} s",
-            )
-        session.commit()
-    except LeaseLost:
-        session.rollback()
-        return [], "lease_lost"
+    reschedule(session, taken, delay, message, trace=trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is not None:
+        record_event(
+            session,
+            checkout,
+            f"{taken.type} attempt {taken.attempt}/{taken.max_attempts} failed ({message}); "
+            f"retrying in {delay:g} s",
+        )
     return [JobRef(taken.job_id, taken.type, delay)], "retrying"
 
 

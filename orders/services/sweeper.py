@@ -11,8 +11,10 @@ conditional, so only one delivery runs the step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -21,7 +23,7 @@ from orders.db import utcnow
 from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.services.context import PipelineContext
-from orders.services.holds import release_expired_holds
+from orders.services.holds import expired_hold_checkouts, release_expired
 from orders.services.jobs import JobRef, ref, send_after_commit
 from orders.services.leases import Claim
 from orders.services.runner import give_up
@@ -43,34 +45,75 @@ class SweepReport:
 
 
 def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
+    """One round; every unit of it (a job, a checkout's holds) is its own transaction."""
     report = SweepReport()
     refs: list[JobRef] = []
     now = utcnow()
-    expired = session.scalars(
-        select(Job)
-        .where(Job.status == JobStatus.ACTIVE, Job.lease_until < now)
-        .order_by(Job.lease_until)
-        .limit(BATCH)
-    ).all()
-    session.commit()
+    expired = [
+        Claim.of(job)
+        for job in session.scalars(
+            select(Job)
+            .where(Job.status == JobStatus.ACTIVE, Job.lease_until < now)
+            .order_by(Job.lease_until)
+            .limit(BATCH)
+        )
+    ]
+    session.rollback()  # a read: end it before writing job by job
     touched: set[int] = set()  # checkouts whose timeline changed: wake their streams
-    for job in expired:
-        taken = Claim.of(job)
+    for taken in expired:
         if taken.final:
-            refs += give_up(session, taken, ctx, "lease expired: the worker died or hung")
+            gave_up = _unit(session, lambda t=taken: give_up(session, t, ctx, _DIED))
+            refs += gave_up or []
             report.gave_up += 1
-        else:
-            try:
-                _requeue_expired(session, taken)
-                session.commit()
-            except LeaseLost:
-                session.rollback()
-                continue
-            refs.append(JobRef(job.id, job.type))
+        elif _unit(session, lambda t=taken: _requeue_expired(session, t)) is not None:
+            refs.append(JobRef(taken.job_id, taken.type))
             report.expired += 1
-        if job.checkout_id is not None:
-            touched.add(job.checkout_id)
+        else:
+            continue
+        if taken.checkout_id is not None:
+            touched.add(taken.checkout_id)
+    resent = _unit(session, lambda: _resend_lost(session, ctx, now)) or []
+    refs += resent
+    report.resent += len(resent)
+    for checkout_id in _unit(session, lambda: expired_hold_checkouts(session)) or []:
+        refunds = _unit(session, lambda c=checkout_id: release_expired(session, ctx.settings, c))
+        if refunds is not None:
+            report.holds_released += 1
+            refs += [ref(job) for job in refunds]
+    send_after_commit(session, refs, ctx.dispatch)
+    _publish_all(session, ctx, touched)
+    if report:
+        log.info(
+            "sweep: %d lease(s) expired and re-driven, %d gave up, %d re-sent to the broker, "
+            "%d checkout(s) with expired stock holds",
+            report.expired,
+            report.gave_up,
+            report.resent,
+            report.holds_released,
+        )
+    return report
 
+
+_DIED = "lease expired: the worker died or hung"
+T = TypeVar("T")
+
+
+def _unit(session: Session, work: Callable[[], T]) -> T | None:
+    """Run one unit of the sweep and commit it; None (nothing kept) if a lease was lost."""
+    try:
+        result = work()
+    except LeaseLost:
+        session.rollback()
+        return None
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+    return result
+
+
+def _resend_lost(session: Session, ctx: PipelineContext, now: datetime) -> list[JobRef]:
+    """Jobs the broker never got or lost: mark them sent again; their refs."""
     stale = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
     lost = session.scalars(
         select(Job)
@@ -99,23 +142,7 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
             .values(enqueued_at=now)
             .execution_options(synchronize_session=False)
         )
-        session.commit()
-        refs += [JobRef(job.id, job.type) for job in lost]
-        report.resent += len(lost)
-    report.holds_released, refunds = release_expired_holds(session, ctx.settings)
-    refs += [ref(job) for job in refunds]
-    send_after_commit(session, refs, ctx.dispatch)
-    _publish_all(session, ctx, touched)
-    if report:
-        log.info(
-            "sweep: %d lease(s) expired and re-driven, %d gave up, %d re-sent to the broker, "
-            "%d checkout(s) with expired stock holds",
-            report.expired,
-            report.gave_up,
-            report.resent,
-            report.holds_released,
-        )
-    return report
+    return [JobRef(job.id, job.type) for job in lost]
 
 
 def _publish_all(session: Session, ctx: PipelineContext, checkout_ids: set[int]) -> None:
@@ -124,7 +151,7 @@ def _publish_all(session: Session, ctx: PipelineContext, checkout_ids: set[int])
     public_ids = session.scalars(
         select(Checkout.public_id).where(Checkout.id.in_(checkout_ids))
     ).all()
-    session.commit()
+    session.rollback()  # a read
     for public_id in public_ids:
         try:
             ctx.publish(public_id)
@@ -132,7 +159,7 @@ def _publish_all(session: Session, ctx: PipelineContext, checkout_ids: set[int])
             log.warning("could not publish progress for %s", public_id, exc_info=True)
 
 
-def _requeue_expired(session: Session, taken: Claim) -> None:
+def _requeue_expired(session: Session, taken: Claim) -> bool:
     result = session.execute(
         update(Job)
         .where(
@@ -154,3 +181,4 @@ def _requeue_expired(session: Session, taken: Claim) -> None:
                 f"{taken.type} re-driven after lease expiry, "
                 f"attempt {taken.attempt + 1}/{taken.max_attempts}",
             )
+    return True

@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,7 +39,7 @@ def this_process(queue: str, concurrency: int) -> WorkerIdentity:
 
 
 def beat(session: Session, worker: WorkerIdentity) -> None:
-    """Upsert this worker's row, forget workers gone for a day; commits."""
+    """Upsert this worker's row, forget workers gone for a day."""
     now = utcnow()
     upsert(
         session,
@@ -60,28 +57,11 @@ def beat(session: Session, worker: WorkerIdentity) -> None:
         replace=("last_seen", "concurrency"),
     )
     session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.last_seen < now - FORGET_AFTER))
-    session.commit()
-
-
-def beat_forever(
-    session_scope: Callable[[], AbstractContextManager[Session]],
-    worker: WorkerIdentity,
-    interval_seconds: float,
-) -> None:
-    """A consumer's heartbeat thread: beat every ``interval_seconds``, for ever."""
-    while True:
-        try:
-            with session_scope() as session:
-                beat(session, worker)
-        except Exception:  # the database may be away; beat again next round
-            log.warning("heartbeat of %s failed", worker.id, exc_info=True)
-        time.sleep(interval_seconds)
 
 
 def forget(session: Session, worker: WorkerIdentity) -> None:
-    """A graceful stop removes the row at once; commits."""
+    """A graceful stop removes the row at once."""
     session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == worker.id))
-    session.commit()
 
 
 def is_alive(last_seen: datetime, interval_seconds: float, now: datetime | None = None) -> bool:

@@ -18,38 +18,34 @@ from orders.models import Job, JobStatus
 BATCH = 1000
 
 
-def _sweep_group(session: Session, queue: str, statuses: tuple[JobStatus, ...], keep: int) -> int:
+def delete_old_job_records(session: Session, settings: Settings) -> int:
+    """Delete one batch (``BATCH`` per queue and group, at most) of the old terminal job
+    rows beyond the allowances, in the caller's transaction; how many. The caller
+    commits and calls again until it returns 0 (short transactions)."""
     deleted = 0
-    while True:
-        ids = list(
-            session.scalars(
-                select(Job.id)
-                .where(Job.queue == queue, Job.status.in_(statuses))
-                .order_by(Job.finished_at.desc(), Job.id.desc())
-                .offset(max(keep, 0))
-                .limit(BATCH)
-            )
+    for queue in QUEUES:
+        deleted += _delete_beyond(
+            session, queue, (JobStatus.COMPLETED,), settings.keep_completed_jobs
         )
-        if not ids:
-            session.commit()
-            return deleted
+        failed = (JobStatus.FAILED, JobStatus.DISCARDED)
+        deleted += _delete_beyond(session, queue, failed, settings.keep_failed_jobs)
+    return deleted
+
+
+def _delete_beyond(session: Session, queue: str, statuses: tuple[JobStatus, ...], keep: int) -> int:
+    ids = list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.queue == queue, Job.status.in_(statuses))
+            .order_by(Job.finished_at.desc(), Job.id.desc())
+            .offset(max(keep, 0))
+            .limit(BATCH)
+        )
+    )
+    if ids:
         session.execute(
             delete(Job)
             .where(Job.id.in_(ids), Job.status.in_(statuses))
             .execution_options(synchronize_session=False)
         )
-        session.commit()
-        deleted += len(ids)
-
-
-def sweep_job_records(session: Session, settings: Settings) -> int:
-    """Delete the old terminal job rows beyond the allowances; returns how many. Commits."""
-    deleted = 0
-    for queue in QUEUES:
-        deleted += _sweep_group(
-            session, queue, (JobStatus.COMPLETED,), settings.keep_completed_jobs
-        )
-        deleted += _sweep_group(
-            session, queue, (JobStatus.FAILED, JobStatus.DISCARDED), settings.keep_failed_jobs
-        )
-    return deleted
+    return len(ids)
