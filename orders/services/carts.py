@@ -96,7 +96,7 @@ def _product(session: Session, sku: str) -> Product:
 def set_quantity(
     session: Session, settings: Settings, cart: Cart, sku: str, quantity: int, *, add: bool = False
 ) -> Cart:
-    """Set (or with ``add``, increase) a line's quantity; 0 removes it. Commits."""
+    """Set (or with ``add``, increase) a line's quantity; 0 removes it."""
     product = _product(session, sku)
     item = next((i for i in cart.items if i.product_id == product.id), None)
     wanted = quantity + (item.quantity if item and add else 0)
@@ -120,7 +120,6 @@ def set_quantity(
     else:
         item.quantity = wanted
     cart.updated_at = utcnow()
-    session.commit()
     return cart
 
 
@@ -131,7 +130,6 @@ def set_email(session: Session, cart: Cart, email: str) -> Cart:
         raise ValidationFailed([FieldError("email", "enter a valid email address")])
     cart.email = email
     cart.updated_at = utcnow()
-    session.commit()
     return cart
 
 
@@ -141,5 +139,5 @@ def reopen_cart(session: Session, checkout: Checkout, session_id: str | None = N
     cart.email = checkout.email
     for line in checkout.lines:
         cart.items.append(CartItem(product_id=line.product_id, quantity=line.quantity))
-    session.commit()
+    session.flush()
     return find_open_cart(session, cart.id) or cart

@@ -30,7 +30,8 @@ def list_products(session: Session) -> list[dict[str, Any]]:
 
 
 def seed_demo_catalogue(session: Session) -> bool:
-    """Load the demo products and the SAVE10 code if the catalogue is empty."""
+    """Add the demo products and the SAVE10 code if the catalogue is empty (the caller
+    commits)."""
     if session.scalar(select(func.count()).select_from(Product)):
         return False
     for sku, name, description, price, stock in DEMO_PRODUCTS:
@@ -39,5 +40,4 @@ def seed_demo_catalogue(session: Session) -> bool:
         )
     if session.get(DiscountCode, "SAVE10") is None:
         session.add(DiscountCode(code="SAVE10", percent_off=10, active=True))
-    session.commit()
     return True

@@ -130,6 +130,9 @@ def next_jobs(
     return new_jobs(session, settings, JOB_TYPES[follow_up], checkouts, email_ids)
 
 
+_WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+
+
 def send_after_commit(session: Session, refs: Sequence[JobRef], dispatch: Dispatch) -> None:
     """Hand committed jobs to the broker. If it is down, say so in the rows.
 
@@ -143,11 +146,10 @@ def send_after_commit(session: Session, refs: Sequence[JobRef], dispatch: Dispat
     except Exception:  # the broker client raised before sending anything
         log.exception("could not enqueue %d job(s); the sweeper will re-drive them", len(refs))
         failed = [r.id for r in refs]
-    if failed:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(failed), Job.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)))
-            .values(enqueued_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+    if failed:  # a unit of its own: the caller's work is committed already
+        with session.get_bind().connect() as connection, connection.begin():
+            connection.execute(
+                update(JOBS)
+                .where(JOBS.c.id.in_(failed), JOBS.c.status.in_(_WAITING))
+                .values(enqueued_at=None)
+            )

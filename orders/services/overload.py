@@ -29,10 +29,14 @@ INLINE_TYPES = frozenset(name for name, kind in JOB_TYPES.items() if kind.queue 
 
 
 def waiting_jobs(session: Session) -> int:
-    count = session.scalar(
-        select(func.count(Job.id)).where(Job.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED)))
-    )
-    session.commit()
+    """Jobs waiting in the database, read on a connection of its own (the request's
+    transaction is not held open by the probe)."""
+    with session.get_bind().connect() as connection:
+        count = connection.scalar(
+            select(func.count(Job.id)).where(
+                Job.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED))
+            )
+        )
     return int(count or 0)
 
 

@@ -16,6 +16,7 @@ shop = AppGroup("shop", help="Shop operations.")
 def seed() -> None:
     """Load the demo catalogue and SAVE10 if the catalogue is empty."""
     if seed_demo_catalogue(db.session):
+        db.session.commit()
         click.echo("Loaded the demo catalogue and discount code SAVE10.")
     else:
         click.echo("Catalogue already has products; nothing loaded.")

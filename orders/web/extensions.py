@@ -32,3 +32,8 @@ def publish(public_id: str) -> None:
         current_app.extensions["shop.publish"](public_id)
     except Exception:  # streams also poll; never fail a request over a wake-up
         logging.getLogger(__name__).warning("could not publish %s", public_id, exc_info=True)
+
+
+def commit() -> None:
+    """End the request's unit of work: the one place a request commits."""
+    db.session.commit()

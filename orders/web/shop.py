@@ -32,7 +32,7 @@ from orders.services.catalog import list_products
 from orders.services.checkout import place_checkout
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, find_checkout
-from orders.web.extensions import db, dispatch, publish, settings
+from orders.web.extensions import commit, db, dispatch, publish, settings
 
 bp = Blueprint("shop", __name__)
 
@@ -115,6 +115,7 @@ def add_to_cart() -> BaseResponse:
             _quantity(request.form.get("quantity", "1")),
             add=True,
         )
+        commit()
         flash("Added to your cart.", "info")
     except ValidationFailed as exc:
         db.session.rollback()
@@ -136,6 +137,7 @@ def update_line(sku: str) -> BaseResponse:
     try:
         quantity = _quantity(request.form.get("quantity", "0"), allow_zero=True)
         carts.set_quantity(db.session, settings(), cart, sku, quantity)
+        commit()
     except ValidationFailed as exc:
         db.session.rollback()
         _flash_errors(exc)
@@ -147,6 +149,7 @@ def cart_email() -> BaseResponse:
     cart = current_cart(create=True)
     try:
         carts.set_email(db.session, cart, request.form.get("email", ""))
+        commit()
         flash("Thanks, we saved your cart for you.", "info")
     except ValidationFailed as exc:
         db.session.rollback()
@@ -253,6 +256,7 @@ def back_to_cart(job_id: str) -> BaseResponse:
     if checkout.status.value != "failed":
         return redirect(url_for("shop.done", job_id=job_id))
     cart = carts.reopen_cart(db.session, checkout, session_id=session.get(CSRF_KEY))
+    commit()
     session[CART_KEY] = cart.id
     return redirect(url_for("shop.cart"))
 
