@@ -23,8 +23,8 @@ from tests.support import Drain
 
 @pytest.fixture(params=["alone", "batched"])
 def drain(request, settings, dispatched):
-    """Every test twice: each job alone (the runner), and the orders queue's jobs as
-    the consumers run them (orders.services.batch; here batches of one)."""
+    """Every test twice: each job alone, and each message as the consumers run it
+    (claiming the other waiting jobs of its type: here batches of one)."""
     engine = make_engine(settings)
     yield Drain(
         settings, make_session_factory(engine), dispatched, batched=request.param == "batched"
