@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from orders.config import Settings
-from orders.services.jobs import Dispatch
+from orders.pipeline.jobs import Dispatch
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate

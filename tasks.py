@@ -3,8 +3,8 @@
     python -m orders.worker orders|payments|notifications|scheduler
 
 starts ``huey_consumer tasks.<queue>`` with the right flags (see the Procfile). Every
-job type of :data:`orders.jobtypes.JOB_TYPES` has a task on its queue's instance; a
-task takes job ids and hands them to the runtime (:mod:`orders.services.consumer`).
+job type of :data:`orders.pipeline.jobtypes.JOB_TYPES` has a task on its queue's instance; a
+task takes job ids and hands them to the runtime (:mod:`orders.consumer`).
 The job row in the database is the record, the Huey message only the fast path.
 This module must never import Flask.
 """
@@ -17,8 +17,15 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
 from orders.config import Settings
-from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS, JobType
-from orders.services.consumer import Runtime
+from orders.consumer import Runtime
+from orders.pipeline.jobtypes import (
+    JOB_TYPES,
+    MAINTENANCE,
+    NOTIFICATIONS,
+    ORDERS,
+    PAYMENTS,
+    JobType,
+)
 from orders.wiring import configure_logging, redis_pool
 
 settings = Settings.from_env()

@@ -44,7 +44,7 @@ def enqueue():  # type: ignore[no-untyped-def]
 @app.post("/bare/record")
 def record():  # type: ignore[no-untyped-def]
     """One row committed, then the LPUSH. Rows are written as the shop writes its
-    checkouts (orders.services.checkout_group): those that arrive while a write is in
+    checkouts (orders.checkout.group): those that arrive while a write is in
     flight share the next one, one statement and one commit (autocommit, on the
     driver's cursor, from a pool sized as the shop's web pool)."""
     job_id = uuid.uuid4().hex

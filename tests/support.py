@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from orders.config import Settings
 from orders.infra.gateway import SimulatedGateway
 from orders.infra.mail import Mailer
-from orders.services.context import PipelineContext
-from orders.services.jobs import JobRef
-from orders.services.leases import Claim, claim
-from orders.services.runner import run
+from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import JobRef
+from orders.pipeline.leases import Claim, claim
+from orders.pipeline.runner import run
 
 
 def migrate_database(url: str, data_dir: Path) -> None:

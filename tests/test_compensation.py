@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from orders.db import utcnow
 from orders.models import Checkout, CheckoutEvent, Job, JobStatus, Product, StockHold
-from orders.services.sweeper import sweep
+from orders.pipeline.sweeper import sweep
 from tests.factories import checkout_body, make_product
 from tests.support import take
 
@@ -108,7 +108,7 @@ def test_a_hold_left_on_a_failed_checkout_is_released(client, session, drain):
 def test_a_charge_made_by_a_worker_that_died_is_found_and_refunded(
     client, session, drain, settings
 ):
-    from orders.services.compensation import payment_key
+    from orders.pipeline.compensation import payment_key
 
     make_product(session, sku="ORPHAN", stock=3, price_cents=1700)
     public_id = place(client, "ORPHAN")

@@ -23,9 +23,9 @@ from orders.models import (
     Order,
     QueuePause,
 )
-from orders.services.ops.heartbeats import WorkerIdentity, beat, list_workers
-from orders.services.ops.pause import job_is_paused
-from orders.services.ops.retention import delete_old_job_records
+from orders.ops.heartbeats import WorkerIdentity, beat, list_workers
+from orders.ops.pause import job_is_paused
+from orders.ops.retention import delete_old_job_records
 from tests.factories import checkout_body, make_product
 from tests.ops_support import login, token
 from tests.stack import free_port

@@ -227,7 +227,7 @@ def test_every_job_row_ends_completed(client, session, drain):
 
 
 def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, drain, dispatched):
-    from orders.services.inline import run_inline
+    from orders.pipeline.inline import run_inline
 
     make_product(session, sku="TEE", stock=5)
     job_id = place(client, ("TEE", 1), paymentToken="tok_flaky")
@@ -243,7 +243,7 @@ def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, 
 
 
 def test_an_email_is_recorded_once_per_dedupe_key(session, settings):
-    from orders.services.emails import record_email
+    from orders.pipeline.emails import record_email
 
     def record(subject):
         return record_email(

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from orders.db import utcnow
 from orders.infra.mail import SmtpMailer
 from orders.models import Cart, Email, Job
-from orders.services import carts
-from orders.services.jobs import send_after_commit
-from orders.services.recovery import abandoned_carts, remind_abandoned_carts
+from orders.pipeline.jobs import send_after_commit
+from orders.shop import carts
+from orders.shop.recovery import abandoned_carts, remind_abandoned_carts
 from tests.factories import make_product
 from tests.stack import free_port
 

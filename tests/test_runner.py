@@ -1,4 +1,4 @@
-"""The runner (orders.services.runner) against a real database: claims, batches, and
+"""The runner (orders.pipeline.runner) against a real database: claims, batches, and
 what a batch writes is what the jobs would have written one by one; a set-wise write
 that fails is written again job by job through the same step."""
 
@@ -14,7 +14,6 @@ from sqlalchemy import event, func, select, text, update
 from orders.config import ConfigError, Settings
 from orders.db import make_engine, make_session_factory, utcnow
 from orders.errors import GatewayCircuitOpen, GatewayError, MailError
-from orders.jobtypes import CREATE_ORDER, JOB_TYPES, ORDERS, RESERVE_STOCK, UPDATE_INVENTORY
 from orders.models import (
     Checkout,
     CheckoutEvent,
@@ -33,11 +32,18 @@ from orders.models import (
     StockHold,
 )
 from orders.models.tables import JOBS
-from orders.services.jobs import job_row
-from orders.services.leases import claim, close_all
-from orders.services.runner import message_groups
-from orders.services.step import Step
-from orders.services.steps import create_order
+from orders.pipeline.jobs import job_row
+from orders.pipeline.jobtypes import (
+    CREATE_ORDER,
+    JOB_TYPES,
+    ORDERS,
+    RESERVE_STOCK,
+    UPDATE_INVENTORY,
+)
+from orders.pipeline.leases import claim, close_all
+from orders.pipeline.runner import message_groups
+from orders.pipeline.step import Step
+from orders.pipeline.steps import create_order
 from tests.factories import checkout_body, make_product
 from tests.support import Drain
 
@@ -386,7 +392,7 @@ def test_batches_only_where_the_step_does_no_simulated_work(settings):
 
 
 def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(settings):
-    from orders.services.jobs import JobRef
+    from orders.pipeline.jobs import JobRef
 
     refs = [JobRef(f"u{n}", UPDATE_INVENTORY.name) for n in range(3)]
     refs += [JobRef("p1", "process-payment"), JobRef("p2", "process-payment")]

@@ -1,4 +1,4 @@
-"""Each step (orders.services.steps) through the one runner, for one job and for many,
+"""Each step (orders.pipeline.steps) through the one runner, for one job and for many,
 on SQLite and PostgreSQL: the same effects either way, and a re-run of a step whose
 work is done writes nothing twice."""
 
@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from orders.db import make_engine, make_session_factory
-from orders.jobtypes import JOB_TYPES
 from orders.models import (
     Checkout,
     CheckoutEvent,
@@ -26,8 +25,9 @@ from orders.models import (
     StockHold,
 )
 from orders.models.tables import JOBS
-from orders.services.jobs import job_row
-from orders.services.runner import run
+from orders.pipeline.jobs import job_row
+from orders.pipeline.jobtypes import JOB_TYPES
+from orders.pipeline.runner import run
 from tests.factories import checkout_body, make_product
 from tests.support import Drain
 

@@ -18,8 +18,8 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.services.leases import close
-from orders.services.sweeper import sweep
+from orders.pipeline.leases import close
+from orders.pipeline.sweeper import sweep
 from tests.factories import checkout_body, make_product
 from tests.support import take
 
@@ -132,7 +132,7 @@ def test_sweeping_a_healthy_system_does_nothing(client, session, drain):
 
 
 def test_a_capture_whose_worker_died_before_recording_is_not_charged_again(client, session, drain):
-    from orders.services.compensation import payment_key
+    from orders.pipeline.compensation import payment_key
 
     make_product(session, sku="TEE", stock=5)
     job_id = place(client, ("TEE", 1))

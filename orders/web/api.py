@@ -7,12 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from orders.checkout.card_retry import retry_payment
+from orders.checkout.overload import overload_reason, process_inline
+from orders.checkout.place import place_checkout
 from orders.errors import FieldError, Overloaded, ShopError, ValidationFailed
-from orders.services import catalog
-from orders.services.checkout import place_checkout
-from orders.services.overload import overload_reason, process_inline
-from orders.services.payments import retry_payment
-from orders.services.status import checkout_status, order_detail
+from orders.shop import catalog
+from orders.shop.status import checkout_status, order_detail
 from orders.web.extensions import db, dispatch, publish, settings
 from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from orders.services.catalog import seed_demo_catalogue
+from orders.shop.catalog import seed_demo_catalogue
 from orders.web.extensions import db
 
 shop = AppGroup("shop", help="Shop operations.")

@@ -10,7 +10,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from orders.config import Settings
 from orders.db import Base
-from orders.services.jobs import Dispatch
+from orders.pipeline.jobs import Dispatch
 
 db = SQLAlchemy(metadata=Base.metadata, session_options={"expire_on_commit": False})
 migrate = Migrate(render_as_batch=True, compare_type=True)

@@ -25,13 +25,13 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from orders.checkout.card_retry import retry_payment
+from orders.checkout.place import place_checkout
 from orders.errors import Conflict, ValidationFailed
 from orders.models import Checkout, Order
-from orders.services import carts
-from orders.services.catalog import list_products
-from orders.services.checkout import place_checkout
-from orders.services.payments import retry_payment
-from orders.services.status import checkout_status, find_checkout
+from orders.shop import carts
+from orders.shop.catalog import list_products
+from orders.shop.status import checkout_status, find_checkout
 from orders.web.extensions import commit, db, dispatch, publish, settings
 
 bp = Blueprint("shop", __name__)

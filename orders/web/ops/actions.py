@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Response, flash, redirect, request, url_for
 
-from orders.services.ops import actions
-from orders.services.ops.actions import ActionRefused
+from orders.ops import actions
+from orders.ops.actions import ActionRefused
 from orders.web.extensions import db, dispatch, settings
 from orders.web.ops import bp
 from orders.web.ops.auth import current_operator, safe_next

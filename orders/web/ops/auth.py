@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from flask import Response, abort, redirect, render_template, request, session, url_for
 
-from orders.services.ops.actions import Operator
-from orders.services.ops.audit import LOGIN_WINDOW, audit, login_blocked
+from orders.ops.actions import Operator
+from orders.ops.audit import LOGIN_WINDOW, audit, login_blocked
 from orders.web.extensions import db, settings
 from orders.web.ops import bp
 

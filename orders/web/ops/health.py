@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from orders.services.ops.metrics import CONTENT_TYPE, render_metrics
-from orders.services.ops.probes import broker_reachable
-from orders.services.ops.queues import queue_health
+from orders.ops.metrics import CONTENT_TYPE, render_metrics
+from orders.ops.probes import broker_reachable
+from orders.ops.queues import queue_health
 from orders.web.extensions import db, settings
 from orders.web.problems import problem
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from sqlalchemy import select
 
-from orders.jobtypes import QUEUES
 from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
-from orders.services.ops.audit import recent_audit
-from orders.services.ops.queues import overview as overview_numbers
-from orders.services.ops.search import search as run_search
-from orders.services.scaling import recent_scaling_decisions
-from orders.services.status import timeline
+from orders.ops.audit import recent_audit
+from orders.ops.queues import overview as overview_numbers
+from orders.ops.scaling import recent_scaling_decisions
+from orders.ops.search import search as run_search
+from orders.pipeline.jobtypes import QUEUES
+from orders.shop.status import timeline
 from orders.web.extensions import db, settings
 from orders.web.ops import bp
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from flask import Response, request, stream_with_context
 
-from orders.services.ops.queues import overview
+from orders.ops.queues import overview
 from orders.web.extensions import db, settings
 from orders.web.ops import bp
 

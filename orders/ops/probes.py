@@ -1,0 +1,34 @@
+"""Is the broker reachable? (Redis ping, or the SqliteHuey files can be opened.)"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from orders.config import Settings
+from orders.pipeline.jobtypes import QUEUES
+
+
+def broker_reachable(settings: Settings) -> str | None:
+    """None when reachable, else why not."""
+    try:
+        if settings.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_connect_timeout=1, socket_timeout=1
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return None
+        for queue in QUEUES:
+            path = settings.data_dir.resolve() / f"huey-{queue}.db"
+            connection = sqlite3.connect(path, timeout=2)
+            try:
+                connection.execute("SELECT 1")
+            finally:
+                connection.close()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

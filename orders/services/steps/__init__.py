@@ -1,2 +1,0 @@
-"""The pipeline's steps, one module each; each module's ``STEP`` is named by the job
-type table (:mod:`orders.jobtypes`) and run by :mod:`orders.services.runner`."""
