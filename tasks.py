@@ -18,6 +18,7 @@ from huey.api import TaskWrapper
 
 from orders.config import Settings
 from orders.consumer import Runtime
+from orders.infra.redis_pool import redis_pool
 from orders.pipeline.jobtypes import (
     JOB_TYPES,
     MAINTENANCE,
@@ -26,7 +27,7 @@ from orders.pipeline.jobtypes import (
     PAYMENTS,
     JobType,
 )
-from orders.wiring import configure_logging, redis_pool
+from orders.wiring import configure_logging
 
 settings = Settings.from_env()
 configure_logging()

@@ -24,7 +24,7 @@ from huey import PriorityRedisExpireHuey
 from sqlalchemy import Engine, create_engine
 
 from orders.infra.combiner import Combiner
-from orders.wiring import redis_pool
+from orders.infra.redis_pool import redis_pool
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("QUEUE_PREFIX", "bench")

@@ -31,7 +31,7 @@ def breaker_key(settings: Settings, part: str = "state") -> str:
 def _redis(settings: Settings):  # type: ignore[no-untyped-def]
     import redis
 
-    from orders.wiring import redis_pool
+    from orders.infra.redis_pool import redis_pool
 
     assert settings.redis_url
     return redis.Redis(connection_pool=redis_pool(settings.redis_url))

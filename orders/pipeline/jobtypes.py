@@ -12,7 +12,7 @@ from enum import IntEnum
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from orders.models.types import CheckoutStage
+from orders.domain.statuses import CheckoutStage
 
 if TYPE_CHECKING:
     from orders.config import Settings
