@@ -40,7 +40,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
         # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (4+4: 525/s twice; 8+0: 650 and 850/s; INDEX.md, eighth session)
+        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
         "web_db_pool": "8+0",
         "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # every checkout the sweep accepts is drained by the pipeline benchmark
@@ -73,7 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
         # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (4+4: 525/s twice; 8+0: 650 and 850/s; INDEX.md, eighth session)
+        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
         "web_db_pool": "8+0",
         "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # as in quick: every accepted checkout of the sweep is drained and audited

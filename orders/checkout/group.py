@@ -4,9 +4,9 @@ Each web process has one :class:`~orders.infra.combiner.Combiner` per database: 
 checkout placed while another is being written waits for that write to end, then is
 written with every other checkout that arrived meanwhile, in one statement on one
 connection (:func:`orders.checkout.statement.write_many`), and one commit.
-Alone, a checkout is written at once, as before; under load one round trip and one
+Alone, a checkout is written at once; under load one round trip and one
 commit serve many, which is most of what a checkout costs the database (measured:
-README, Performance). ``CHECKOUT_WRITE_BATCH`` caps a statement's checkouts; 1
+docs/performance.md). ``CHECKOUT_WRITE_BATCH`` caps a statement's checkouts; 1
 writes each alone.
 
 Each checkout keeps its own outcome: its guard and its key are checked row by row, and
