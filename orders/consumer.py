@@ -23,7 +23,8 @@ from orders.ops.retention import delete_old_job_records
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES
-from orders.pipeline.runner import COMPLETED_HERE, message_groups, run
+from orders.pipeline.messages import COMPLETED_HERE, message_groups
+from orders.pipeline.runner import run
 from orders.pipeline.sweeper import sweep
 from orders.shop.recovery import remind_abandoned_carts
 from orders.wiring import build_gateway, build_mailer, build_publisher

@@ -41,7 +41,7 @@ from orders.pipeline.jobtypes import (
     UPDATE_INVENTORY,
 )
 from orders.pipeline.leases import claim, close_all
-from orders.pipeline.runner import message_groups
+from orders.pipeline.messages import message_groups
 from orders.pipeline.step import Step
 from orders.pipeline.steps import create_order
 from tests.factories import checkout_body, make_product

@@ -28,16 +28,13 @@ The runner owns every transaction: steps never commit.
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
-from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orders.config import Settings
 from orders.domain.states import TERMINAL, check_move
 from orders.errors import GatewayCircuitOpen, IllegalTransition, LeaseLost, ShopError, StepFailed
 from orders.logcontext import bind_checkout
@@ -47,6 +44,7 @@ from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, ref, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
 from orders.pipeline.leases import Claim, claim, close, close_all, reschedule
+from orders.pipeline.messages import COMPLETED_HERE
 from orders.pipeline.step import Item, Step
 from orders.pipeline.timeline import EVENTS_RECORDED, move_all, record_event
 
@@ -362,51 +360,3 @@ def _publish(session: Session, ctx: PipelineContext, checkouts: Sequence[Checkou
         ctx.publish(" ".join(public_ids))
     except Exception:  # a wake-up is best effort; listeners also poll
         log.warning("could not publish progress for %d checkout(s)", len(public_ids), exc_info=True)
-
-
-def message_groups(settings: Settings, refs: Sequence[JobRef]) -> list[tuple[list[str], JobRef]]:
-    """How ``refs`` go to the broker: (the ids a message carries, the ref it is sent
-    as), in order. Jobs of a type that batches, with the same delay, share a message,
-    ``PIPELINE_BATCH`` at most; every other job has its own."""
-    messages: list[tuple[list[str], JobRef]] = []
-    open_: dict[tuple[str, float], list[str]] = {}
-    for job in refs:
-        key = (job.type, job.delay)
-        ids = open_.get(key)
-        if ids is not None and len(ids) < settings.pipeline_batch:
-            ids.append(job.id)
-            continue
-        ids = [job.id]
-        messages.append((ids, job))
-        if JOB_TYPES[job.type].batch_size(settings) > 1:
-            open_[key] = ids
-    return messages
-
-
-class _Recent:
-    """Ids of the jobs this process completed, the latest ``size`` of them: a later
-    message of one of them (its own, sent before a batch took it) is moot, and is
-    dropped without a statement. Only completed jobs are kept: they never run again,
-    so a job retried (a new message, the same id) is never mistaken for one."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._lock = threading.Lock()
-        self._order: deque[str] = deque()
-        self._ids: set[str] = set()
-        self.size = size
-
-    def add(self, job_ids: Sequence[str]) -> None:
-        with self._lock:
-            for job_id in job_ids:
-                if job_id not in self._ids:
-                    self._ids.add(job_id)
-                    self._order.append(job_id)
-            while len(self._order) > self.size:
-                self._ids.discard(self._order.popleft())
-
-    def has_all(self, job_ids: Sequence[str]) -> bool:
-        with self._lock:
-            return bool(job_ids) and all(job_id in self._ids for job_id in job_ids)
-
-
-COMPLETED_HERE = _Recent()
