@@ -1,11 +1,13 @@
 """Operator actions on jobs, checkouts, queues and the breaker. Each one is audited.
 
-Each function does its writes, audits, commits, and then hands any job to the broker.
+Each function does its writes and audits, then ends through :func:`_done`: one commit,
+then any job goes to the broker.
 Refusals raise :class:`ActionRefused` with a message for the operator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -36,6 +38,14 @@ class ActionRefused(ShopError):
 class Operator:
     name: str
     ip: str = ""
+
+
+def _done(session: Session, refs: Sequence[JobRef] = (), dispatch: Dispatch | None = None) -> None:
+    """End an action: its writes and its audit row commit together, then its jobs go to
+    the broker (the one commit of every action)."""
+    session.commit()
+    if refs and dispatch is not None:
+        send_after_commit(session, refs, dispatch)
 
 
 def _job(session: Session, job_id: str) -> Job:
@@ -85,8 +95,7 @@ def retry_job(session: Session, job_id: str, who: Operator, dispatch: Dispatch) 
     _check_retry(session, job)
     _requeue(session, job)
     audit(session, who.name, "retry_job", job.id, job.type, who.ip)
-    session.commit()
-    send_after_commit(session, [JobRef(job.id, job.type)], dispatch)
+    _done(session, [JobRef(job.id, job.type)], dispatch)
     return job
 
 
@@ -112,7 +121,7 @@ def discard_job(session: Session, job_id: str, who: Operator) -> Job:
         .execution_options(synchronize_session=False)
     )
     audit(session, who.name, "discard_job", job.id, job.type, who.ip)
-    session.commit()
+    _done(session)
     return job
 
 
@@ -166,8 +175,7 @@ def bulk(
             result.refused[job_id] = exc.message
     detail = f"{len(result.done)} done, {len(result.refused)} refused"
     audit(session, who.name, f"bulk_{action}", queue or ",".join(result.done)[:200], detail, who.ip)
-    session.commit()
-    send_after_commit(session, refs, dispatch)
+    _done(session, refs, dispatch)
     return result
 
 
@@ -209,8 +217,7 @@ def redrive_checkout(
     record_event(session, checkout, "Re-driven by an operator")
     ids = [job.id for job in live]
     audit(session, who.name, "redrive_checkout", public_id, ",".join(ids), who.ip)
-    session.commit()
-    send_after_commit(session, refs, dispatch)
+    _done(session, refs, dispatch)
     return ids
 
 
@@ -220,7 +227,7 @@ def pause_queue(session: Session, queue: str, who: Operator) -> None:
     if session.get(QueuePause, queue) is None:
         session.add(QueuePause(queue=queue, paused_by=who.name[:100], paused_at=utcnow()))
     audit(session, who.name, "pause_queue", queue, "", who.ip)
-    session.commit()
+    _done(session)
 
 
 def resume_queue(session: Session, queue: str, who: Operator, dispatch: Dispatch) -> int:
@@ -241,8 +248,7 @@ def resume_queue(session: Session, queue: str, who: Operator, dispatch: Dispatch
         for job in waiting
     ]
     audit(session, who.name, "resume_queue", queue, f"{len(refs)} job(s) re-sent", who.ip)
-    session.commit()
-    send_after_commit(session, refs, dispatch)
+    _done(session, refs, dispatch)
     return len(refs)
 
 
@@ -250,5 +256,5 @@ def reset_circuit_breaker(session: Session, settings: Settings, who: Operator) -
     done = reset_breaker(settings)
     detail = "state set to closed" if done else "no shared breaker state (no Redis)"
     audit(session, who.name, "reset_breaker", "payment-gateway", detail, who.ip)
-    session.commit()
+    _done(session)
     return done
