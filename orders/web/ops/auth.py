@@ -10,7 +10,7 @@ from flask import Response, abort, redirect, render_template, request, session, 
 
 from orders.ops.actions import Operator
 from orders.ops.audit import LOGIN_WINDOW, audit, login_blocked
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
 
 USER_KEY = "ops_user"
@@ -73,7 +73,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     if request.method == "GET":
         return render_template("ops/login.html", next=next_url, error=None)
     ip = request.remote_addr or ""
-    if login_blocked(db.session, ip):
+    if login_blocked(db_session(), ip):
         db.session.rollback()
         minutes = int(LOGIN_WINDOW.total_seconds() // 60)
         error = f"Too many failed logins from your address; try again in {minutes} minutes."
@@ -82,21 +82,21 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "")[:100]
     password = request.form.get("password", "")[:200]
     if not _credentials_match(username, password):
-        audit(db.session, username or "-", "login_failed", "", "", ip)
+        audit(db_session(), username or "-", "login_failed", "", "", ip)
         db.session.commit()
         page = render_template("ops/login.html", next=next_url, error="Wrong username or password.")
         return page, 401, {}
     session.clear()
     session[USER_KEY] = username
     session[CSRF_KEY] = secrets.token_urlsafe(32)
-    audit(db.session, username, "login", "", "", ip)
+    audit(db_session(), username, "login", "", "", ip)
     db.session.commit()
     return redirect(safe_next(next_url))  # type: ignore[return-value]
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    audit(db.session, current_operator().name, "logout", "", "", current_operator().ip)
+    audit(db_session(), current_operator().name, "logout", "", "", current_operator().ip)
     db.session.commit()
     session.clear()
     return redirect(url_for("ops.login"))  # type: ignore[return-value]
