@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.pipeline.context import PipelineContext
@@ -170,7 +170,7 @@ def _requeue_expired(session: Session, taken: Claim) -> bool:
         .values(status=JobStatus.QUEUED, lease_until=None, enqueued_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise LeaseLost(taken.job_id)
     if taken.checkout_id is not None:
         checkout = session.get(Checkout, taken.checkout_id)
