@@ -122,6 +122,7 @@ def _place_at_once(
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
         engine = session.get_bind()
+        assert isinstance(engine, Engine), "this path runs on the engine, outside the session"
         catalogue = rows.CATALOGUE
         remembered = None if request.discount_code else catalogue.products(engine, request.items)
         done = None

@@ -115,7 +115,7 @@ def claim(
         .where(JOBS.c.id.in_(list(job_ids)), _WAITING, due)
         .with_for_update(skip_locked=True)
     )
-    chosen = JOBS.c.id.in_(own.scalar_subquery())
+    chosen: ColumnElement[bool] = JOBS.c.id.in_(own.scalar_subquery())
     if extra > 0 and job_type is not None:
         picked = (
             select(JOBS.c.id)

@@ -264,7 +264,8 @@ def back_to_cart(job_id: str) -> BaseResponse:
 
 
 def _words(status: dict[str, Any]) -> str:
-    return STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    words: str = STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    return words
 
 
 def _quantity(raw: str, allow_zero: bool = False) -> int:

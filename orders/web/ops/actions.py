@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, request, url_for
+from typing import Any
+
+from flask import flash, redirect, request, url_for
+from werkzeug.wrappers import Response
 
 from orders.ops import actions
 from orders.ops.actions import ActionRefused
@@ -11,9 +14,9 @@ from orders.web.ops import bp
 from orders.web.ops.auth import current_operator, safe_next
 
 
-def _back(default: str, **values: str) -> Response:
+def _back(default: str, **values: Any) -> Response:
     target = request.form.get("next")
-    return redirect(safe_next(target) if target else url_for(default, **values))  # type: ignore[return-value]
+    return redirect(safe_next(target) if target else url_for(default, **values))
 
 
 def _refused(exc: ActionRefused) -> None:

@@ -6,7 +6,8 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Response, abort, redirect, render_template, request, session, url_for
+from flask import abort, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
 
 from orders.ops.actions import Operator
 from orders.ops.audit import LOGIN_WINDOW, audit, login_blocked
@@ -39,7 +40,7 @@ def _csrf_ok() -> bool:
 def guard() -> Response | None:
     if request.endpoint not in OPEN_ENDPOINTS and not session.get(USER_KEY):
         if request.method in ("GET", "HEAD"):
-            return redirect(url_for("ops.login", next=request.full_path))  # type: ignore[return-value]
+            return redirect(url_for("ops.login", next=request.full_path))
         abort(401, "log in to the ops dashboard first")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not _csrf_ok():
         abort(400, "the CSRF token is missing or invalid; reload the page and try again")
@@ -91,7 +92,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     session[CSRF_KEY] = secrets.token_urlsafe(32)
     audit(db_session(), username, "login", "", "", ip)
     db.session.commit()
-    return redirect(safe_next(next_url))  # type: ignore[return-value]
+    return redirect(safe_next(next_url))
 
 
 @bp.post("/logout")
@@ -99,4 +100,4 @@ def logout() -> Response:
     audit(db_session(), current_operator().name, "logout", "", "", current_operator().ip)
     db.session.commit()
     session.clear()
-    return redirect(url_for("ops.login"))  # type: ignore[return-value]
+    return redirect(url_for("ops.login"))
