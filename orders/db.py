@@ -47,6 +47,13 @@ def rowcount(result: Result[Any]) -> int:
     return result.rowcount
 
 
+def engine_of(session: Session) -> Engine:
+    """The engine ``session`` is bound to, for work on a connection of its own."""
+    bind = session.get_bind()
+    assert isinstance(bind, Engine), "the session is bound to one connection, not an engine"
+    return bind
+
+
 def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str, Any]:
     """Options for ``create_engine`` (also handed to Flask-SQLAlchemy).
 

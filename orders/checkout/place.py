@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload
 from orders.checkout import group, rows, statement
 from orders.checkout.rows import Prepared, first_rows, prepare
 from orders.config import Settings
-from orders.db import rowcount, utcnow
+from orders.db import engine_of, rowcount, utcnow
 from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkout
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
 from orders.infra.upsert import insert_unless_present
@@ -121,8 +121,7 @@ def _place_at_once(
         request = _parse(settings, body)
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
-        engine = session.get_bind()
-        assert isinstance(engine, Engine), "this path runs on the engine, outside the session"
+        engine = engine_of(session)
         catalogue = rows.CATALOGUE
         remembered = None if request.discount_code else catalogue.products(engine, request.items)
         done = None
