@@ -11,6 +11,7 @@ class is chosen by measurement (bench/sse_streams.py; figures in docs/performanc
 """
 
 import os
+from typing import Any
 
 
 def _default_worker_class() -> str:
@@ -35,7 +36,7 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker: Any) -> None:
     """Open the worker's kept database connections (``DB_POOL_WARM=0`` turns this off),
     then freeze the start-up objects."""
     if os.environ.get("DB_POOL_WARM", "1") != "0":
@@ -43,7 +44,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     _freeze_startup_objects()
 
 
-def _warm_database_pool(app):  # type: ignore[no-untyped-def]
+def _warm_database_pool(app: Any) -> None:
     """The first requests after a start (a deploy, a crashed worker) find their
     connections open (measured cold at 200 checkouts/s: 10-14 new PostgreSQL sessions
     and p99 52-129 ms in the first second; warmed: 2 sessions and p99 34.5 ms)."""
@@ -56,7 +57,7 @@ def _warm_database_pool(app):  # type: ignore[no-untyped-def]
         warm_pool(extension.engine)
 
 
-def _freeze_startup_objects():  # type: ignore[no-untyped-def]
+def _freeze_startup_objects() -> None:
     """Keep the app's start-up objects out of the garbage collector's full passes.
 
     A full collection scans every tracked object, and a worker holds ~130,000 of them

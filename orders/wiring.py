@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pybreaker
 
@@ -18,6 +19,9 @@ from orders.infra.mail import Mailer, SmtpMailer
 from orders.infra.pubsub import Hub, progress_channel, redis_publisher
 from orders.infra.redis_pool import redis_pool
 from orders.logcontext import ContextFilter, JsonFormatter
+
+if TYPE_CHECKING:  # redis is imported where it is used
+    from redis import Redis
 
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
@@ -92,7 +96,7 @@ def build_progress_hub(settings: Settings) -> Hub:
     if not url:
         return Hub(None, progress_channel(settings.queue_prefix))
 
-    def subscriber():  # type: ignore[no-untyped-def]
+    def subscriber() -> Redis:
         import redis
 
         # through the one pool factory, so a Sentinel URL follows failover here too

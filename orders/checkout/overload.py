@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from orders.config import Settings
+from orders.db import engine_of
 from orders.models import Job, JobStatus
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.inline import run_inline
@@ -31,7 +32,7 @@ INLINE_TYPES = frozenset(name for name, kind in JOB_TYPES.items() if kind.queue 
 def waiting_jobs(session: Session) -> int:
     """Jobs waiting in the database, read on a connection of its own (the request's
     transaction is not held open by the probe)."""
-    with session.get_bind().connect() as connection:
+    with engine_of(session).connect() as connection:
         count = connection.scalar(
             select(func.count(Job.id)).where(
                 Job.status.in_((JobStatus.QUEUED, JobStatus.SCHEDULED))

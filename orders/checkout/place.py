@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload
 from orders.checkout import group, rows, statement
 from orders.checkout.rows import Prepared, first_rows, prepare
 from orders.config import Settings
-from orders.db import utcnow
+from orders.db import engine_of, rowcount, utcnow
 from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkout
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
 from orders.infra.upsert import insert_unless_present
@@ -121,7 +121,7 @@ def _place_at_once(
         request = _parse(settings, body)
         if request.cart_id is not None:
             return None  # marks the cart checked out: the general path's transaction
-        engine = session.get_bind()
+        engine = engine_of(session)
         catalogue = rows.CATALOGUE
         remembered = None if request.discount_code else catalogue.products(engine, request.items)
         done = None
@@ -215,7 +215,7 @@ def _claim_key(session: Session, key: str, digest: str) -> Placed | None:
             )
             .values(created_at=utcnow())
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
+        if rowcount(taken) == 1:
             return None  # a dead request's claim; ours now, in this transaction
         raise Conflict("a request with this Idempotency-Key is still being processed")
     checkout = session.get(Checkout, held.checkout_id)

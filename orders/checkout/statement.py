@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import ColumnDefault, Connection, Engine, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -173,7 +173,7 @@ def execute_on_driver(
     assert dbapi_connection is not None
     base = conn.dialect.loaded_dbapi.Error
     try:
-        with dbapi_connection.cursor() as cursor:
+        with closing(dbapi_connection.cursor()) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if many else cursor.fetchone()
     except base as exc:
@@ -200,9 +200,9 @@ def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
 def _scalar_defaults(table: Table) -> dict[str, Any]:
     """Read off the table once, not on every checkout (callers copy, never mutate)."""
     return {
-        column.name: column.default.arg  # type: ignore[attr-defined]
+        column.name: column.default.arg
         for column in table.c
-        if column.default is not None and column.default.is_scalar
+        if isinstance(column.default, ColumnDefault) and column.default.is_scalar
     }
 
 

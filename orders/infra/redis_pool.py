@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # redis is imported where it is used
+    from redis import ConnectionPool
 
 
 @functools.cache
-def redis_pool(url: str, max_connections: int = 200):  # type: ignore[no-untyped-def]
+def redis_pool(url: str, max_connections: int = 200) -> ConnectionPool:
     """One blocking pool per process (redis-py 8's default pool caps at 100 and raises).
 
     The one factory for every Redis user: a ``redis+sentinel://`` URL (built from
@@ -32,7 +36,7 @@ def redis_pool(url: str, max_connections: int = 200):  # type: ignore[no-untyped
 SENTINEL_SCHEME = "redis+sentinel://"
 
 
-def _sentinel_pool(url: str, max_connections: int):  # type: ignore[no-untyped-def]
+def _sentinel_pool(url: str, max_connections: int) -> ConnectionPool:
     """``redis+sentinel://[:pw@]h:p,h:p/master/db[?sentinel_password=...]`` -> master pool.
 
     Socket timeouts stay above Huey's 1 s blocking read (HUEY.md); a connection to a

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -68,5 +68,5 @@ def _unless_present(
     return stmt.returning(*(table.c[name] for name in (*keys, *returning)))
 
 
-def _insert(dialect: str) -> Any:
+def _insert(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -13,8 +13,13 @@ Without Redis (the embedded SQLite setup) there is no shared state: "unknown".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from orders.config import Settings
 from orders.infra import breaker
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 STATES = ("closed", "open", "half-open")
 
@@ -28,7 +33,7 @@ def breaker_key(settings: Settings, part: str = "state") -> str:
     return f"{breaker_namespace(settings)}:pybreaker:{part}"
 
 
-def _redis(settings: Settings):  # type: ignore[no-untyped-def]
+def _redis(settings: Settings) -> Redis:
     import redis
 
     from orders.infra.redis_pool import redis_pool

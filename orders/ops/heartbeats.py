@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from orders.db import utcnow
 from orders.infra.upsert import upsert
 from orders.models import WorkerHeartbeat
+from orders.models.tables import HEARTBEATS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def beat(session: Session, worker: WorkerIdentity) -> None:
     now = utcnow()
     upsert(
         session,
-        WorkerHeartbeat.__table__,  # type: ignore[arg-type]
+        HEARTBEATS,
         {
             "id": worker.id,
             "hostname": worker.hostname,
@@ -69,7 +71,7 @@ def is_alive(last_seen: datetime, interval_seconds: float, now: datetime | None 
     return last_seen >= now - timedelta(seconds=interval_seconds * MISSED_BEATS)
 
 
-def list_workers(session: Session, interval_seconds: float) -> list[dict[str, object]]:
+def list_workers(session: Session, interval_seconds: float) -> list[dict[str, Any]]:
     now = utcnow()
     rows = session.scalars(
         select(WorkerHeartbeat).order_by(WorkerHeartbeat.queue, WorkerHeartbeat.id)

@@ -86,7 +86,7 @@ def workers_by_queue(session: Session, settings: Settings) -> dict[str, Any]:
         summary[queue] = {
             "alive": len(alive),
             "dead": len(mine) - len(alive),
-            "concurrency": sum(int(w["concurrency"]) for w in alive),  # type: ignore[call-overload]
+            "concurrency": sum(int(w["concurrency"]) for w in alive),
             "processes": mine,
         }
     return summary

@@ -17,7 +17,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
-from orders.db import utcnow
+from orders.db import engine_of, utcnow
 from orders.models import Checkout, Job, JobStatus
 from orders.models.tables import JOBS
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
@@ -147,7 +147,7 @@ def send_after_commit(session: Session, refs: Sequence[JobRef], dispatch: Dispat
         log.exception("could not enqueue %d job(s); the sweeper will re-drive them", len(refs))
         failed = [r.id for r in refs]
     if failed:  # a unit of its own: the caller's work is committed already
-        with session.get_bind().connect() as connection, connection.begin():
+        with engine_of(session).connect() as connection, connection.begin():
             connection.execute(
                 update(JOBS)
                 .where(JOBS.c.id.in_(failed), JOBS.c.status.in_(_WAITING))

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.errors import LeaseLost
 from orders.models import Job, JobStatus
 from orders.models.tables import JOBS, QUEUE_PAUSES
@@ -115,7 +115,7 @@ def claim(
         .where(JOBS.c.id.in_(list(job_ids)), _WAITING, due)
         .with_for_update(skip_locked=True)
     )
-    chosen = JOBS.c.id.in_(own.scalar_subquery())
+    chosen: ColumnElement[bool] = JOBS.c.id.in_(own.scalar_subquery())
     if extra > 0 and job_type is not None:
         picked = (
             select(JOBS.c.id)
@@ -261,7 +261,7 @@ def _guarded_update(session: Session, job: Claim, values: dict[str, object]) -> 
     params = {f"p_{name}": value for name, value in bound.items()}
     params.update(p_job_id=job.job_id, p_attempt=job.attempt)
     result = session.execute(_guarded_statement(tuple(bound), fixed), params)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise LeaseLost(f"job {job.job_id} is no longer ours (attempt {job.attempt})")
 
 

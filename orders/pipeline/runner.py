@@ -45,7 +45,7 @@ from orders.pipeline.jobs import JobRef, ref, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
 from orders.pipeline.leases import Claim, claim, close, close_all, reschedule
 from orders.pipeline.messages import COMPLETED_HERE
-from orders.pipeline.step import Item, Step
+from orders.pipeline.step import Item, Step, checkouts_of
 from orders.pipeline.timeline import EVENTS_RECORDED, move_all, record_event
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,8 @@ def _run_claimed(
     outcomes.update(
         {item.claim.job_id: "completed" for item in written if item.claim.job_id not in done}
     )
-    for item, exc in failed:
-        refs, outcomes[item.claim.job_id] = _after_failure(session, item, exc, ctx)
+    for item, error in failed:
+        refs, outcomes[item.claim.job_id] = _after_failure(session, item, error, ctx)
         follow_ups += refs
     send_after_commit(session, follow_ups, ctx.dispatch)
     _publish(session, ctx, [item.checkout for item in items])
@@ -186,7 +186,7 @@ def _enter(
         return items
     entering = [item for item in items if item.checkout and item.checkout.stage is source]
     if source is not None and entering:
-        moved = {c.id for c in move_all(session, [i.checkout for i in entering], source, stage)}  # type: ignore[misc]
+        moved = {c.id for c in move_all(session, checkouts_of(entering), source, stage)}
         if len(moved) != len(entering):
             raise LeaseLost("a checkout left its stage under us")
     runnable = []

@@ -15,6 +15,7 @@ from orders.domain.latency import bucket_index, quantile_ms
 from orders.infra.upsert import upsert
 from orders.models import JobStatMinute
 from orders.models.ops import BUCKET_COLUMNS, LATENCY_BUCKETS_MS
+from orders.models.tables import JOB_STATS
 from orders.pipeline.jobtypes import JOB_TYPES
 
 OUTCOMES = ("completed", "failed", "discarded", "retried")
@@ -23,9 +24,12 @@ OUTCOMES = ("completed", "failed", "discarded", "retried")
 class Attempt(Protocol):
     """What a finished attempt needs to be counted (a :class:`~orders.pipeline.leases.Claim`)."""
 
-    job_id: str
-    type: str
-    started_at: datetime | None
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def started_at(self) -> datetime | None: ...
 
 
 _PENDING = "job_stat_rows"  # session.info key: this transaction's counts, not yet written
@@ -67,7 +71,7 @@ def _write_pending(session: Session) -> None:
     for values in (pending or {}).values():
         upsert(
             session,
-            JobStatMinute.__table__,  # type: ignore[arg-type]
+            JOB_STATS,
             values,
             ("minute", "queue", "type", "outcome"),
             add=("count", "total_ms", *BUCKET_COLUMNS),

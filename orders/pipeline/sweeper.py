@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.pipeline.context import PipelineContext
@@ -62,10 +63,10 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
     touched: set[int] = set()  # checkouts whose timeline changed: wake their streams
     for taken in expired:
         if taken.final:
-            gave_up = _unit(session, lambda t=taken: give_up(session, t, ctx, _DIED))
+            gave_up = _unit(session, partial(give_up, session, taken, ctx, _DIED))
             refs += gave_up or []
             report.gave_up += 1
-        elif _unit(session, lambda t=taken: _requeue_expired(session, t)) is not None:
+        elif _unit(session, partial(_requeue_expired, session, taken)) is not None:
             refs.append(JobRef(taken.job_id, taken.type))
             report.expired += 1
         else:
@@ -76,7 +77,7 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
     refs += resent
     report.resent += len(resent)
     for checkout_id in _unit(session, lambda: expired_hold_checkouts(session)) or []:
-        refunds = _unit(session, lambda c=checkout_id: release_expired(session, ctx.settings, c))
+        refunds = _unit(session, partial(release_expired, session, ctx.settings, checkout_id))
         if refunds is not None:
             report.holds_released += 1
             refs += [ref(job) for job in refunds]
@@ -170,7 +171,7 @@ def _requeue_expired(session: Session, taken: Claim) -> bool:
         .values(status=JobStatus.QUEUED, lease_until=None, enqueued_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise LeaseLost(taken.job_id)
     if taken.checkout_id is not None:
         checkout = session.get(Checkout, taken.checkout_id)

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
 from orders.errors import LeaseLost
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
@@ -130,7 +130,7 @@ def move_checkout(
     values = _moved_values(target, error_code, error_message)
     params = {f"p_{name}": value for name, value in values.items()}
     result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
     for key, value in values.items():
         set_committed_value(checkout, key, value)  # already written; don't UPDATE again

@@ -14,7 +14,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.models import Cart, CartItem
 from orders.pipeline.emails import record_email
 from orders.pipeline.jobs import JobRef, new_job, ref
@@ -59,7 +59,7 @@ def remind_abandoned_carts(
             .values(recovery_sent_at=now)
             .execution_options(synchronize_session=False)
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if rowcount(claimed) != 1:
             continue
         cart = find_open_cart(session, cart_id)
         if cart is None or not cart.email:

@@ -32,7 +32,7 @@ from orders.models import Checkout, Order
 from orders.shop import carts
 from orders.shop.catalog import list_products
 from orders.shop.status import checkout_status, find_checkout
-from orders.web.extensions import commit, db, dispatch, publish, settings
+from orders.web.extensions import commit, db, db_session, dispatch, publish, settings
 
 bp = Blueprint("shop", __name__)
 
@@ -79,15 +79,15 @@ def money(cents: int) -> str:
 
 @bp.context_processor
 def shop_globals() -> dict[str, Any]:
-    cart = carts.find_open_cart(db.session, session.get(CART_KEY))
+    cart = carts.find_open_cart(db_session(), session.get(CART_KEY))
     return {"csrf_token": csrf_token, "cart_count": carts.view_cart(cart).count}
 
 
 def current_cart(create: bool = False) -> Any:
     cart_id = session.get(CART_KEY)
     if not create:
-        return carts.find_open_cart(db.session, cart_id)
-    cart = carts.open_cart(db.session, cart_id, session_id=session.get(CSRF_KEY))
+        return carts.find_open_cart(db_session(), cart_id)
+    cart = carts.open_cart(db_session(), cart_id, session_id=session.get(CSRF_KEY))
     session[CART_KEY] = cart.id
     return cart
 
@@ -99,7 +99,7 @@ def _flash_errors(exc: ValidationFailed) -> None:
 
 @bp.get("/")
 def catalogue() -> str:
-    return render_template("shop/catalogue.html", products=list_products(db.session))
+    return render_template("shop/catalogue.html", products=list_products(db_session()))
 
 
 @bp.post("/cart/items")
@@ -108,7 +108,7 @@ def add_to_cart() -> BaseResponse:
     sku = request.form.get("sku", "")
     try:
         carts.set_quantity(
-            db.session,
+            db_session(),
             settings(),
             cart,
             sku,
@@ -136,7 +136,7 @@ def update_line(sku: str) -> BaseResponse:
         return redirect(url_for("shop.cart"))
     try:
         quantity = _quantity(request.form.get("quantity", "0"), allow_zero=True)
-        carts.set_quantity(db.session, settings(), cart, sku, quantity)
+        carts.set_quantity(db_session(), settings(), cart, sku, quantity)
         commit()
     except ValidationFailed as exc:
         db.session.rollback()
@@ -148,7 +148,7 @@ def update_line(sku: str) -> BaseResponse:
 def cart_email() -> BaseResponse:
     cart = current_cart(create=True)
     try:
-        carts.set_email(db.session, cart, request.form.get("email", ""))
+        carts.set_email(db_session(), cart, request.form.get("email", ""))
         commit()
         flash("Thanks, we saved your cart for you.", "info")
     except ValidationFailed as exc:
@@ -160,7 +160,7 @@ def cart_email() -> BaseResponse:
 @bp.get("/cart/<cart_id>")
 def recover_cart(cart_id: str) -> BaseResponse:
     """The link in a recovery email: make that cart this browser's cart."""
-    if carts.find_open_cart(db.session, cart_id) is None:
+    if carts.find_open_cart(db_session(), cart_id) is None:
         flash("That cart was already checked out or no longer exists.", "error")
     else:
         session[CART_KEY] = cart_id
@@ -204,7 +204,7 @@ def _place(cart_id: str, form: dict[str, str]) -> Any:
     if form["discountCode"].strip():
         body["discountCode"] = form["discountCode"].strip()
     return place_checkout(
-        db.session,
+        db_session(),
         settings(),
         body,
         dispatch(),
@@ -215,7 +215,7 @@ def _place(cart_id: str, form: dict[str, str]) -> Any:
 
 @bp.get("/checkout/<job_id>")
 def progress(job_id: str) -> Any:
-    status = checkout_status(db.session, job_id)
+    status = checkout_status(db_session(), job_id)
     if status["status"] in ("completed", "failed"):
         return redirect(url_for("shop.done", job_id=job_id))
     return render_template("shop/progress.html", job_id=job_id, status=status, words=_words(status))
@@ -223,8 +223,8 @@ def progress(job_id: str) -> Any:
 
 @bp.get("/checkout/<job_id>/done")
 def done(job_id: str) -> Any:
-    checkout = find_checkout(db.session, job_id)
-    status = checkout_status(db.session, job_id)
+    checkout = find_checkout(db_session(), job_id)
+    status = checkout_status(db_session(), job_id)
     if status["status"] == "completed":
         order = db.session.scalar(select(Order).where(Order.checkout_id == checkout.id))
         return render_template("shop/confirmation.html", order=order, status=status)
@@ -240,7 +240,9 @@ def done(job_id: str) -> Any:
 def another_card(job_id: str) -> BaseResponse:
     """The no-script path of "try another card" (the script calls POST /api/payments)."""
     try:
-        retry_payment(db.session, settings(), job_id, request.form.get("paymentToken"), dispatch())
+        retry_payment(
+            db_session(), settings(), job_id, request.form.get("paymentToken"), dispatch()
+        )
     except (ValidationFailed, Conflict) as exc:
         db.session.rollback()
         flash(exc.message, "error")
@@ -252,17 +254,18 @@ def another_card(job_id: str) -> BaseResponse:
 @bp.post("/checkout/<job_id>/cart")
 def back_to_cart(job_id: str) -> BaseResponse:
     """After a failure: a new cart with the same lines."""
-    checkout: Checkout = find_checkout(db.session, job_id)
+    checkout: Checkout = find_checkout(db_session(), job_id)
     if checkout.status.value != "failed":
         return redirect(url_for("shop.done", job_id=job_id))
-    cart = carts.reopen_cart(db.session, checkout, session_id=session.get(CSRF_KEY))
+    cart = carts.reopen_cart(db_session(), checkout, session_id=session.get(CSRF_KEY))
     commit()
     session[CART_KEY] = cart.id
     return redirect(url_for("shop.cart"))
 
 
 def _words(status: dict[str, Any]) -> str:
-    return STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    words: str = STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    return words
 
 
 def _quantity(raw: str, allow_zero: bool = False) -> int:

@@ -15,7 +15,7 @@ from orders.checkout.overload import process_inline
 from orders.checkout.place import place_checkout
 from orders.shop.status import checkout_status
 from orders.web.api import idempotency_key, json_body
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.overload import inline_pipeline
 
 bp = Blueprint("sync_api", __name__, url_prefix="/api")
@@ -25,13 +25,13 @@ bp = Blueprint("sync_api", __name__, url_prefix="/api")
 def checkout_sync() -> Response:
     body = json_body()
     key = idempotency_key()
-    placed = place_checkout(db.session, settings(), body, None, idempotency_key=key)
+    placed = place_checkout(db_session(), settings(), body, None, idempotency_key=key)
     if placed.refs:
         sessions, ctx = inline_pipeline()
         process_inline(sessions, ctx, placed.refs)
     db.session.rollback()
     db.session.expire_all()  # read what the inline run committed
-    status = checkout_status(db.session, placed.public_id)
+    status = checkout_status(db_session(), placed.public_id)
     response = jsonify(
         {
             "success": status["status"] == "completed",

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from orders.db import utcnow
+from orders.db import rowcount, utcnow
 from orders.errors import OutOfStock
 from orders.models import Checkout, CheckoutLine, HoldStatus, Job
 from orders.models.tables import HOLDS, PRODUCTS
@@ -51,7 +51,7 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
             .where(PRODUCTS.c.id == product_id, PRODUCTS.c.stock >= units[product_id])
             .values(stock=PRODUCTS.c.stock - units[product_id])
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]  # (a CursorResult's)
+        if rowcount(taken) != 1:
             line = named[product_id]
             raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
     seconds = ctx.settings.stock_hold_seconds

@@ -25,9 +25,11 @@ GONE_OUT = (EmailStatus.SENT, EmailStatus.STORED)
 def load(session: Session, items: Sequence[Item]) -> None:
     """Each job's email, in the claim's transaction."""
     ids = [item.claim.email_id for item in items]
-    emails = {email.id: email for email in session.scalars(select(Email).where(Email.id.in_(ids)))}
+    emails: dict[int | None, Email] = {
+        email.id: email for email in session.scalars(select(Email).where(Email.id.in_(ids)))
+    }
     for item in items:
-        item.loaded = emails.get(item.claim.email_id)  # type: ignore[arg-type]
+        item.loaded = emails.get(item.claim.email_id)
         assert item.loaded is not None, f"job {item.claim.job_id} has no email"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from orders.ops.metrics import CONTENT_TYPE, render_metrics
 from orders.ops.probes import broker_reachable
 from orders.ops.queues import queue_health
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.problems import problem
 
 health_bp = Blueprint("health", __name__)
@@ -46,7 +47,7 @@ def readyz() -> Response:
 
 @health_bp.get("/api/health/queues")
 def queues() -> Response:
-    healthy, body = queue_health(db.session, settings())
+    healthy, body = queue_health(db_session(), settings())
     db.session.rollback()
     response = jsonify(body)
     response.status_code = 200 if healthy else 503
@@ -56,8 +57,8 @@ def queues() -> Response:
 class _Sessions:
     """The request's session as a context manager for the collector (released after)."""
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return db.session
+    def __enter__(self) -> Session:
+        return db_session()
 
     def __exit__(self, *exc: object) -> None:
         db.session.rollback()

@@ -12,7 +12,7 @@ from orders.ops.scaling import recent_scaling_decisions
 from orders.ops.search import search as run_search
 from orders.pipeline.jobtypes import QUEUES
 from orders.shop.status import timeline
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
 
 PAGE = 200
@@ -25,13 +25,13 @@ def _span() -> str:
 
 @bp.get("/")
 def overview() -> str:
-    data = overview_numbers(db.session, settings(), _span())
+    data = overview_numbers(db_session(), settings(), _span())
     return render_template(
         "ops/overview.html",
         data=data,
         span=_span(),
         queues=QUEUES,
-        decisions=recent_scaling_decisions(db.session, 10),
+        decisions=recent_scaling_decisions(db_session(), 10),
     )
 
 
@@ -70,7 +70,7 @@ def job(job_id: str) -> str:
     if row is None:
         abort(404, f"no job {job_id} (it may have been removed by retention)")
     checkout = db.session.get(Checkout, row.checkout_id) if row.checkout_id else None
-    events = timeline(db.session, checkout.id) if checkout else []
+    events = timeline(db_session(), checkout.id) if checkout else []
     return render_template("ops/job.html", job=row, checkout=checkout, events=events)
 
 
@@ -84,7 +84,7 @@ def checkout(public_id: str) -> str:
         "ops/checkout.html",
         checkout=row,
         order=order,
-        events=timeline(db.session, row.id),
+        events=timeline(db_session(), row.id),
         jobs=list(
             db.session.scalars(
                 select(Job).where(Job.checkout_id == row.id).order_by(Job.created_at)
@@ -98,7 +98,7 @@ def checkout(public_id: str) -> str:
 @bp.get("/search")
 def search() -> str:
     q = request.args.get("q", "")
-    return render_template("ops/search.html", q=q, result=run_search(db.session, q))
+    return render_template("ops/search.html", q=q, result=run_search(db_session(), q))
 
 
 @bp.get("/emails")
@@ -117,4 +117,4 @@ def email(email_id: int) -> str:
 
 @bp.get("/audit")
 def audit_log() -> str:
-    return render_template("ops/audit.html", rows=recent_audit(db.session))
+    return render_template("ops/audit.html", rows=recent_audit(db_session()))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from flask import Response, request, stream_with_context
 
 from orders.ops.queues import overview
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
 
 INTERVAL_SECONDS = 2.0
@@ -26,7 +26,7 @@ def stream() -> Response:
         yield f"retry: {int(INTERVAL_SECONDS * 1000)}\n: ops overview\n\n"
         for number in range(MAX_EVENTS):
             try:
-                data = overview(db.session, config, span)
+                data = overview(db_session(), config, span)
             finally:
                 db.session.rollback()  # hold no transaction or connection while we sleep
                 db.session.close()
