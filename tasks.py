@@ -44,6 +44,7 @@ from orders.wiring import (
 
 log = logging.getLogger("tasks")
 settings = Settings.from_env()
+settings.require_safe_start()  # a consumer refuses unsafe production settings before it runs
 configure_logging()
 
 
