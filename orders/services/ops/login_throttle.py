@@ -118,7 +118,8 @@ class LoginThrottle:
             with engine.begin() as conn:
                 count, started = _count_attempt(conn, key, now, window)
             if count > limit:
-                return max(1, math.ceil((started + window - now).total_seconds()))
+                left = math.ceil((started + window - now).total_seconds())
+                return min(max(1, left), self.window)  # another attempt may have started it
         return None
 
 
