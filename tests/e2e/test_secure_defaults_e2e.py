@@ -105,9 +105,7 @@ def test_production_with_strong_settings_serves(sqlite_stack):
 @pytest.mark.parametrize("kind", STACKS)
 def test_concurrent_logins_across_gunicorn_workers_never_slip_past(kind, tmp_path_factory):
     with ExitStack() as exits:
-        shop = open_stack(
-            kind, tmp_path_factory, exits, WEB_CONCURRENCY="2", GUNICORN_THREADS="8"
-        )
+        shop = open_stack(kind, tmp_path_factory, exits, WEB_CONCURRENCY="2", GUNICORN_THREADS="8")
         exits.callback(shop.close)
         shop.up("web")
         codes = concurrent_logins(shop.base_url, 24, "ops", "not the password")
