@@ -209,3 +209,22 @@ def test_an_empty_bootstrap_password_never_opens_the_dashboard(app, client):
     settings = app.extensions["shop.settings"]
     app.extensions["shop.settings"] = replace(settings, ops_password="")
     assert login(client, "ops", "").status_code == 401
+
+
+def test_a_revoked_session_ends_the_live_dashboard_stream(accounts, client, session, monkeypatch):
+    from sqlalchemy import delete
+
+    from orders.web.ops import stream
+
+    monkeypatch.setattr(stream, "INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(stream, "SESSION_CHECK_EVENTS", 3)
+    assert login(client, "alice", ADMIN_PW).status_code == 302
+    response = client.get("/ops/stream", buffered=False)
+    chunks = iter(response.response)
+    events = [next(chunks) for _ in range(3)]  # the retry line and two overviews
+    session.execute(delete(OpsSession))
+    session.commit()
+    events += list(chunks)
+    response.close()
+    overviews = [e for e in events if b"event: overview" in e]
+    assert 2 <= len(overviews) <= 3 < stream.MAX_EVENTS  # it ended at the next check
