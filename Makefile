@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export DATA_DIR ?= $(CURDIR)/instance
+# Unset, SHOP_ENV means production (which refuses the laptop defaults below); make's
+# targets are for a laptop, so they ask for development. A deploy never runs make.
+export SHOP_ENV ?= development
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup release run test test-fast lint bench bench-full clean

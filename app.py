@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     dispatch = overrides.pop("DISPATCH", None)
     broker_up = overrides.pop("BROKER_UP", None)
     settings = Settings.from_env(overrides=overrides)
+    settings.require_safe_start()  # before anything is built or served
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -50,7 +51,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     init_cli(app)
     init_overload(app, broker_up)
     init_security(app)
+    init_proxy(app, settings.trusted_proxy_hops)
     return app
+
+
+def init_proxy(app: Flask, hops: int) -> None:
+    """Trust ``hops`` proxies' ``X-Forwarded-For``/``-Proto`` (``TRUSTED_PROXY_HOPS``).
+
+    With 0 (the default) the headers are ignored: anyone could send them. Behind one
+    load balancer, 1: ``request.remote_addr`` (which the rate limits and the login
+    throttle key on) becomes the address the balancer saw, not the balancer's own.
+    """
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _engine_options(settings: Settings) -> dict[str, Any]:

@@ -36,6 +36,15 @@ errorlog = "-"
 control_socket_disable = True
 
 
+def on_starting(server: Any) -> None:
+    """Refuse unsafe production settings in the master, before any worker is forked:
+    one clear message and exit status 1 (a worker that fails to boot would print a
+    traceback per worker instead)."""
+    from orders.worker import settings_for_start
+
+    settings_for_start()
+
+
 def post_worker_init(worker: Any) -> None:
     """Open the worker's kept database connections (``DB_POOL_WARM=0`` turns this off),
     then freeze the start-up objects."""

@@ -30,6 +30,7 @@ from orders.pipeline.jobtypes import (
 from orders.wiring import configure_logging
 
 settings = Settings.from_env()
+settings.require_safe_start()  # a consumer refuses unsafe production settings before it runs
 configure_logging()
 
 

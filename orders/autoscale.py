@@ -144,7 +144,9 @@ def main(args: list[str]) -> None:
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown:
         sys.exit(f"usage: python -m orders.autoscale [{' '.join(QUEUES)}]; unknown: {unknown}")
-    settings = Settings.from_env()
+    from orders.worker import settings_for_start
+
+    settings = settings_for_start()
     import tasks  # the Huey instances: depth comes from the broker itself
 
     supervisor = Supervisor(

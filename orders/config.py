@@ -1,8 +1,11 @@
 """One typed settings object, read from the environment, shared by web and workers.
 
 Every value has an embedded default that runs on a laptop (SQLite + SqliteHuey under
-``DATA_DIR``). Production sets ``DATABASE_URL`` and ``REDIS_URL``; the seed's variables
-(``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``, ``MAX_JOB_CONCURRENCY``,
+``DATA_DIR``). ``SHOP_ENV`` unset means production, which refuses to start on a weak
+secret, a weak bootstrap password or the simulated gateway
+(:meth:`Settings.require_safe_start`); ``SHOP_ENV=development`` (``make run``, the
+tests) asks for the laptop defaults. Production sets ``DATABASE_URL`` and
+``REDIS_URL``; the seed's variables ``/``PORT``/``PASSWORD``/``DB``, ``MAX_JOB_CONCURRENCY``,
 ``JOB_CLEANUP_INTERVAL``) are honoured too.
 """
 
@@ -16,6 +19,17 @@ from typing import Any
 from urllib.parse import quote
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"
+DEV_OPS_PASSWORD = "ops-dev-password"
+ENVIRONMENTS = ("development", "production")
+MIN_SECRET_KEY_LENGTH = 32
+MIN_PASSWORD_LENGTH = 12
+KNOWN_SECRET_KEYS = frozenset(
+    {DEV_SECRET_KEY, "change-me", "changeme", "secret", "secret-key", "dev", "development"}
+)
+"""Values published in this repository or its examples: never a production secret."""
+KNOWN_PASSWORDS = frozenset(
+    {DEV_OPS_PASSWORD, "change-me-too", "change-me", "changeme", "password", "admin", "ops"}
+)
 
 
 class ConfigError(RuntimeError):
@@ -83,14 +97,22 @@ def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
 class Settings:
     """Everything configurable. Built by :meth:`from_env`; tests use ``replace``."""
 
-    environment: str = "development"
+    environment: str = "production"
     data_dir: Path = Path("instance")
     database_url: str = ""
     redis_url: str | None = None
     queue_prefix: str = "shop"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str = ""
     ops_username: str = "ops"
-    ops_password: str = "ops-dev-password"
+    # The optional bootstrap admin's password (None: no bootstrap admin).
+    ops_password: str | None = None
+    allow_simulated_gateway: bool = False
+    trusted_proxy_hops: int = 0
+    ops_session_idle_minutes: int = 30
+    ops_session_max_hours: int = 12
+    login_attempts_per_address: int = 5
+    login_attempts_per_account: int = 10
+    login_window_seconds: int = 300
     smtp_url: str | None = None
     mail_from: str = "Shop <shop@example.com>"
     gateway_url: str | None = None
@@ -176,17 +198,20 @@ class Settings:
             value = env.get(f"{queue.upper()}_CONCURRENCY") or max_concurrency
             return _int(value, f"{queue.upper()}_CONCURRENCY") if value else default
 
+        environment = env.get("SHOP_ENV") or "production"
+        development = environment == "development"
         values: dict[str, Any] = {
-            "environment": env.get("SHOP_ENV", env.get("FLASK_ENV", "development")),
+            "environment": environment,
             "data_dir": data_dir,
             "database_url": env.get("DATABASE_URL") or f"sqlite:///{data_dir.resolve()}/shop.db",
             "redis_url": (
                 _redis_sentinel_url(env) or env.get("REDIS_URL") or _redis_url_from_parts(env)
             ),
             "queue_prefix": env.get("QUEUE_PREFIX", "shop"),
-            "secret_key": env.get("SECRET_KEY", DEV_SECRET_KEY),
-            "ops_username": env.get("OPS_USERNAME", "ops"),
-            "ops_password": env.get("OPS_PASSWORD", "ops-dev-password"),
+            "secret_key": env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else ""),
+            "ops_username": env.get("OPS_USERNAME") or "ops",
+            "ops_password": env.get("OPS_PASSWORD", DEV_OPS_PASSWORD if development else None),
+            "allow_simulated_gateway": env.get("SHOP_ALLOW_SIMULATED_GATEWAY") == "1",
             "smtp_url": env.get("SMTP_URL") or None,
             "mail_from": env.get("MAIL_FROM", "Shop <shop@example.com>"),
             "gateway_url": env.get("GATEWAY_URL") or None,
@@ -227,6 +252,12 @@ class Settings:
             ("BREAKER_FAIL_MAX", "breaker_fail_max"),
             ("PAYMENTS_RATE_LIMIT", "payments_rate_limit"),
             ("PAYMENTS_RATE_SECONDS", "payments_rate_seconds"),
+            ("TRUSTED_PROXY_HOPS", "trusted_proxy_hops"),
+            ("OPS_SESSION_IDLE_MINUTES", "ops_session_idle_minutes"),
+            ("OPS_SESSION_MAX_HOURS", "ops_session_max_hours"),
+            ("LOGIN_ATTEMPTS_PER_ADDRESS", "login_attempts_per_address"),
+            ("LOGIN_ATTEMPTS_PER_ACCOUNT", "login_attempts_per_account"),
+            ("LOGIN_WINDOW_SECONDS", "login_window_seconds"),
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
@@ -263,9 +294,20 @@ class Settings:
         return low * self.sim_time_factor, high * self.sim_time_factor
 
     def check(self) -> None:
-        """Refuse settings that must never run."""
-        if self.is_production and self.secret_key == DEV_SECRET_KEY:
-            raise ConfigError("SECRET_KEY must be set in production (the dev default is public)")
+        """Refuse settings that must never run (in any environment)."""
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"SHOP_ENV must be 'development' or 'production' (unset: production), "
+                f"got {self.environment!r}"
+            )
+        if self.trusted_proxy_hops < 0:
+            raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0 (0: no proxy is trusted)")
+        if min(self.ops_session_idle_minutes, self.ops_session_max_hours) < 1:
+            raise ConfigError("OPS_SESSION_IDLE_MINUTES and OPS_SESSION_MAX_HOURS must be >= 1")
+        if min(self.login_attempts_per_address, self.login_attempts_per_account) < 1:
+            raise ConfigError("LOGIN_ATTEMPTS_PER_ADDRESS/ACCOUNT must be >= 1")
+        if self.login_window_seconds < 1:
+            raise ConfigError("LOGIN_WINDOW_SECONDS must be >= 1")
         if self.overload_policy not in ("accept", "shed", "sync"):
             raise ConfigError("OVERLOAD_POLICY must be one of accept, shed, sync")
         if self.sim_time_factor < 0:
@@ -280,6 +322,60 @@ class Settings:
             raise ConfigError("AUTOSCALE_DOWN_DEPTH must be below AUTOSCALE_UP_DEPTH")
         if not 0 < self.sse_heartbeat_seconds <= 15 or self.sse_poll_seconds <= 0:
             raise ConfigError("SSE_HEARTBEAT_SECONDS must be in (0, 15]; SSE_POLL_SECONDS > 0")
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe to serve in production (empty: nothing)."""
+        if not self.is_production:
+            return []
+        problems = []
+        if not self.secret_key:
+            problems.append(
+                "SECRET_KEY is not set; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        elif self.secret_key in KNOWN_SECRET_KEYS:
+            problems.append("SECRET_KEY is a published default; generate a new one")
+        elif len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters")
+        if self.ops_password is not None:
+            weakness = password_weakness(self.ops_password)
+            if weakness:
+                problems.append(
+                    f"OPS_PASSWORD {weakness}; set a strong one, or unset OPS_PASSWORD and "
+                    "create accounts with 'flask ops user add NAME --role admin'"
+                )
+        if not self.gateway_url and not self.allow_simulated_gateway:
+            problems.append(
+                "GATEWAY_URL is not set, so payments would go to the simulated gateway "
+                "(every order free); set GATEWAY_URL, or SHOP_ALLOW_SIMULATED_GATEWAY=1 "
+                "for a demo"
+            )
+        return problems
+
+    def require_safe_start(self) -> None:
+        """Raise :class:`ConfigError` naming every unsafe production setting.
+
+        Called before anything is served or consumed: by ``create_app``, gunicorn's
+        ``on_starting`` hook, ``tasks.py`` (what every consumer loads),
+        ``python -m orders.worker`` and the autoscaler.
+        """
+        problems = self.production_problems()
+        if problems:
+            raise ConfigError(
+                "refusing to start in production (SHOP_ENV is unset or 'production'; "
+                "SHOP_ENV=development is for laptops and tests):\n  - " + "\n  - ".join(problems)
+            )
+
+
+def password_weakness(password: str) -> str | None:
+    """Why ``password`` must not guard an operator account, or None if it may."""
+    if not password:
+        return "is empty"
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"is shorter than {MIN_PASSWORD_LENGTH} characters"
+    if password.lower() in KNOWN_PASSWORDS:
+        return "is a published default"
+    return None
 
 
 def _int(value: str, name: str) -> int:

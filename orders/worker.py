@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 
-from orders.config import Settings
+from orders.config import ConfigError, Settings
 
 INSTANCES = {
     "orders": "tasks.orders_queue",
@@ -55,11 +55,21 @@ def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) ->
     return argv
 
 
+def settings_for_start() -> Settings:
+    """The settings, or exit with status 1 and the reason (an unsafe production setting)."""
+    try:
+        settings = Settings.from_env()
+        settings.require_safe_start()
+    except ConfigError as exc:
+        sys.exit(f"shop: {exc}")
+    return settings
+
+
 def main(args: list[str]) -> None:
     if len(args) != 1 or args[0] not in INSTANCES:
         sys.exit(f"usage: python -m orders.worker {{{','.join(INSTANCES)}}}")
     shutdown = int(os.environ.get("WORKER_SHUTDOWN_SECONDS", "30"))
-    argv = consumer_argv(args[0], Settings.from_env(), shutdown)
+    argv = consumer_argv(args[0], settings_for_start(), shutdown)
     executable = shutil.which("huey_consumer") or os.path.join(
         os.path.dirname(sys.executable), "huey_consumer"
     )

@@ -27,6 +27,10 @@ from orders.config import Settings, database_url_for_sqlalchemy
 from orders.db import Base, make_engine, make_session_factory
 from tests.support import Drain, RecordingDispatch, migrate_database
 
+# Unset, SHOP_ENV means production; the tests ask for development (the laptop defaults),
+# and the tests of production build their own environment mappings.
+os.environ["SHOP_ENV"] = "development"
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -103,7 +107,7 @@ def truncate_all(url: str) -> None:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings.from_env(
-        env={},
+        env={"SHOP_ENV": "development"},
         overrides={
             "data_dir": tmp_path,
             "database_url": database_url,

@@ -55,6 +55,7 @@ class Stack:
             **{k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "PYTEST"))},
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             "PYTHONPATH": str(ROOT),
+            "SHOP_ENV": "development",  # unset means production; tests of it pass SHOP_ENV
             "DATA_DIR": str(data_dir),
             "DATABASE_URL": database_url,
             "QUEUE_PREFIX": self.prefix,

@@ -62,10 +62,80 @@ def test_bad_values_are_refused_with_the_variable_named(env):
     assert name in str(info.value) or name.lower() in str(info.value).lower()
 
 
-def test_production_refuses_the_default_secret():
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
-        Settings.from_env({"SHOP_ENV": "production"})
-    assert Settings.from_env({"SHOP_ENV": "production", "SECRET_KEY": "s3cret"}).is_production
+STRONG = {"SECRET_KEY": "k" * 32, "GATEWAY_URL": "https://gateway.example"}
+
+
+def test_unset_shop_env_means_production():
+    assert Settings.from_env({}).is_production
+    assert Settings.from_env({"SHOP_ENV": ""}).is_production
+    assert not Settings.from_env({"SHOP_ENV": "development"}).is_production
+    with pytest.raises(ConfigError, match="SHOP_ENV"):
+        Settings.from_env({"SHOP_ENV": "staging"})
+
+
+def test_production_with_strong_settings_starts():
+    settings = Settings.from_env(STRONG)
+    settings.require_safe_start()
+    assert settings.is_production and settings.ops_password is None  # no bootstrap admin
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY is not set"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY is not set"),
+        ({"SECRET_KEY": "dev-secret-key-change-me"}, "SECRET_KEY is a published default"),
+        ({"SECRET_KEY": "s3cret"}, "SECRET_KEY is shorter than 32"),
+        ({"SECRET_KEY": "k" * 31}, "SECRET_KEY is shorter than 32"),
+        ({"OPS_PASSWORD": ""}, "OPS_PASSWORD is empty"),
+        ({"OPS_PASSWORD": "short-pass1"}, "OPS_PASSWORD is shorter than 12"),
+        ({"OPS_PASSWORD": "ops-dev-password"}, "OPS_PASSWORD is a published default"),
+        ({"OPS_PASSWORD": "change-me-too"}, "OPS_PASSWORD is"),
+        ({"GATEWAY_URL": None}, "GATEWAY_URL is not set"),
+        ({"GATEWAY_URL": None, "SHOP_ALLOW_SIMULATED_GATEWAY": "yes"}, "GATEWAY_URL is not set"),
+    ],
+)
+def test_production_refuses_to_start_and_names_the_variable(env, variable):
+    merged = {k: v for k, v in {**STRONG, **env}.items() if v is not None}
+    for environment in ({}, {"SHOP_ENV": "production"}):
+        settings = Settings.from_env({**merged, **environment})
+        with pytest.raises(ConfigError, match=variable):
+            settings.require_safe_start()
+
+
+def test_production_allows_what_it_is_told_to():
+    Settings.from_env({**STRONG, "OPS_PASSWORD": "a-long-enough-pw"}).require_safe_start()
+    simulated = {"SECRET_KEY": "k" * 32, "SHOP_ALLOW_SIMULATED_GATEWAY": "1"}
+    Settings.from_env(simulated).require_safe_start()
+
+
+def test_development_keeps_the_laptop_defaults():
+    settings = Settings.from_env({"SHOP_ENV": "development"})
+    settings.require_safe_start()
+    assert settings.secret_key == "dev-secret-key-change-me"
+    assert (settings.ops_username, settings.ops_password) == ("ops", "ops-dev-password")
+
+
+def test_security_settings_from_env():
+    settings = Settings.from_env(
+        {
+            "TRUSTED_PROXY_HOPS": "2",
+            "OPS_SESSION_IDLE_MINUTES": "10",
+            "OPS_SESSION_MAX_HOURS": "4",
+            "LOGIN_ATTEMPTS_PER_ADDRESS": "3",
+            "LOGIN_ATTEMPTS_PER_ACCOUNT": "7",
+            "LOGIN_WINDOW_SECONDS": "60",
+        }
+    )
+    assert (settings.trusted_proxy_hops, settings.ops_session_idle_minutes) == (2, 10)
+    assert settings.ops_session_max_hours == 4
+    assert (settings.login_attempts_per_address, settings.login_attempts_per_account) == (3, 7)
+    assert settings.login_window_seconds == 60
+    defaults = Settings.from_env({})
+    assert (defaults.trusted_proxy_hops, defaults.ops_session_idle_minutes) == (0, 30)
+    assert (defaults.ops_session_max_hours, defaults.login_window_seconds) == (12, 300)
+    with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS"):
+        Settings.from_env({"TRUSTED_PROXY_HOPS": "-1"})
 
 
 def test_ops_settings_parse_with_defaults():

@@ -215,9 +215,15 @@ def test_env_example_names_only_real_settings_and_points_at_the_compose_services
     assert settings.autoscale_up_depth == 100 and settings.autoscale_down_depth == 10
 
 
-def test_env_example_refuses_to_run_until_the_secret_is_changed():
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
-        Settings.from_env(env_example())
+def test_env_example_refuses_to_run_until_the_secret_and_gateway_are_set():
+    settings = Settings.from_env(env_example())
+    assert settings.is_production and settings.ops_password is None  # no shipped password
+    with pytest.raises(ConfigError, match="SECRET_KEY") as refused:
+        settings.require_safe_start()
+    assert "GATEWAY_URL" in str(refused.value)
+    secret = {"SECRET_KEY": "x" * 48}
+    for gateway in ({"GATEWAY_URL": "https://g.example"}, {"SHOP_ALLOW_SIMULATED_GATEWAY": "1"}):
+        Settings.from_env({**env_example(), **secret, **gateway}).require_safe_start()
 
 
 def runtime_closure() -> set[str]:

@@ -17,7 +17,7 @@ def test_importing_tasks_does_not_import_flask(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={"DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "SHOP_ENV": "development"},
         capture_output=True,
         text=True,
         timeout=60,

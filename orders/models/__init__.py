@@ -2,7 +2,16 @@
 
 from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
-from orders.models.ops import AuditLog, JobStatMinute, QueuePause, WorkerHeartbeat
+from orders.models.ops import (
+    AuditLog,
+    JobStatMinute,
+    LoginCounter,
+    OpsRole,
+    OpsSession,
+    OpsUser,
+    QueuePause,
+    WorkerHeartbeat,
+)
 from orders.models.sales import Order, OrderLine, Payment, StockHold
 from orders.models.scaling import ScalingDecision
 from orders.models.types import (
@@ -19,6 +28,10 @@ from orders.models.work import Email, Job
 __all__ = [
     "AuditLog",
     "JobStatMinute",
+    "LoginCounter",
+    "OpsRole",
+    "OpsSession",
+    "OpsUser",
     "QueuePause",
     "WorkerHeartbeat",
     "Cart",

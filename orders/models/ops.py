@@ -1,4 +1,5 @@
-"""The operator's tables: worker heartbeats, per-minute job counters, audit log, pauses.
+"""The operator's tables: worker heartbeats, per-minute job counters, audit log, pauses,
+operator accounts, their sessions, and the login throttle's counters.
 
 ``job_stats_minutely`` is written when a job attempt ends (in the same transaction as
 the job row), so throughput and latency history survive restarts and do not change
@@ -8,11 +9,13 @@ when retention deletes old job rows.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orders.db import Base, utcnow
+from orders.models.types import enum_column
 
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 """Upper bounds of the stored latency histogram; a last bucket holds everything slower."""
@@ -84,3 +87,56 @@ class QueuePause(Base):
     queue: Mapped[str] = mapped_column(String(20), primary_key=True)
     paused_by: Mapped[str] = mapped_column(String(100))
     paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OpsRole(StrEnum):
+    """An admin acts; a viewer sees every page and acts on nothing."""
+
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class OpsUser(Base):
+    """An operator account (``flask ops user add``); the password as a scrypt hash."""
+
+    __tablename__ = "ops_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[OpsRole] = mapped_column(enum_column(OpsRole))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OpsSession(Base):
+    """A logged-in dashboard session. The browser's signed cookie holds a random id;
+    only its SHA-256 is stored, so a copy of this table logs nobody in. Deleting the
+    row ends the session (logout, password change, account removal, expiry)."""
+
+    __tablename__ = "ops_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # None: the bootstrap admin from OPS_USERNAME/OPS_PASSWORD (no row in ops_users)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_users.id", ondelete="CASCADE"), index=True
+    )
+    username: Mapped[str] = mapped_column(String(100))
+    # The bootstrap admin's credentials when it logged in (a keyed hash): a changed
+    # OPS_PASSWORD ends its sessions. Empty for accounts.
+    credential: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginCounter(Base):
+    """Login attempts per key (an address or an account) in a fixed window: the login
+    throttle's store when Redis is not configured or not reachable. One atomic upsert
+    per attempt, so concurrent attempts each see their own count."""
+
+    __tablename__ = "login_counters"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    window_start: Mapped[datetime]
+    count: Mapped[int]

@@ -20,6 +20,7 @@ from orders.models import (
     IdempotencyKey,
     Job,
     JobStatMinute,
+    LoginCounter,
     Product,
     QueuePause,
     StockHold,
@@ -45,3 +46,4 @@ EMAILS = _table(Email)
 DISCOUNTS = _table(DiscountCode)
 JOB_STATS = _table(JobStatMinute)
 HEARTBEATS = _table(WorkerHeartbeat)
+LOGIN_COUNTERS = _table(LoginCounter)

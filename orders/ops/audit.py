@@ -1,17 +1,14 @@
-"""The audit log: every dashboard action, with who did it; failed logins for rate limits."""
+"""The audit log: every dashboard action and account change, with who did it, and
+every login and failed login (the login throttle itself counts elsewhere:
+login_throttle.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
 from orders.models import AuditLog
-
-LOGIN_FAILURES_ALLOWED = 5
-LOGIN_WINDOW = timedelta(minutes=5)
 
 
 def audit(
@@ -32,17 +29,3 @@ def audit(
 
 def recent_audit(session: Session, limit: int = 200) -> list[AuditLog]:
     return list(session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)))
-
-
-def login_blocked(session: Session, ip: str) -> bool:
-    """True when this address failed to log in too often in the last few minutes."""
-    failures = session.scalar(
-        select(func.count())
-        .select_from(AuditLog)
-        .where(
-            AuditLog.action == "login_failed",
-            AuditLog.ip == ip[:64],
-            AuditLog.at >= utcnow() - LOGIN_WINDOW,
-        )
-    )
-    return (failures or 0) >= LOGIN_FAILURES_ALLOWED
