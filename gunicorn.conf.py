@@ -43,6 +43,13 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     _freeze_startup_objects()
 
 
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """Export the worker's buffered spans before it goes (when tracing is on)."""
+    from orders.infra import tracing
+
+    tracing.shutdown()
+
+
 def _warm_database_pool(app):  # type: ignore[no-untyped-def]
     """The first requests after a start (a deploy, a crashed worker) find their
     connections open (measured: README, Performance, sixth session)."""

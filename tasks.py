@@ -24,6 +24,7 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
+from orders.infra import tracing
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
 from orders.services.batch import COMPLETED_HERE, batchable, message_groups, run_batch
 from orders.services.context import PipelineContext
@@ -45,6 +46,7 @@ from orders.wiring import (
 log = logging.getLogger("tasks")
 settings = Settings.from_env()
 configure_logging()
+tracing.setup("worker")  # on only with the OTEL_* variables (docs/operations.md)
 
 
 def make_huey(queue: str) -> Huey:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
 from orders.errors import LeaseLost, OutOfStock
+from orders.infra.tracing import batch_spans, job_span
 from orders.jobtypes import (
     CREATE_ORDER,
     JOB_TYPES,
@@ -51,7 +52,7 @@ from orders.models import Checkout, CheckoutStage, Email
 from orders.services import pipeline_batch
 from orders.services.batch_leases import claim_batch
 from orders.services.context import PipelineContext
-from orders.services.jobs import JobRef, ref, send_after_commit
+from orders.services.jobs import JobRef, ref, send_after_commit, trace_context_of
 from orders.services.leases import Claim
 from orders.services.runner import run_claimed, run_entered, run_job
 from orders.services.timeline import EVENTS_RECORDED, move_all
@@ -215,9 +216,12 @@ def _run_set(
 ) -> list[tuple[str, str]]:
     """Run the batch's step set-wise: (job id, outcome) of each job."""
     members = [checkouts[claim.checkout_id] for claim in batch]  # type: ignore[index]
+    traced = [(c.job_id, m.trace_context) for c, m in zip(batch, members, strict=True)]
     try:
-        jobs, alone, raised = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
-        session.commit()
+        with batch_spans(job_type, traced) as spans:  # tracing: a span per job of the batch
+            jobs, alone, raised = pipeline_batch.STEPS[job_type](session, batch, members, ctx)
+            spans.ran_alone([claim.job_id for claim in alone])  # tracing
+            session.commit()
     except Exception as exc:
         session.rollback()
         quiet = isinstance(exc, (pipeline_batch.NotCommonPath, OutOfStock, LeaseLost))
@@ -266,11 +270,20 @@ def _alone(
     """Run one claimed job by the single path (``entered``: its checkout is in the step;
     ``raised``: what its step raised in the batch)."""
     checkout = checkouts.get(claim.checkout_id) if claim.checkout_id is not None else None
-    with bind_checkout(checkout.public_id if checkout else None, claim.job_id, claim.type):
+    with (
+        bind_checkout(checkout.public_id if checkout else None, claim.job_id, claim.type),
+        job_span(  # tracing: as in runner.run_job
+            claim.type,
+            claim.job_id,
+            trace_context_of(session, claim, checkout),
+            attempt=claim.attempt,
+        ) as span,
+    ):
         if entered:
             outcome = run_entered(session, claim, checkout, ctx, raised)
         else:
             outcome = run_claimed(session, claim, checkout, ctx)
+        span.done(outcome)  # tracing
         log.info("job %s (%s) attempt %d: %s", claim.job_id, claim.type, claim.attempt, outcome)
     return outcome
 

@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
+from orders.infra.tracing import context_for_new_job
+from orders.infra.tracing import enabled as tracing_enabled
 from orders.jobtypes import JOB_TYPES, JobType
 from orders.models import Checkout, Job, JobStatus
 from orders.models.tables import JOBS
@@ -63,6 +65,9 @@ def new_job(
         cart_id=cart_id,
         email_id=email_id,
         payment_id=payment_id,
+        trace_context=context_for_new_job(
+            checkout.trace_context if checkout else None, job_type.name
+        ),
     )
     session.execute(insert(JOBS), values)
     return Job(**values)
@@ -82,6 +87,7 @@ def new_jobs(
             job_type,
             checkout_id=checkout.id,
             email_id=email_ids[index] if email_ids is not None else None,
+            trace_context=checkout.trace_context,  # tracing: the checkout's trace
         )
         for index, checkout in enumerate(checkouts)
     ]
@@ -98,8 +104,9 @@ def job_row(
     cart_id: str | None = None,
     email_id: int | None = None,
     payment_id: int | None = None,
+    trace_context: str | None = None,
 ) -> dict[str, Any]:
-    """The row of a new queued job."""
+    """The row of a new queued job (``trace_context``: the trace its runs continue)."""
     now = utcnow()
     return {
         "id": uuid.uuid4().hex,
@@ -115,7 +122,18 @@ def job_row(
         "max_attempts": settings.max_attempts,
         "created_at": now,
         "enqueued_at": now,
+        "trace_context": trace_context,
     }
+
+
+def trace_context_of(session: Session, job: Claim, checkout: Checkout | None) -> str | None:
+    """The trace context a run of ``job`` continues: its checkout's; else its own row's
+    (read only when tracing is on: a recovery email's)."""
+    if checkout is not None and checkout.trace_context is not None:
+        return checkout.trace_context
+    if not tracing_enabled():
+        return None
+    return session.scalar(select(Job.trace_context).where(Job.id == job.job_id))
 
 
 def backoff_delay(settings: Settings, attempts: int) -> float:

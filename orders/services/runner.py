@@ -27,12 +27,13 @@ from orders.errors import (
     ShopError,
     StepFailed,
 )
+from orders.infra.tracing import job_span
 from orders.jobtypes import JOB_TYPES
 from orders.logcontext import bind_checkout
 from orders.models import Checkout, Email, Job, JobStatus
 from orders.services import compensation, emails, pipeline
 from orders.services.context import PipelineContext
-from orders.services.jobs import JobRef, backoff_delay, ref, send_after_commit
+from orders.services.jobs import JobRef, backoff_delay, ref, send_after_commit, trace_context_of
 from orders.services.leases import Claim, claim, close, reschedule
 from orders.services.timeline import EVENTS_RECORDED, move_checkout, record_event
 
@@ -95,8 +96,14 @@ def run_job(
         log.info("job %s not claimable (done, taken, not due or paused); skipping", job_id)
         return "skipped"
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-    with bind_checkout(checkout.public_id if checkout else None, job_id, taken.type):
+    with (
+        bind_checkout(checkout.public_id if checkout else None, job_id, taken.type),
+        job_span(  # tracing: one span per run of a job, in its checkout's trace
+            taken.type, job_id, trace_context_of(session, taken, checkout), attempt=taken.attempt
+        ) as span,
+    ):
         outcome = run_claimed(session, taken, checkout, ctx)
+        span.done(outcome)  # tracing
         log.info("job %s (%s) attempt %d: %s", job_id, taken.type, taken.attempt, outcome)
     return outcome
 

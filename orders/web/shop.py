@@ -33,6 +33,7 @@ from orders.services.checkout import place_checkout
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, find_checkout
 from orders.web.extensions import db, dispatch, publish, settings
+from orders.web.tracing import traced_request
 
 bp = Blueprint("shop", __name__)
 
@@ -165,6 +166,7 @@ def recover_cart(cart_id: str) -> BaseResponse:
 
 
 @bp.route("/checkout", methods=["GET", "POST"])
+@traced_request
 def checkout() -> Any:
     form = {
         "email": request.form.get("email", ""),
