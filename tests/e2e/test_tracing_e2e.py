@@ -46,7 +46,6 @@ class Span:
     end_ns: int
     attributes: dict[str, Any]
     process: str  # the exporting process's shop.process: web or worker
-    pid: int
 
 
 def _value(value: AnyValue) -> Any:
@@ -77,7 +76,6 @@ class Receiver:
                             span.end_time_unix_nano,
                             {a.key: _value(a.value) for a in span.attributes},
                             str(resource.get("shop.process")),
-                            int(resource.get("process.pid", 0)),
                         )
                     )
         with self.lock:
