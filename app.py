@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from orders.config import Settings
+from orders.infra import tracing
 from orders.pipeline.jobs import Dispatch
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
@@ -30,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     broker_up = overrides.pop("BROKER_UP", None)
     settings = Settings.from_env(overrides=overrides)
     settings.require_safe_start()  # before anything is built or served
+    tracing.setup("web")  # on only with the OTEL_* variables (docs/operations.md)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(
         SECRET_KEY=settings.secret_key,

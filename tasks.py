@@ -18,6 +18,7 @@ from huey.api import TaskWrapper
 
 from orders.config import Settings
 from orders.consumer import Runtime
+from orders.infra import tracing
 from orders.infra.redis_pool import redis_pool
 from orders.pipeline.jobtypes import (
     JOB_TYPES,
@@ -32,6 +33,7 @@ from orders.wiring import configure_logging
 settings = Settings.from_env()
 settings.require_safe_start()  # a consumer refuses unsafe production settings before it runs
 configure_logging()
+tracing.setup("worker")  # on only with the OTEL_* variables (docs/operations.md)
 
 
 def make_huey(queue: str) -> Huey:

@@ -116,6 +116,8 @@ class Settings:
     smtp_url: str | None = None
     mail_from: str = "Shop <shop@example.com>"
     gateway_url: str | None = None
+    # the ops pages link trace ids here, e.g. https://jaeger.example/trace/{trace_id}
+    trace_url_template: str = ""
     public_url: str = "http://127.0.0.1:8000"
     sim_gateway_latency_ms: tuple[int, int] = (300, 800)
     sim_step_latency_ms: tuple[int, int] = (100, 300)
@@ -215,6 +217,7 @@ class Settings:
             "smtp_url": env.get("SMTP_URL") or None,
             "mail_from": env.get("MAIL_FROM", "Shop <shop@example.com>"),
             "gateway_url": env.get("GATEWAY_URL") or None,
+            "trace_url_template": env.get("TRACE_URL_TEMPLATE", ""),
             "public_url": env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             "orders_concurrency": concurrency("orders", 2),
             "payments_concurrency": concurrency("payments", 3),

@@ -18,6 +18,7 @@ from orders.infra.http_gateway import HttpGateway
 from orders.infra.mail import Mailer, SmtpMailer
 from orders.infra.pubsub import Hub, progress_channel, redis_publisher
 from orders.infra.redis_pool import redis_pool
+from orders.infra.tracing import traced_gateway, traced_mailer
 from orders.logcontext import ContextFilter, JsonFormatter
 
 if TYPE_CHECKING:  # redis is imported where it is used
@@ -69,11 +70,12 @@ def build_gateway(settings: Settings) -> PaymentGateway:
             breaker_namespace(settings.queue_prefix),
         )
 
-    return BreakerGateway(inner, breaker)
+    return traced_gateway(BreakerGateway(inner, breaker))  # a span per call when tracing
 
 
 def build_mailer(settings: Settings) -> Mailer | None:
-    return SmtpMailer(settings.smtp_url, settings.mail_from) if settings.smtp_url else None
+    mailer = SmtpMailer(settings.smtp_url, settings.mail_from) if settings.smtp_url else None
+    return traced_mailer(mailer)  # a span per message when tracing
 
 
 def _no_publish(_public_id: str) -> None:

@@ -19,6 +19,7 @@ from orders.config import Settings
 from orders.db import utcnow
 from orders.domain.validation import CheckoutRequest, ItemRequest
 from orders.errors import FieldError, ValidationFailed
+from orders.infra.tracing import current_context
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType
 from orders.models.tables import DISCOUNTS, PRODUCTS
 from orders.pipeline.jobs import job_row
@@ -135,6 +136,7 @@ def prepare(
         "payment_token": request.payment_token,
         "created_at": now,
         "updated_at": now,
+        "trace_context": current_context(),  # tracing: the placing request's span
     }
     lines = [
         {
@@ -153,4 +155,6 @@ def first_rows(settings: Settings, checkout: Checkout) -> tuple[dict[str, Any], 
     """A new checkout's first timeline row and its first job's row."""
     payload = status_payload(None, checkout, RECEIVED)
     event = event_row(checkout, RECEIVED, EventType.PROGRESS, payload)
-    return event, job_row(settings, RESERVE_STOCK, checkout_id=checkout.id)
+    return event, job_row(
+        settings, RESERVE_STOCK, checkout_id=checkout.id, trace_context=checkout.trace_context
+    )

@@ -40,6 +40,8 @@ class Checkout(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # the W3C trace context of the request that placed it (orders.infra.tracing)
+    trace_context: Mapped[str | None] = mapped_column(String(600))
 
     lines: Mapped[list[CheckoutLine]] = relationship(
         back_populates="checkout", cascade="all, delete-orphan", order_by="CheckoutLine.id"

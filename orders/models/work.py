@@ -54,6 +54,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
     traceback: Mapped[str | None] = mapped_column(Text)
+    # the W3C trace context its runs continue (orders.infra.tracing); None: untraced
+    trace_context: Mapped[str | None] = mapped_column(String(600))
 
 
 class Email(Base):

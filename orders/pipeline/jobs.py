@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import engine_of, utcnow
+from orders.infra.tracing import context_for_new_job
 from orders.models import Checkout, Job, JobStatus
 from orders.models.tables import JOBS
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
@@ -62,6 +63,9 @@ def new_job(
         cart_id=cart_id,
         email_id=email_id,
         payment_id=payment_id,
+        trace_context=context_for_new_job(
+            checkout.trace_context if checkout else None, job_type.name
+        ),
     )
     session.execute(insert(JOBS), values)
     return Job(**values)
@@ -81,6 +85,7 @@ def new_jobs(
             job_type,
             checkout_id=checkout.id,
             email_id=email_ids[index] if email_ids is not None else None,
+            trace_context=checkout.trace_context,  # tracing: the checkout's trace
         )
         for index, checkout in enumerate(checkouts)
     ]
@@ -97,8 +102,9 @@ def job_row(
     cart_id: str | None = None,
     email_id: int | None = None,
     payment_id: int | None = None,
+    trace_context: str | None = None,
 ) -> dict[str, Any]:
-    """The row of a new queued job."""
+    """The row of a new queued job (``trace_context``: the trace its runs continue)."""
     now = utcnow()
     return {
         "id": uuid.uuid4().hex,
@@ -114,6 +120,7 @@ def job_row(
         "max_attempts": job_type.max_attempts(settings),
         "created_at": now,
         "enqueued_at": now,
+        "trace_context": trace_context,
     }
 
 

@@ -56,6 +56,7 @@ class Claim:
     email_id: int | None
     payment_id: int | None
     started_at: datetime | None = None
+    trace_context: str | None = None  # the trace its runs continue (orders.infra.tracing)
 
     @property
     def final(self) -> bool:
@@ -74,6 +75,7 @@ class Claim:
             job.email_id,
             job.payment_id,
             job.started_at,
+            job.trace_context,
         )
 
 
@@ -174,6 +176,7 @@ CLAIM_COLUMNS = tuple(
         "email_id",
         "payment_id",
         "started_at",
+        "trace_context",
     )
 )
 

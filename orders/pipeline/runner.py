@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from orders.domain.states import TERMINAL, check_move
 from orders.errors import GatewayCircuitOpen, IllegalTransition, LeaseLost, ShopError, StepFailed
+from orders.infra.tracing import TracedJob, run_spans
 from orders.logcontext import bind_checkout
 from orders.models import Checkout, CheckoutStage, Job, JobStatus
 from orders.pipeline import compensation
@@ -111,8 +112,9 @@ def _run_claimed(
         session.rollback()
         return {c.job_id: "lease_lost" for c in claims}
     _publish(session, ctx, [item.checkout for item in items])
+    spans = run_spans([_traced(job_type, item) for item in items])
     for item in items:
-        with _bound(item):
+        with _bound(item), spans.of(item.claim.job_id):
             try:
                 item.result = step.call(item, ctx)
             except Exception as exc:  # the item's outcome, recorded below
@@ -122,7 +124,8 @@ def _run_claimed(
     failed = [(item, item.raised) for item in items if item.raised is not None]
     if written:
         try:
-            follow_ups += _write(session, step, written, ctx)
+            with spans.shared():
+                follow_ups += _write(session, step, written, ctx)
         except Exception as exc:
             session.rollback()
             if len(written) == 1:
@@ -131,7 +134,8 @@ def _run_claimed(
                 _log_set_failure(job_type, len(written), exc)
                 for item in written:
                     try:
-                        follow_ups += _write(session, step, [item], ctx)
+                        with spans.of(item.claim.job_id):
+                            follow_ups += _write(session, step, [item], ctx)
                     except Exception as alone:
                         session.rollback()
                         failed.append((item, alone))
@@ -140,8 +144,10 @@ def _run_claimed(
         {item.claim.job_id: "completed" for item in written if item.claim.job_id not in done}
     )
     for item, error in failed:
-        refs, outcomes[item.claim.job_id] = _after_failure(session, item, error, ctx)
+        with spans.of(item.claim.job_id):
+            refs, outcomes[item.claim.job_id] = _after_failure(session, item, error, ctx)
         follow_ups += refs
+    spans.done(outcomes)
     send_after_commit(session, follow_ups, ctx.dispatch)
     _publish(session, ctx, [item.checkout for item in items])
     if log.isEnabledFor(logging.INFO):
@@ -338,6 +344,12 @@ def _log_set_failure(job_type: JobType, size: int, exc: Exception) -> None:
         exc,
         exc_info=not expected,
     )
+
+
+def _traced(job_type: JobType, item: Item) -> TracedJob:
+    """What the item's span needs: the trace stored with its job (or its checkout)."""
+    stored = item.claim.trace_context or (item.checkout.trace_context if item.checkout else None)
+    return TracedJob(item.claim.job_id, job_type.name, job_type.queue, item.claim.attempt, stored)
 
 
 def _bound(item: Item) -> AbstractContextManager[None]:

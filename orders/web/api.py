@@ -18,6 +18,7 @@ from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
 from orders.web.security import limit_checkout
+from orders.web.tracing import traced_request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -82,6 +83,7 @@ def products() -> Response:
 
 
 @bp.post("/checkout")
+@traced_request
 def checkout() -> Response:
     limit_checkout()
     body = json_body()

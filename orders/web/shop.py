@@ -33,6 +33,7 @@ from orders.shop import carts
 from orders.shop.catalog import list_products
 from orders.shop.status import checkout_status, find_checkout
 from orders.web.extensions import commit, db, db_session, dispatch, publish, settings
+from orders.web.tracing import traced_request
 
 bp = Blueprint("shop", __name__)
 
@@ -168,6 +169,7 @@ def recover_cart(cart_id: str) -> BaseResponse:
 
 
 @bp.route("/checkout", methods=["GET", "POST"])
+@traced_request
 def checkout() -> Any:
     form = {
         "email": request.form.get("email", ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from sqlalchemy import select
 
+from orders.infra.tracing import trace_url
 from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
 from orders.ops.audit import recent_audit
 from orders.ops.queues import overview as overview_numbers
@@ -71,7 +72,9 @@ def job(job_id: str) -> str:
         abort(404, f"no job {job_id} (it may have been removed by retention)")
     checkout = db.session.get(Checkout, row.checkout_id) if row.checkout_id else None
     events = timeline(db_session(), checkout.id) if checkout else []
-    return render_template("ops/job.html", job=row, checkout=checkout, events=events)
+    stored = row.trace_context or (checkout.trace_context if checkout else None)
+    trace = trace_url(stored, settings().trace_url_template)
+    return render_template("ops/job.html", job=row, checkout=checkout, events=events, trace=trace)
 
 
 @bp.get("/checkouts/<public_id>")
@@ -84,6 +87,7 @@ def checkout(public_id: str) -> str:
         "ops/checkout.html",
         checkout=row,
         order=order,
+        trace=trace_url(row.trace_context, settings().trace_url_template),
         events=timeline(db_session(), row.id),
         jobs=list(
             db.session.scalars(
