@@ -121,11 +121,25 @@ class Supervisor:
 
     def signal_all(self, signum: signal.Signals) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signum)
-                except ProcessLookupError:
-                    pass
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def running(self) -> bool:
+        """Whether any group still has a process: the shell may be gone while what it
+        started (it forks, it does not exec) is still shutting down."""
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, 0)
+                return True
+            except ProcessLookupError:
+                pass
+        return False
+
+    def wait_until(self, deadline: float) -> None:
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def run(self, grace: float) -> int:
         """Start every line, wait for a stop or a death, stop the rest; the exit status."""
@@ -141,15 +155,11 @@ class Supervisor:
             why = f"{self.died[0][0]} exited" if self.died else "asked to stop"
             self.note(f"{why}: SIGTERM to all, SIGKILL after {grace:g} s (Ctrl-C again: now)")
             self.signal_all(signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            for process in self.processes.values():
-                try:
-                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    break
+            self.wait_until(time.monotonic() + grace)
             self.signal_all(signal.SIGKILL)
             for process in self.processes.values():
                 process.wait()
+            self.wait_until(time.monotonic() + 5.0)  # the killed, until reaped
             flushed = time.monotonic() + 2.0  # the last output; a detached grandchild may hold
             for thread in self.threads:  # its pipe open for ever, so not longer than that
                 thread.join(timeout=max(0.0, flushed - time.monotonic()))

@@ -150,6 +150,23 @@ def test_port_defaults_to_8000(tmp_path: Path, runners: list[Runner]) -> None:
     assert runner.finish() == 0
 
 
+def test_a_stop_waits_for_what_the_shell_started_to_finish(
+    tmp_path: Path, runners: list[Runner]
+) -> None:
+    """``sh -c`` forks (dash does not exec): the shell dies at once on SIGTERM, and the
+    runner still waits for the process it started, which shuts down gracefully."""
+    graceful = (  # after "ready" it lets go of the output pipe: only the group tells it is up
+        "trap 'sleep 1; echo finished > done.txt; exit 0' TERM; echo ready; "
+        "exec > /dev/null 2>&1; sleep 600 & wait"
+    )
+    runner = Runner(tmp_path, f'web: sh -c "{graceful}"; echo after\n')
+    runners.append(runner)
+    runner.read_until(lambda line: line == "web | ready")
+    runner.process.send_signal(signal.SIGINT)
+    assert runner.finish() == 0
+    assert (tmp_path / "done.txt").read_text() == "finished\n"  # written before the runner left
+
+
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
     tmp_path: Path, runners: list[Runner]
 ) -> None:
