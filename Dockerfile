@@ -3,15 +3,17 @@
 # command per service; the default is the web server.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- build: the pinned runtime requirements into a virtualenv -------------------------
+# --- build: the hashed runtime lock into a virtualenv ----------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
-COPY requirements.txt .
-# Only the runtime pins: everything from "# Tests and tooling" on stays out of the image.
-RUN sed '/^# Tests and tooling/,$d' requirements.txt > runtime.txt \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install -r runtime.txt
+# requirements/runtime.txt is exported from uv.lock (make lock): every package pinned,
+# with its hashes. Nothing is resolved here, nothing unhashed or built from source gets in,
+# and no test, bench or lint package (those are other lock files).
+COPY requirements/runtime.txt .
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary :all: -r runtime.txt \
+    && /opt/venv/bin/pip check
 
 # --- runtime: slim, non-root ----------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
