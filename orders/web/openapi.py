@@ -141,7 +141,11 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "204": {"description": "The checkout is final and nothing is left"},
                         "404": _problem("Job not found"),
-                        "422": _problem("Malformed Last-Event-ID"),
+                        "422": _problem("Malformed Last-Event-ID (1-18 ASCII digits)"),
+                        "429": _problem(
+                            "Too many open streams (SSE_MAX_STREAMS, SSE_MAX_STREAMS_PER_CLIENT)",
+                            retry_after=True,
+                        ),
                     },
                 }
             },
