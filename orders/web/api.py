@@ -17,7 +17,7 @@ from orders.web.extensions import db, dispatch, publish, settings
 from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
-from orders.web.security import limit_checkout
+from orders.web.security import limit, limit_checkout
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -129,6 +129,7 @@ def processed(public_id: str) -> Response:
 
 @bp.post("/payments")
 def payments() -> Response:
+    limit("payment")
     body = json_body()
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("", "the body must be a JSON object")])

@@ -112,6 +112,12 @@ def openapi_document() -> dict[str, Any]:
                         "201": _json("SyncResult", "The order exists"),
                         "200": _json("SyncResult", "The checkout failed, or is still running"),
                         **CHECKOUT_ERRORS,
+                        "404": _problem(
+                            "Not served here (SYNC_CHECKOUT_ENABLED; unset: development only)"
+                        ),
+                        "429": _problem(
+                            "Rate limited (SYNC_CHECKOUT_RATE_LIMIT)", retry_after=True
+                        ),
                     },
                 }
             },
@@ -164,10 +170,16 @@ def openapi_document() -> dict[str, Any]:
                         "202": _json("Accepted", "Queued again with the new card"),
                         "400": _problem("Malformed JSON"),
                         "404": _problem("Unknown job"),
-                        "409": _problem("Not retryable"),
+                        "409": _problem(
+                            "Not retryable, or MAX_PAYMENT_ATTEMPTS cards already tried "
+                            "(code payment_attempts_exhausted)"
+                        ),
                         "413": _problem("Body over the size limit"),
                         "415": _problem("Not JSON"),
                         "422": _problem("Validation failed"),
+                        "429": _problem(
+                            "Rate limited (PAYMENT_RETRY_RATE_LIMIT)", retry_after=True
+                        ),
                     },
                 }
             },

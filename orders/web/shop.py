@@ -33,6 +33,7 @@ from orders.services.checkout import place_checkout
 from orders.services.payments import retry_payment
 from orders.services.status import checkout_status, find_checkout
 from orders.web.extensions import db, dispatch, publish, settings
+from orders.web.security import limit
 
 bp = Blueprint("shop", __name__)
 
@@ -66,6 +67,7 @@ def csrf_token() -> str:
 def check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
+    limit("shop")  # every form and cart write, counted before anything else is done
     sent = request.form.get("csrf_token", "")
     expected = session.get(CSRF_KEY, "")
     if not expected or not hmac.compare_digest(str(sent), str(expected)):
@@ -175,6 +177,7 @@ def checkout() -> Any:
     errors: list[Any] = []
     cart_id = session.get(CART_KEY)
     if request.method == "POST" and cart_id:
+        limit("checkout")  # the form places a checkout, as POST /api/checkout does
         try:
             placed = _place(cart_id, form)
         except ValidationFailed as exc:
@@ -236,6 +239,7 @@ def done(job_id: str) -> Any:
 @bp.post("/checkout/<job_id>/payment")
 def another_card(job_id: str) -> BaseResponse:
     """The no-script path of "try another card" (the script calls POST /api/payments)."""
+    limit("payment")
     try:
         retry_payment(db.session, settings(), job_id, request.form.get("paymentToken"), dispatch())
     except (ValidationFailed, Conflict) as exc:
