@@ -196,16 +196,37 @@ def openapi_document() -> dict[str, Any]:
             "/api/orders/{orderNumber}": {
                 "get": {
                     "operationId": "orderDetail",
+                    "description": "The order number alone gives the public view; the "
+                    "checkout's jobId (X-Job-Id or ?jobId=) or the session it was placed "
+                    "from (X-Session-Id) gives the full view.",
                     "parameters": [
                         {
                             "name": "orderNumber",
                             "in": "path",
                             "required": True,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                        }
+                        },
+                        {
+                            "name": "X-Job-Id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        },
+                        {
+                            "name": "jobId",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        },
+                        {
+                            "name": "X-Session-Id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                        },
                     ],
                     "responses": {
-                        "200": _json("OrderDetail", "The order, its payments and timeline"),
+                        "200": _json("OrderDetail", "The order: public or full view"),
                         "404": _problem("Order not found"),
                     },
                 }

@@ -14,6 +14,7 @@ PAGE_CSP = (
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
     "form-action 'self'; object-src 'none'"
 )
+HSTS = "max-age=31536000; includeSubDomains"
 
 LIMITS = {
     "checkout": ("checkout_rate_limit", "CHECKOUT_RATE_LIMIT", "checkouts"),
@@ -44,6 +45,12 @@ def init_security(app: Flask) -> None:
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         html = response.mimetype == "text/html"
         headers.setdefault("Content-Security-Policy", PAGE_CSP if html else API_CSP)
+        if request.endpoint != "static":
+            # pages and answers may carry an email, an order, an operator's view: no copy
+            # is kept by the browser or a shared cache (streams set their own no-cache)
+            headers.setdefault("Cache-Control", "no-store")
+        if settings.is_production:
+            headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
 

@@ -31,7 +31,7 @@ from orders.services import carts
 from orders.services.catalog import list_products
 from orders.services.checkout import place_checkout
 from orders.services.payments import retry_payment
-from orders.services.status import checkout_status, find_checkout
+from orders.services.status import checkout_status, find_checkout, is_shopper
 from orders.web.extensions import db, dispatch, publish, settings
 from orders.web.security import limit
 
@@ -227,7 +227,10 @@ def done(job_id: str) -> Any:
     status = checkout_status(db.session, job_id)
     if status["status"] == "completed":
         order = db.session.scalar(select(Order).where(Order.checkout_id == checkout.id))
-        return render_template("shop/confirmation.html", order=order, status=status)
+        # the id in the address (history, screenshots, shared links) is not proof of being
+        # the shopper: the email shows only to the browser session that placed the order
+        mine = is_shopper(checkout, None, [session.get(CSRF_KEY)])
+        return render_template("shop/confirmation.html", order=order, status=status, mine=mine)
     if status["status"] == "failed":
         html = render_template(
             "shop/failure.html", job_id=job_id, status=status, cards=CARDS[:1] + CARDS[2:]
