@@ -8,6 +8,7 @@ use cookies, so it needs none). The cart id lives in the signed session cookie.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -36,6 +37,9 @@ from orders.web.extensions import db, dispatch, publish, settings
 from orders.web.security import limit
 
 bp = Blueprint("shop", __name__)
+
+QUANTITY_RE = re.compile(r"[0-9]{1,4}")
+ATTEMPT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 CSRF_KEY = "shop_csrf"
 CART_KEY = "cart_id"
@@ -172,7 +176,7 @@ def checkout() -> Any:
         "email": request.form.get("email", ""),
         "discountCode": request.form.get("discountCode", ""),
         "paymentToken": request.form.get("paymentToken", "tok_visa"),
-        "attempt": request.form.get("attempt") or secrets.token_urlsafe(12),
+        "attempt": _attempt(request.form.get("attempt")),
     }
     errors: list[Any] = []
     cart_id = session.get(CART_KEY)
@@ -269,8 +273,17 @@ def _words(status: dict[str, Any]) -> str:
 
 
 def _quantity(raw: str, allow_zero: bool = False) -> int:
+    """ASCII digits only, at most four (``str.isdigit`` takes ``²``, which ``int`` refuses)."""
     from orders.errors import FieldError
 
-    if not raw.strip().isdigit() or (int(raw) == 0 and not allow_zero):
+    raw = raw.strip()
+    if not QUANTITY_RE.fullmatch(raw) or (int(raw) == 0 and not allow_zero):
         raise ValidationFailed([FieldError("quantity", "enter a whole number of items")])
     return int(raw)
+
+
+def _attempt(raw: str | None) -> str:
+    """The form's nonce (part of the idempotency key), or a new one if it is not ours."""
+    if raw and ATTEMPT_RE.fullmatch(raw):
+        return raw
+    return secrets.token_urlsafe(12)

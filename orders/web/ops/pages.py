@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from sqlalchemy import select
 
+from orders.domain.validation import plausible_id
 from orders.jobtypes import QUEUES
 from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
 from orders.services.ops.audit import recent_audit
@@ -16,6 +17,7 @@ from orders.web.extensions import db, settings
 from orders.web.ops import bp
 
 PAGE = 200
+MAX_ROW_ID = 2**31 - 1  # an integer column's largest (a bigger one is a DataError in PostgreSQL)
 STATES = [s.value for s in JobStatus]
 
 
@@ -66,7 +68,7 @@ def _public_ids(ids: set[int]) -> dict[int, str]:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> str:
-    row = db.session.get(Job, job_id)
+    row = db.session.get(Job, job_id) if plausible_id(job_id) else None
     if row is None:
         abort(404, f"no job {job_id} (it may have been removed by retention)")
     checkout = db.session.get(Checkout, row.checkout_id) if row.checkout_id else None
@@ -76,7 +78,9 @@ def job(job_id: str) -> str:
 
 @bp.get("/checkouts/<public_id>")
 def checkout(public_id: str) -> str:
-    row = db.session.scalar(select(Checkout).where(Checkout.public_id == public_id))
+    row = None
+    if plausible_id(public_id):
+        row = db.session.scalar(select(Checkout).where(Checkout.public_id == public_id))
     if row is None:
         abort(404, f"no checkout {public_id}")
     order = db.session.scalar(select(Order).where(Order.checkout_id == row.id))
@@ -109,7 +113,7 @@ def emails() -> str:
 
 @bp.get("/emails/<int:email_id>")
 def email(email_id: int) -> str:
-    row = db.session.get(Email, email_id)
+    row = db.session.get(Email, email_id) if email_id <= MAX_ROW_ID else None
     if row is None:
         abort(404, f"no email {email_id}")
     return render_template("ops/email.html", email=row)
