@@ -156,6 +156,9 @@ def make_app(settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     for app in made:
         with app.app_context():
             db.engine.dispose()
+        streams = app.extensions.get("shop.stream_engine")  # the streams' own pool
+        if streams is not None:
+            streams.dispose()
 
 
 PRODUCTION = {

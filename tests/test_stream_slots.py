@@ -107,6 +107,9 @@ def capped_app(settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     yield app
     with app.app_context():
         db.engine.dispose()
+    streams = app.extensions.get("shop.stream_engine")  # the streams' own pool
+    if streams is not None:
+        streams.dispose()
 
 
 def test_streams_past_the_process_cap_are_429_whoever_asks(capped_app, session):
