@@ -44,9 +44,11 @@ bench: setup  ## sync vs async benchmark, quick profile (< 5 min); needs Postgre
 bench-full: setup  ## the full sweep (15, 50, 200, 500, 1000 users; ~30 min)
 	$(BIN)/python -m bench --profile full
 
-lint: setup
+lint: setup  ## the checks CI runs before the tests: lint, format, types, layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

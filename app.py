@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from orders.config import Settings
-from orders.services.jobs import Dispatch
+from orders.pipeline.jobs import Dispatch
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
@@ -40,7 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.is_production,
         TESTING=bool(overrides.get("TESTING")),
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # typed as the base provider
     app.extensions["shop.settings"] = settings
     app.extensions["shop.dispatch"] = dispatch or default_dispatch()
     app.extensions["shop.publish"] = _publisher(settings)

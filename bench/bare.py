@@ -19,12 +19,12 @@ import os
 import uuid
 from collections.abc import Sequence
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from huey import PriorityRedisExpireHuey
 from sqlalchemy import Engine, create_engine
 
 from orders.infra.combiner import Combiner
-from orders.wiring import redis_pool
+from orders.infra.redis_pool import redis_pool
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = os.environ.get("QUEUE_PREFIX", "bench")
@@ -37,14 +37,14 @@ _writer: Combiner[str, None] | None = None
 
 
 @app.post("/bare/enqueue")
-def enqueue():  # type: ignore[no-untyped-def]
+def enqueue() -> Response:
     return _enqueued(uuid.uuid4().hex)
 
 
 @app.post("/bare/record")
-def record():  # type: ignore[no-untyped-def]
+def record() -> Response:
     """One row committed, then the LPUSH. Rows are written as the shop writes its
-    checkouts (orders.services.checkout_group): those that arrive while a write is in
+    checkouts (orders.checkout.group): those that arrive while a write is in
     flight share the next one, one statement and one commit (autocommit, on the
     driver's cursor, from a pool sized as the shop's web pool)."""
     job_id = uuid.uuid4().hex
@@ -56,13 +56,14 @@ def _write_rows(job_ids: Sequence[str]) -> list[None]:
     raw = _database().raw_connection()
     try:
         driver = raw.driver_connection
-        driver.autocommit = True  # type: ignore[union-attr]
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
+        assert driver is not None  # a live pooled connection has one
+        driver.autocommit = True
+        with driver.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {FLOOR_TABLE} (job_id) SELECT unnest(CAST(%s AS VARCHAR[]))",
                 (list(job_ids),),
             )
-        driver.autocommit = False  # type: ignore[union-attr]
+        driver.autocommit = False
     finally:
         raw.close()
     return [None] * len(job_ids)
@@ -75,7 +76,7 @@ def _floor_writer() -> Combiner[str, None]:
     return _writer
 
 
-def _enqueued(job_id: str):  # type: ignore[no-untyped-def]
+def _enqueued(job_id: str) -> Response:
     import redis
 
     client = redis.Redis(connection_pool=redis_pool(REDIS_URL))
@@ -102,7 +103,7 @@ def _database() -> Engine:
 
 
 @app.get("/bare/ready")
-def ready():  # type: ignore[no-untyped-def]
+def ready() -> Response:
     return jsonify({"ok": True})
 
 

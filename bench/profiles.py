@@ -40,9 +40,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
         # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (4+4: 525/s twice; 8+0: 650 and 850/s; INDEX.md, eighth session)
+        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
         "web_db_pool": "8+0",
-        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.services.batch)
+        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is, in coarse
         # steps, then bisects (2 halvings: each capacity to within 75-100/s); the
@@ -73,9 +73,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "consumer_db_pool": 1,  # see bench.procs.consumer_env
         # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
         # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (4+4: 525/s twice; 8+0: 650 and 850/s; INDEX.md, eighth session)
+        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
         "web_db_pool": "8+0",
-        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.services.batch)
+        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # as in quick: every accepted checkout of the sweep is drained and audited
         "checkout_rates": [200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2200],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.domain.scaling import recommend_workers
-from orders.jobtypes import QUEUES
-from orders.services.scaling import record_scaling_decision
+from orders.ops.scaling import record_scaling_decision
+from orders.pipeline.jobtypes import QUEUES
 
 log = logging.getLogger("orders.autoscale")
 

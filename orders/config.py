@@ -83,7 +83,7 @@ def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
     """``REDIS_SENTINELS=h:p,h:p`` + ``REDIS_SENTINEL_MASTER`` -> one ``redis+sentinel://`` URL.
 
     ``REDIS_PASSWORD`` authenticates to the data nodes, ``REDIS_SENTINEL_PASSWORD`` to
-    the sentinels. :func:`orders.wiring.redis_pool` turns the URL into a pool that
+    the sentinels. :func:`orders.infra.redis_pool.redis_pool` turns the URL into a pool that
     asks the sentinels for the current master, so every Redis user follows failover.
     """
     sentinels = [s.strip() for s in env.get("REDIS_SENTINELS", "").split(",") if s.strip()]

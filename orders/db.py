@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import CursorResult, Engine, MetaData, Result, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import QueuePool
@@ -38,6 +38,20 @@ class Base(DeclarativeBase):
 def utcnow() -> datetime:
     """Naive UTC now: both SQLite and PostgreSQL columns store naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a
+    ``Result``; for such a statement it is the ``CursorResult`` that counts them."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def engine_of(session: Session) -> Engine:
+    """The engine ``session`` is bound to, for work on a connection of its own."""
+    bind = session.get_bind()
+    assert isinstance(bind, Engine), "the session is bound to one connection, not an engine"
+    return bind
 
 
 def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str, Any]:

@@ -32,8 +32,16 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+# per-test timeouts (pytest-timeout) by marker: real processes take longer
+TIMEOUTS = {"chaos": 600, "e2e": 300, "browser": 300}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("timeout") is None:
+            slow = [seconds for name, seconds in TIMEOUTS.items() if item.get_closest_marker(name)]
+            if slow:
+                item.add_marker(pytest.mark.timeout(max(slow)))
         if item.get_closest_marker("postgres") and not POSTGRES_URL:
             reason = "set TEST_POSTGRES_URL to run PostgreSQL tests"
             item.add_marker(pytest.mark.skip(reason=reason))

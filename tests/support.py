@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from orders.config import Settings
 from orders.infra.gateway import SimulatedGateway
 from orders.infra.mail import Mailer
-from orders.services.batch import batchable, run_batch
-from orders.services.context import PipelineContext
-from orders.services.jobs import JobRef
-from orders.services.runner import run_job
+from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import JobRef
+from orders.pipeline.leases import Claim, claim
+from orders.pipeline.runner import run
 
 
 def migrate_database(url: str, data_dir: Path) -> None:
@@ -87,9 +87,9 @@ class Drain:
     def run(self, job_id: str, job_type: str | None = None) -> str:
         """Run one message; a batch's outcomes are joined by commas ("": none claimed)."""
         with self.sessions() as session:
-            if self.batched and job_type is not None and batchable(self.ctx.settings, job_type):
-                return ",".join(run_batch(session, job_type, [job_id], self.ctx))
-            return run_job(session, job_id, self.ctx)
+            batch_type = job_type if self.batched else None
+            outcomes = run(session, [job_id], self.ctx, job_type=batch_type)
+            return ",".join(outcomes) if outcomes else ("" if batch_type else "skipped")
 
     def __call__(self, limit: int = 200) -> list[tuple[str, str]]:
         """Run until nothing is left to run; return (job type, outcome) pairs."""
@@ -102,3 +102,12 @@ class Drain:
                 ran.append((ref.type, self.run(ref.id, ref.type)))
         self.outcomes += ran
         return ran
+
+
+def take(
+    session: Session, job_id: str, worker: str, lease_seconds: int, *, unless_paused: bool = False
+) -> Claim | None:
+    """Claim one job as a consumer would, and commit the claim (None: not claimable)."""
+    claims = claim(session, [job_id], worker, lease_seconds, unless_paused=unless_paused)
+    session.commit()
+    return claims[0] if claims else None

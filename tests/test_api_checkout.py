@@ -131,7 +131,7 @@ def test_idempotency_key_with_another_body_is_422(client, session):
 def test_idempotency_key_still_being_recorded_is_409(client, session):
     make_product(session, sku="TEE", stock=5)
     body = checkout_body(("TEE", 1))
-    from orders.services.checkout import request_hash
+    from orders.checkout.place import request_hash
 
     session.add(IdempotencyKey(key="busy", request_hash=request_hash(body)))
     session.commit()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from orders.checkout.place import place_checkout
 from orders.errors import ValidationFailed
 from orders.models import Cart, Checkout
-from orders.services import carts
-from orders.services.checkout import place_checkout
+from orders.shop import carts
 from tests.factories import make_product
 
 

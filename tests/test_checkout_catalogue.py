@@ -1,4 +1,4 @@
-"""A web process remembers the products it read (orders.services.checkout_at_once,
+"""A web process remembers the products it read (orders.checkout.statement,
 PostgreSQL's way of writing a checkout): most checkouts then skip the catalogue read,
 and none is ever answered from a remembered row that has changed since."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select, text
 
+from orders.checkout import statement as checkout_at_once
 from orders.models import Checkout, CheckoutLine
-from orders.services import checkout_at_once
 from orders.web.extensions import db
 from tests.factories import checkout_body, make_product
 from tests.test_api_checkout import post

@@ -1,4 +1,4 @@
-"""Checkouts written together (orders.services.checkout_group, checkout_at_once.
+"""Checkouts written together (orders.checkout.group, checkout_at_once.
 write_many): one statement writes many, and each checkout keeps its own outcome: its
 guard, its Idempotency-Key, a value the database refuses."""
 
@@ -10,12 +10,13 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
+from orders.checkout import group as checkout_group
+from orders.checkout import statement as checkout_at_once
+from orders.checkout.rows import first_rows, prepare, read_products
+from orders.checkout.statement import Pending
 from orders.config import Settings
 from orders.domain.validation import parse_checkout
 from orders.models import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey, Job
-from orders.services import checkout_at_once, checkout_group
-from orders.services.checkout_at_once import Pending
-from orders.services.checkout_rows import first_rows, prepare, read_products
 from tests.factories import checkout_body, make_product
 from tests.test_api_checkout import post
 

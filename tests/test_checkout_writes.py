@@ -64,11 +64,11 @@ class HeldStatement:
         self.go = threading.Event()
 
     def place(self, body, key):
+        from orders.checkout import statement as checkout_at_once
+        from orders.checkout.place import Placed, request_hash
+        from orders.checkout.rows import first_rows, prepare
         from orders.domain.validation import parse_checkout
         from orders.models import Checkout as CheckoutRow
-        from orders.services import checkout_at_once
-        from orders.services.checkout import Placed, request_hash
-        from orders.services.checkout_rows import first_rows, prepare
 
         request = parse_checkout(body, max_quantity=100, max_lines=50)
         with self.engine.connect() as conn, conn.begin() as transaction:
@@ -91,8 +91,8 @@ def test_a_duplicate_waits_for_the_request_in_flight(app, session, settings, die
     """Same key while the first request is recording: the duplicate waits for it, then
     answers with its checkout (or, if it died, records its own): one checkout either way.
     On PostgreSQL both take the one-statement path, on SQLite the one-transaction path."""
+    from orders.checkout.place import place_checkout
     from orders.db import make_engine
-    from orders.services.checkout import place_checkout
 
     make_product(session, sku="TEE", stock=5)
     body = checkout_body(("TEE", 1))
@@ -163,7 +163,7 @@ def _rows(session, checkout_id):
 @pytest.mark.postgres  # the one-statement write is PostgreSQL's; SQLite has the other only
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_both_ways_of_writing_a_checkout_write_the_same_rows(session, settings, dispatched):
-    from orders.services import checkout as placing
+    from orders.checkout import place as placing
 
     assert session.get_bind().dialect.name == "postgresql"
 

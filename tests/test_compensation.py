@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 
 from orders.db import utcnow
 from orders.models import Checkout, CheckoutEvent, Job, JobStatus, Product, StockHold
-from orders.services.leases import claim
-from orders.services.sweeper import sweep
+from orders.pipeline.sweeper import sweep
 from tests.factories import checkout_body, make_product
+from tests.support import take
 
 
 def place(client, sku: str, token: str = "tok_visa") -> str:
@@ -41,7 +41,7 @@ def die_holding(drain, job_type: str) -> str:
     """A worker takes the next job of this type, then dies (its lease already expired)."""
     job_id = next(r.id for r in drain.dispatched.take() if r.type == job_type)
     with drain.sessions() as s:
-        assert claim(s, job_id, "doomed-worker", lease_seconds=-1) is not None
+        assert take(s, job_id, "doomed-worker", lease_seconds=-1) is not None
     return job_id
 
 
@@ -108,7 +108,7 @@ def test_a_hold_left_on_a_failed_checkout_is_released(client, session, drain):
 def test_a_charge_made_by_a_worker_that_died_is_found_and_refunded(
     client, session, drain, settings
 ):
-    from orders.services.compensation import payment_key
+    from orders.pipeline.compensation import payment_key
 
     make_product(session, sku="ORPHAN", stock=3, price_cents=1700)
     public_id = place(client, "ORPHAN")
@@ -125,7 +125,7 @@ def test_a_charge_made_by_a_worker_that_died_is_found_and_refunded(
             sweep(s, drain.ctx)
         drain.dispatched.take()
         with drain.sessions() as s:
-            assert claim(s, job_id, "doomed-worker", lease_seconds=-1) is not None
+            assert take(s, job_id, "doomed-worker", lease_seconds=-1) is not None
     with drain.sessions() as s:
         assert sweep(s, drain.ctx).gave_up == 1
     assert [r.type for r in drain.dispatched.refs] == ["refund-payment"]

@@ -157,7 +157,7 @@ def test_the_consumers_engine_keeps_its_burst_connections(postgres_database: str
     }
     env.pop("REDIS_URL", None)
     probe = (
-        "import tasks; tasks.context(); p = tasks._engine.pool; print(p.size(), p._max_overflow)"
+        "import tasks; p = tasks.runtime.sessions.kw['bind'].pool; print(p.size(), p._max_overflow)"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],

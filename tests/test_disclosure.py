@@ -187,7 +187,7 @@ def test_metrics_need_the_bearer_token(make_app):
 
 
 def test_public_probes_name_no_host_pid_or_error(make_app):
-    from orders.services.ops.heartbeats import WorkerIdentity, beat
+    from orders.ops.heartbeats import WorkerIdentity, beat
     from orders.web.extensions import db
     from tests.stack import free_port
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orders.services.ops.breaker_state import breaker_key, breaker_state
+from orders.ops.breaker_state import breaker_key, breaker_state
 from tests.conftest import REDIS_URL
 from tests.ops_support import login, token
 from tests.support import RecordingDispatch

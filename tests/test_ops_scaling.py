@@ -1,6 +1,6 @@
 """The overview shows the autoscaler's recorded decisions."""
 
-from orders.services.scaling import record_scaling_decision
+from orders.ops.scaling import record_scaling_decision
 from tests.ops_support import login
 
 

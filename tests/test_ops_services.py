@@ -23,14 +23,23 @@ from orders.models import (
     Order,
     QueuePause,
 )
-from orders.services.leases import claim
-from orders.services.ops.heartbeats import WorkerIdentity, beat, list_workers
-from orders.services.ops.pause import job_is_paused
-from orders.services.ops.retention import sweep_job_records
+from orders.ops.heartbeats import WorkerIdentity, beat, list_workers
+from orders.ops.pause import job_is_paused
+from orders.ops.retention import delete_old_job_records
 from tests.factories import checkout_body, make_product
 from tests.ops_support import login, token
 from tests.stack import free_port
-from tests.support import Drain, RecordingDispatch
+from tests.support import Drain, RecordingDispatch, take
+
+
+def sweep_job_records(session, settings) -> int:
+    """Retention as the scheduler runs it: batch after batch, each committed."""
+    deleted = 0
+    while batch := delete_old_job_records(session, settings):
+        session.commit()
+        deleted += batch
+    session.commit()
+    return deleted
 
 
 def place(client, *items, **extra):  # type: ignore[no-untyped-def]
@@ -327,7 +336,7 @@ def test_pause_leaves_jobs_waiting_and_resume_sends_them_again(
     assert job_is_paused(session, ref.id)
     session.commit()
     # a consumer's claim leaves it waiting (the pause is part of the claim's UPDATE)
-    assert claim(session, ref.id, "w", 30, unless_paused=True) is None
+    assert take(session, ref.id, "w", 30, unless_paused=True) is None
     assert session.get(Job, ref.id, populate_existing=True).status is JobStatus.QUEUED
     session.commit()
     assert client.get("/ops/").get_data(as_text=True).count("paused") >= 1
@@ -338,7 +347,7 @@ def test_pause_leaves_jobs_waiting_and_resume_sends_them_again(
     assert not job_is_paused(session, ref.id)
     session.commit()
     assert [r.type for r in dispatched.take()] == ["reserve-stock"]
-    taken = claim(session, ref.id, "w", 30, unless_paused=True)
+    taken = take(session, ref.id, "w", 30, unless_paused=True)
     assert taken is not None and taken.attempt == 1
     assert session.scalar(select(func.count()).select_from(QueuePause)) == 0
     actions = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()

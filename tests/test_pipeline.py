@@ -24,8 +24,8 @@ from tests.support import Drain
 
 @pytest.fixture(params=["alone", "batched"])
 def drain(request, settings, dispatched):
-    """Every test twice: each job alone (the runner), and the orders queue's jobs as
-    the consumers run them (orders.services.batch; here batches of one)."""
+    """Every test twice: each job alone, and each message as the consumers run it
+    (claiming the other waiting jobs of its type: here batches of one)."""
     engine = make_engine(settings)
     yield Drain(
         settings, make_session_factory(engine), dispatched, batched=request.param == "batched"
@@ -230,7 +230,7 @@ def test_every_job_row_ends_completed(client, session, drain):
 
 
 def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, drain, dispatched):
-    from orders.services.inline import run_inline
+    from orders.pipeline.inline import run_inline
 
     make_product(session, sku="TEE", stock=5)
     job_id = place(client, ("TEE", 1), paymentToken="tok_flaky")
@@ -246,7 +246,7 @@ def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, 
 
 
 def test_an_email_is_recorded_once_per_dedupe_key(session, settings):
-    from orders.services.emails import record_email
+    from orders.pipeline.emails import record_email
 
     def record(subject):
         return record_email(

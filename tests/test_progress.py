@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from orders.infra.pubsub import Hub, progress_channel, redis_publisher
-from orders.services.progress import Opening, ProgressEvent, follow_progress, open_progress
+from orders.shop.progress import Opening, ProgressEvent, follow_progress, open_progress
 from tests.conftest import REDIS_URL
 
 
@@ -106,9 +106,9 @@ def test_an_opening_is_never_older_than_the_event_id_it_carries(
     from sqlalchemy import event as sa_event
     from sqlalchemy import select
 
+    from orders.checkout.place import place_checkout
     from orders.db import make_engine, make_session_factory
     from orders.models import CheckoutEvent
-    from orders.services.checkout import place_checkout
     from tests.factories import checkout_body, make_product
 
     make_product(session, sku="TEE", stock=5)
@@ -158,6 +158,6 @@ def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> N
     assert a2.wait(5) and not a1.wait(0.3)
     assert hub.watching() == 2
     c = hub.watch("C")
-    publish("B C")  # one message for a batch's checkouts (orders.services.batch)
+    publish("B C")  # one message for a batch's checkouts (orders.pipeline.runner)
     assert b.wait(5) and c.wait(5) and not a2.wait(0.3)
     client.close()

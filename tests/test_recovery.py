@@ -14,10 +14,19 @@ from sqlalchemy import select
 from orders.db import utcnow
 from orders.infra.mail import SmtpMailer
 from orders.models import Cart, Email, Job
-from orders.services import carts
-from orders.services.recovery import abandoned_carts, remind_abandoned_carts
+from orders.pipeline.jobs import send_after_commit
+from orders.shop import carts
+from orders.shop.recovery import abandoned_carts, remind_abandoned_carts
 from tests.factories import make_product
 from tests.stack import free_port
+
+
+def remind(session, settings, dispatched):
+    """The scheduler's round: record the reminders, commit, send their jobs."""
+    refs = remind_abandoned_carts(session, settings)
+    session.commit()
+    send_after_commit(session, refs, dispatched)
+    return refs
 
 
 def make_cart(session, settings, *, email="ann@example.com", age_minutes=120, items=True):
@@ -47,8 +56,8 @@ def test_selection_needs_email_items_age_and_no_checkout(session, settings):
 
 def test_one_email_and_one_job_per_cart_even_when_run_twice(session, settings, dispatched):
     cart_id = make_cart(session, settings)
-    first = remind_abandoned_carts(session, settings, dispatched)
-    second = remind_abandoned_carts(session, settings, dispatched)
+    first = remind(session, settings, dispatched)
+    second = remind(session, settings, dispatched)
 
     assert [r.type for r in first] == ["send-recovery-email"] and second == []
     assert [r.type for r in dispatched.refs] == ["send-recovery-email"]
@@ -85,7 +94,7 @@ def test_recovery_email_is_delivered_over_smtp(session, settings, dispatched, dr
     cart_id = make_cart(session, settings, email="bob@example.com")
     drain.ctx.mailer = SmtpMailer(url, settings.mail_from)
 
-    remind_abandoned_carts(session, settings, dispatched)
+    remind(session, settings, dispatched)
     assert drain() == [("send-recovery-email", "completed")]
 
     assert inbox.arrived.wait(10)

@@ -10,7 +10,7 @@ import pytest
 from orders.autoscale import Supervisor
 from orders.db import make_engine, make_session_factory
 from orders.domain.scaling import recommend_workers
-from orders.services.scaling import recent_scaling_decisions
+from orders.ops.scaling import recent_scaling_decisions
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orders.errors import RateLimited
-from orders.services.progress import Opening, ProgressEvent, follow_progress, open_progress
+from orders.shop.progress import Opening, ProgressEvent, follow_progress, open_progress
 from orders.web.stream_slots import StreamSlots
 from tests.factories import checkout_body, make_product
 from tests.support import RecordingDispatch

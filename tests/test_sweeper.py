@@ -18,9 +18,10 @@ from orders.models import (
     Product,
     StockHold,
 )
-from orders.services.leases import claim, close
-from orders.services.sweeper import sweep
+from orders.pipeline.leases import close
+from orders.pipeline.sweeper import sweep
 from tests.factories import checkout_body, make_product
+from tests.support import take
 
 
 def place(client, *items, **extra):
@@ -61,7 +62,7 @@ def test_an_expired_lease_is_re_driven_and_the_zombie_cannot_write(client, sessi
     job_id = place(client, ("TEE", 2))
     first = drain.dispatched.take()[0]
     with drain.sessions() as worker_session:
-        zombie = claim(worker_session, first.id, "zombie", lease_seconds=30)
+        zombie = take(worker_session, first.id, "zombie", lease_seconds=30)
     assert zombie is not None and zombie.attempt == 1
     expire_leases(session)
 
@@ -89,7 +90,7 @@ def test_a_step_that_keeps_dying_fails_the_checkout_with_compensation(client, se
     assert create_order.type == "create-order"
     for _attempt in range(5):
         with drain.sessions() as worker_session:
-            assert claim(worker_session, create_order.id, "doomed", 30) is not None
+            assert take(worker_session, create_order.id, "doomed", 30) is not None
         expire_leases(session)  # the worker died mid-step
         sweep_now(drain)
         drain.dispatched.refs = [r for r in drain.dispatched.refs if r.id != create_order.id]
@@ -131,7 +132,7 @@ def test_sweeping_a_healthy_system_does_nothing(client, session, drain):
 
 
 def test_a_capture_whose_worker_died_before_recording_is_not_charged_again(client, session, drain):
-    from orders.services.pipeline import payment_key
+    from orders.pipeline.compensation import payment_key
 
     make_product(session, sku="TEE", stock=5)
     job_id = place(client, ("TEE", 1))
@@ -140,7 +141,7 @@ def test_a_capture_whose_worker_died_before_recording_is_not_charged_again(clien
     pay = drain.dispatched.take()[0]
     checkout = session.scalar(select(Checkout).where(Checkout.public_id == job_id))
     with drain.sessions() as worker_session:
-        assert claim(worker_session, pay.id, "dies-after-charging", 30) is not None
+        assert take(worker_session, pay.id, "dies-after-charging", 30) is not None
     # the gateway charged, then the worker was killed before its transaction committed
     drain.gateway.charge(
         amount_cents=checkout.total_cents, token="tok_visa", idempotency_key=payment_key(checkout)
@@ -158,7 +159,7 @@ def test_the_sweeper_wakes_the_streams_of_checkouts_it_moves(client, session, dr
     job_id = place(client, ("TEE", 1))
     first = drain.dispatched.take()[0]
     with drain.sessions() as worker_session:
-        assert claim(worker_session, first.id, "dies", 30) is not None
+        assert take(worker_session, first.id, "dies", 30) is not None
     expire_leases(session)
     published: list[str] = []
     drain.ctx.publish = published.append

@@ -8,8 +8,8 @@ import logging
 from redis import BlockingConnectionPool
 from redis.sentinel import SentinelConnectionPool
 
+from orders.infra.redis_pool import redis_pool
 from orders.logcontext import ContextFilter, JsonFormatter, bind_checkout
-from orders.wiring import redis_pool
 
 
 def test_a_plain_url_gives_a_blocking_pool():

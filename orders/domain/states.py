@@ -7,9 +7,9 @@ A checkout that failed with a declined card may go back to ``queued`` (another c
 
 from __future__ import annotations
 
+from orders.domain.statuses import CheckoutStage as S
+from orders.domain.statuses import CheckoutStatus
 from orders.errors import IllegalTransition
-from orders.models.types import CheckoutStage as S
-from orders.models.types import CheckoutStatus
 
 ALLOWED: dict[S, frozenset[S]] = {
     S.QUEUED: frozenset({S.RESERVING_STOCK, S.FAILED}),

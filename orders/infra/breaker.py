@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pybreaker
@@ -121,11 +121,13 @@ class BreakerGateway:
         mine: pybreaker.CircuitBreaker | None = getattr(self._local, "breaker", None)
         if mine is None:
             shared = self.breaker
+            # (pybreaker annotates the property with an unbound TypeVar; this is its type)
+            listeners: Sequence[pybreaker.CircuitBreakerListener] = shared.listeners
             mine = pybreaker.CircuitBreaker(
                 fail_max=shared.fail_max,
                 reset_timeout=shared.reset_timeout,
                 success_threshold=shared.success_threshold,
-                listeners=shared.listeners,
+                listeners=listeners,
                 state_storage=shared._state_storage,
                 name=shared.name,
             )

@@ -33,7 +33,7 @@ class BrokerProbe:
     def _ping(self) -> bool:
         import redis
 
-        from orders.wiring import redis_pool
+        from orders.infra.redis_pool import redis_pool
 
         try:
             client = redis.Redis(connection_pool=redis_pool(self.redis_url))

@@ -26,14 +26,14 @@ class WriterStopped(RuntimeError):
     """The caller that was writing this item's batch stopped before it could answer."""
 
 
-class _Slot(Generic[Item]):
+class _Slot(Generic[Item, Result]):
     __slots__ = ("item", "done", "leads", "outcome")
+    outcome: Result | BaseException  # set by the batch's writer before it answers
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.done = threading.Event()
         self.leads = False  # woken to write the next batch, not with an answer
-        self.outcome: object = None
 
 
 class Combiner(Generic[Item, Result]):
@@ -56,13 +56,13 @@ class Combiner(Generic[Item, Result]):
         self.limit = limit
         self.wait_s = wait_s  # a safety net only: a batch ends long before
         self._lock = threading.Lock()
-        self._queued: list[_Slot[Item]] = []
+        self._queued: list[_Slot[Item, Result]] = []
         self._writing = False
         self.batches = 0  # written so far, and the items in them (for tests and logs)
         self.items = 0
 
     def submit(self, item: Item) -> Result:
-        slot = _Slot(item)
+        slot: _Slot[Item, Result] = _Slot(item)
         with self._lock:
             self._queued.append(slot)
             leads = not self._writing
@@ -79,14 +79,14 @@ class Combiner(Generic[Item, Result]):
         self._write_next(slot)
         return self._answer(slot)
 
-    def _write_next(self, own: _Slot[Item]) -> None:
+    def _write_next(self, own: _Slot[Item, Result]) -> None:
         """Write the queued items (``own`` is the oldest), then hand the writing on."""
         with self._lock:
             batch = self._queued[: self.limit]
             del self._queued[: self.limit]
         stopped: BaseException | None = None
         try:
-            outcomes: Sequence[object] = self.write([slot.item for slot in batch])
+            outcomes: Sequence[Result | BaseException] = self.write([slot.item for slot in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as exc:
@@ -112,7 +112,7 @@ class Combiner(Generic[Item, Result]):
             raise stopped
 
     @staticmethod
-    def _answer(slot: _Slot[Item]) -> Result:
+    def _answer(slot: _Slot[Item, Result]) -> Result:
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
-        return slot.outcome  # type: ignore[return-value]
+        return slot.outcome

@@ -60,7 +60,7 @@ class SimulatedGateway:
     def __init__(
         self,
         ledger_path: Path,
-        latency_ms: tuple[int, int] = (0, 0),
+        latency_ms: tuple[float, float] = (0, 0),
         decline_rate: float = 0.0,
         error_rate: float = 0.0,
         rng: random.Random | None = None,

@@ -88,7 +88,7 @@ class FixedWindowLimiter:
     def _incr_redis(self, client: str, windows: list[tuple[Limit, int]]) -> list[int] | None:
         import redis
 
-        from orders.wiring import redis_pool
+        from orders.infra.redis_pool import redis_pool
 
         try:
             pipe = redis.Redis(connection_pool=redis_pool(self.redis_url)).pipeline()

@@ -3,13 +3,14 @@
 A claim, a close, a step entry, a stock move and the job/event inserts run for every
 job; through the ORM (bulk-update bookkeeping, the unit of work) they cost more CPU
 than the statements themselves, so those few statements use these tables instead;
-so do the checkout's own inserts (the 202's path).
+so do the checkout's own inserts (the 202's path) and the ops counters' upserts.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Table
 
+from orders.db import Base
 from orders.models import (
     Checkout,
     CheckoutEvent,
@@ -18,14 +19,17 @@ from orders.models import (
     Email,
     IdempotencyKey,
     Job,
+    JobStatMinute,
     Product,
     QueuePause,
     StockHold,
+    WorkerHeartbeat,
 )
 
 
-def _table(model: type) -> Table:
-    table: Table = model.__table__  # type: ignore[attr-defined]
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)  # a model's __table__ is typed as any FromClause
     return table
 
 
@@ -39,3 +43,5 @@ LINES = _table(CheckoutLine)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
 EMAILS = _table(Email)
 DISCOUNTS = _table(DiscountCode)
+JOB_STATS = _table(JobStatMinute)
+HEARTBEATS = _table(WorkerHeartbeat)

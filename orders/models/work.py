@@ -24,7 +24,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_queue", "status", "queue"),
         Index("ix_jobs_queue_finished", "queue", "finished_at"),
-        # a batch's claim: the oldest waiting jobs of a type (orders.services.batch_leases)
+        # a batch's claim: the oldest waiting jobs of a type (orders.pipeline.leases)
         Index(
             "ix_jobs_waiting",
             "type",

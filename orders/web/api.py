@@ -7,13 +7,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, session, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from orders.checkout.card_retry import retry_payment
+from orders.checkout.overload import overload_reason, process_inline
+from orders.checkout.place import place_checkout
 from orders.errors import FieldError, Overloaded, ShopError, ValidationFailed
-from orders.services import catalog
-from orders.services.checkout import place_checkout
-from orders.services.overload import overload_reason, process_inline
-from orders.services.payments import retry_payment
-from orders.services.status import checkout_status, order_detail
-from orders.web.extensions import db, dispatch, publish, settings
+from orders.shop import catalog
+from orders.shop.status import checkout_status, order_detail
+from orders.web.extensions import db, db_session, dispatch, publish, settings
 from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
@@ -79,7 +79,7 @@ def accepted(public_id: str, status: str) -> Response:
 
 @bp.get("/products")
 def products() -> Response:
-    return jsonify({"products": catalog.list_products(db.session)})
+    return jsonify({"products": catalog.list_products(db_session())})
 
 
 @bp.post("/checkout")
@@ -93,12 +93,12 @@ def checkout() -> Response:
     config = settings()
     reason = None
     if config.overload_policy != "accept":
-        reason = overload_reason(db.session, config, broker_up)
+        reason = overload_reason(db_session(), config, broker_up)
     if reason is not None and config.overload_policy == "shed":
         raise Overloaded(f"checkout is unavailable for now: {reason}", retry_after=5)
     inline = reason is not None  # the sync policy: run the steps in this request
     placed = place_checkout(
-        db.session,
+        db_session(),
         config,
         body,
         None if inline else dispatch(),
@@ -117,7 +117,7 @@ def processed(public_id: str) -> Response:
     """The sync policy's answer: the checkout's final status (200)."""
     db.session.rollback()
     db.session.expire_all()  # read what the inline run committed
-    result = checkout_status(db.session, public_id)
+    result = checkout_status(db_session(), public_id)
     response = accepted(public_id, result["status"])
     body = response.get_json()
     body["message"] = "Order processed"
@@ -137,14 +137,14 @@ def payments() -> Response:
     job_id = body.get("jobId")
     if not isinstance(job_id, str) or not job_id or len(job_id) > 64:
         raise ValidationFailed([FieldError("jobId", "is required")])
-    status = retry_payment(db.session, settings(), job_id, body.get("paymentToken"), dispatch())
+    status = retry_payment(db_session(), settings(), job_id, body.get("paymentToken"), dispatch())
     publish(job_id)
     return accepted(job_id, status)
 
 
 @bp.get("/orders/status/<job_id>")
 def status(job_id: str) -> Response:
-    return jsonify(checkout_status(db.session, job_id))
+    return jsonify(checkout_status(db_session(), job_id))
 
 
 @bp.get("/orders/<order_number>")
@@ -154,7 +154,7 @@ def order(order_number: str) -> Response:
     or the shop's cookie)."""
     job_id = request.headers.get("X-Job-Id") or request.args.get("jobId")
     sessions = (request.headers.get("X-Session-Id"), session.get(SHOP_SESSION_KEY))
-    return jsonify(order_detail(db.session, order_number, job_id=job_id, session_ids=sessions))
+    return jsonify(order_detail(db_session(), order_number, job_id=job_id, session_ids=sessions))
 
 
 @bp.get("/openapi.json")

@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from orders.infra.broker import BrokerProbe
-from orders.services.context import PipelineContext
+from orders.pipeline.context import PipelineContext
 from orders.web.extensions import db, dispatch, settings
 
 

@@ -26,14 +26,14 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from orders.checkout.card_retry import retry_payment
+from orders.checkout.place import place_checkout
 from orders.errors import Conflict, ValidationFailed
 from orders.models import Checkout, Order
-from orders.services import carts
-from orders.services.catalog import list_products
-from orders.services.checkout import place_checkout
-from orders.services.payments import retry_payment
-from orders.services.status import checkout_status, find_checkout, is_shopper
-from orders.web.extensions import db, dispatch, publish, settings
+from orders.shop import carts
+from orders.shop.catalog import list_products
+from orders.shop.status import checkout_status, find_checkout, is_shopper
+from orders.web.extensions import commit, db, db_session, dispatch, publish, settings
 from orders.web.security import limit
 
 bp = Blueprint("shop", __name__)
@@ -85,15 +85,15 @@ def money(cents: int) -> str:
 
 @bp.context_processor
 def shop_globals() -> dict[str, Any]:
-    cart = carts.find_open_cart(db.session, session.get(CART_KEY))
+    cart = carts.find_open_cart(db_session(), session.get(CART_KEY))
     return {"csrf_token": csrf_token, "cart_count": carts.view_cart(cart).count}
 
 
 def current_cart(create: bool = False) -> Any:
     cart_id = session.get(CART_KEY)
     if not create:
-        return carts.find_open_cart(db.session, cart_id)
-    cart = carts.open_cart(db.session, cart_id, session_id=session.get(CSRF_KEY))
+        return carts.find_open_cart(db_session(), cart_id)
+    cart = carts.open_cart(db_session(), cart_id, session_id=session.get(CSRF_KEY))
     session[CART_KEY] = cart.id
     return cart
 
@@ -105,7 +105,7 @@ def _flash_errors(exc: ValidationFailed) -> None:
 
 @bp.get("/")
 def catalogue() -> str:
-    return render_template("shop/catalogue.html", products=list_products(db.session))
+    return render_template("shop/catalogue.html", products=list_products(db_session()))
 
 
 @bp.post("/cart/items")
@@ -114,13 +114,14 @@ def add_to_cart() -> BaseResponse:
     sku = request.form.get("sku", "")
     try:
         carts.set_quantity(
-            db.session,
+            db_session(),
             settings(),
             cart,
             sku,
             _quantity(request.form.get("quantity", "1")),
             add=True,
         )
+        commit()
         flash("Added to your cart.", "info")
     except ValidationFailed as exc:
         db.session.rollback()
@@ -141,7 +142,8 @@ def update_line(sku: str) -> BaseResponse:
         return redirect(url_for("shop.cart"))
     try:
         quantity = _quantity(request.form.get("quantity", "0"), allow_zero=True)
-        carts.set_quantity(db.session, settings(), cart, sku, quantity)
+        carts.set_quantity(db_session(), settings(), cart, sku, quantity)
+        commit()
     except ValidationFailed as exc:
         db.session.rollback()
         _flash_errors(exc)
@@ -152,7 +154,8 @@ def update_line(sku: str) -> BaseResponse:
 def cart_email() -> BaseResponse:
     cart = current_cart(create=True)
     try:
-        carts.set_email(db.session, cart, request.form.get("email", ""))
+        carts.set_email(db_session(), cart, request.form.get("email", ""))
+        commit()
         flash("Thanks, we saved your cart for you.", "info")
     except ValidationFailed as exc:
         db.session.rollback()
@@ -163,7 +166,7 @@ def cart_email() -> BaseResponse:
 @bp.get("/cart/<cart_id>")
 def recover_cart(cart_id: str) -> BaseResponse:
     """The link in a recovery email: make that cart this browser's cart."""
-    if carts.find_open_cart(db.session, cart_id) is None:
+    if carts.find_open_cart(db_session(), cart_id) is None:
         flash("That cart was already checked out or no longer exists.", "error")
     else:
         session[CART_KEY] = cart_id
@@ -208,7 +211,7 @@ def _place(cart_id: str, form: dict[str, str]) -> Any:
     if form["discountCode"].strip():
         body["discountCode"] = form["discountCode"].strip()
     return place_checkout(
-        db.session,
+        db_session(),
         settings(),
         body,
         dispatch(),
@@ -219,7 +222,7 @@ def _place(cart_id: str, form: dict[str, str]) -> Any:
 
 @bp.get("/checkout/<job_id>")
 def progress(job_id: str) -> Any:
-    status = checkout_status(db.session, job_id)
+    status = checkout_status(db_session(), job_id)
     if status["status"] in ("completed", "failed"):
         return redirect(url_for("shop.done", job_id=job_id))
     return render_template("shop/progress.html", job_id=job_id, status=status, words=_words(status))
@@ -227,8 +230,8 @@ def progress(job_id: str) -> Any:
 
 @bp.get("/checkout/<job_id>/done")
 def done(job_id: str) -> Any:
-    checkout = find_checkout(db.session, job_id)
-    status = checkout_status(db.session, job_id)
+    checkout = find_checkout(db_session(), job_id)
+    status = checkout_status(db_session(), job_id)
     if status["status"] == "completed":
         order = db.session.scalar(select(Order).where(Order.checkout_id == checkout.id))
         # the id in the address (history, screenshots, shared links) is not proof of being
@@ -248,7 +251,9 @@ def another_card(job_id: str) -> BaseResponse:
     """The no-script path of "try another card" (the script calls POST /api/payments)."""
     limit("payment")
     try:
-        retry_payment(db.session, settings(), job_id, request.form.get("paymentToken"), dispatch())
+        retry_payment(
+            db_session(), settings(), job_id, request.form.get("paymentToken"), dispatch()
+        )
     except (ValidationFailed, Conflict) as exc:
         db.session.rollback()
         flash(exc.message, "error")
@@ -260,16 +265,18 @@ def another_card(job_id: str) -> BaseResponse:
 @bp.post("/checkout/<job_id>/cart")
 def back_to_cart(job_id: str) -> BaseResponse:
     """After a failure: a new cart with the same lines."""
-    checkout: Checkout = find_checkout(db.session, job_id)
+    checkout: Checkout = find_checkout(db_session(), job_id)
     if checkout.status.value != "failed":
         return redirect(url_for("shop.done", job_id=job_id))
-    cart = carts.reopen_cart(db.session, checkout, session_id=session.get(CSRF_KEY))
+    cart = carts.reopen_cart(db_session(), checkout, session_id=session.get(CSRF_KEY))
+    commit()
     session[CART_KEY] = cart.id
     return redirect(url_for("shop.cart"))
 
 
 def _words(status: dict[str, Any]) -> str:
-    return STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    words: str = STEP_WORDS.get(status.get("step") or status["status"], status.get("message", ""))
+    return words
 
 
 def _quantity(raw: str, allow_zero: bool = False) -> int:

@@ -23,7 +23,7 @@ from orders.config import Settings
 from orders.db import ping_when_idle
 from orders.errors import FieldError, ValidationFailed
 from orders.infra.pubsub import Hub
-from orders.services.progress import (
+from orders.shop.progress import (
     ProgressEvent,
     events_after,
     follow_progress,

@@ -1,7 +1,7 @@
 """``POST /api/checkout/sync``: the seed's synchronous ("traditional") checkout.
 
 The same validation, the same job rows and the same steps as ``POST /api/checkout``
-(``orders.services.inline.run_inline`` runs the real runner in this request's
+(``orders.pipeline.inline.run_inline`` runs the real runner in this request's
 thread); only the answer waits until the order exists (or the checkout failed).
 The confirmation email still goes through its queue. It exists so the benchmark can
 measure sync against async side by side; ``POST /api/checkout`` is unchanged.
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify, url_for
 
+from orders.checkout.overload import process_inline
+from orders.checkout.place import place_checkout
 from orders.errors import NotFound
-from orders.services.checkout import place_checkout
-from orders.services.overload import process_inline
-from orders.services.status import checkout_status
+from orders.shop.status import checkout_status
 from orders.web.api import idempotency_key, json_body
-from orders.web.extensions import db, settings
+from orders.web.extensions import db, db_session, settings
 from orders.web.overload import inline_pipeline
 from orders.web.security import limit
 
@@ -34,13 +34,13 @@ def checkout_sync() -> Response:
     limit("sync")
     body = json_body()
     key = idempotency_key()
-    placed = place_checkout(db.session, settings(), body, None, idempotency_key=key)
+    placed = place_checkout(db_session(), settings(), body, None, idempotency_key=key)
     if placed.refs:
         sessions, ctx = inline_pipeline()
         process_inline(sessions, ctx, placed.refs)
     db.session.rollback()
     db.session.expire_all()  # read what the inline run committed
-    status = checkout_status(db.session, placed.public_id)
+    status = checkout_status(db_session(), placed.public_id)
     response = jsonify(
         {
             "success": status["status"] == "completed",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from orders.services.scaling import recent_scaling_decisions
+from orders.ops.scaling import recent_scaling_decisions
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import require_redis
 from tests.stack import Stack, postgres_database

@@ -1,9 +1,9 @@
 """Draining a consumer with SIGTERM: its running steps finish, the queue waits for others.
 
-The README's "Drain a worker" and the autoscaler's scale-down rely on this: consumers
-run with ``-g TERM -t 30``, so SIGTERM lets in-flight steps complete (no lease
-expiry, no re-drive), the consumer exits cleanly, and messages still queued stay in
-Redis for the next consumer.
+The runbook's "Drain a worker" (docs/operations.md) and the autoscaler's scale-down
+rely on this: consumers run with ``-g TERM -t 30``, so SIGTERM lets in-flight steps
+complete (no lease expiry, no re-drive), the consumer exits cleanly, and messages
+still queued stay in Redis for the next consumer.
 """
 
 from __future__ import annotations

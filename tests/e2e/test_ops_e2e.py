@@ -141,7 +141,7 @@ def test_a_paused_queue_leaves_checkouts_waiting_until_resumed(ops_stack):
     final = ops_stack.wait_final([job_id, *more])
     assert {state["status"] for state in final.values()} == {"completed"}
     # the consumer's first messages took the waiting jobs of their type together
-    # (orders.services.batch): two threads claim five jobs in at most two batches
+    # (orders.pipeline.runner): two threads claim five jobs in at most two batches
     log = (ops_stack.data_dir / "orders.log").read_text(errors="replace")
     batches = re.findall(r"\(reserve-stock\) attempt 1: completed \(in a batch of (\d+)\)", log)
     assert batches and max(int(n) for n in batches) >= 3, log[-3000:]

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from orders.config import Settings
-from orders.services.ops.probes import broker_reachable
+from orders.ops.probes import broker_reachable
 from tests.conftest import REDIS_URL
 from tests.sentinel import SentinelCluster
 from tests.stack import Stack

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, request, url_for
+from typing import Any
 
-from orders.services.ops import actions
-from orders.services.ops.actions import ActionRefused
-from orders.web.extensions import db, dispatch, settings
+from flask import flash, redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from orders.ops import actions
+from orders.ops.actions import ActionRefused
+from orders.web.extensions import db, db_session, dispatch, settings
 from orders.web.ops import bp
 from orders.web.ops.auth import current_operator, safe_next
 
 
-def _back(default: str, **values: str) -> Response:
+def _back(default: str, **values: Any) -> Response:
     target = request.form.get("next")
-    return redirect(safe_next(target) if target else url_for(default, **values))  # type: ignore[return-value]
+    return redirect(safe_next(target) if target else url_for(default, **values))
 
 
 def _refused(exc: ActionRefused) -> None:
@@ -24,7 +27,7 @@ def _refused(exc: ActionRefused) -> None:
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str) -> Response:
     try:
-        actions.retry_job(db.session, job_id, current_operator(), dispatch())
+        actions.retry_job(db_session(), job_id, current_operator(), dispatch())
         flash(f"Job {job_id} queued again.", "ok")
     except ActionRefused as exc:
         _refused(exc)
@@ -34,7 +37,7 @@ def retry_job(job_id: str) -> Response:
 @bp.post("/jobs/<job_id>/discard")
 def discard_job(job_id: str) -> Response:
     try:
-        actions.discard_job(db.session, job_id, current_operator())
+        actions.discard_job(db_session(), job_id, current_operator())
         flash(f"Job {job_id} discarded.", "ok")
     except ActionRefused as exc:
         _refused(exc)
@@ -49,7 +52,7 @@ def bulk() -> Response:
     try:
         everything = request.form.get("scope") == "all"
         result = actions.bulk(
-            db.session,
+            db_session(),
             action,
             [] if everything else ids,
             current_operator(),
@@ -67,7 +70,7 @@ def bulk() -> Response:
 @bp.post("/checkouts/<public_id>/redrive")
 def redrive(public_id: str) -> Response:
     try:
-        ids = actions.redrive_checkout(db.session, public_id, current_operator(), dispatch())
+        ids = actions.redrive_checkout(db_session(), public_id, current_operator(), dispatch())
         flash(f"Checkout {public_id} re-driven ({len(ids)} job(s)).", "ok")
     except ActionRefused as exc:
         _refused(exc)
@@ -77,7 +80,7 @@ def redrive(public_id: str) -> Response:
 @bp.post("/queues/<queue>/pause")
 def pause(queue: str) -> Response:
     try:
-        actions.pause_queue(db.session, queue, current_operator())
+        actions.pause_queue(db_session(), queue, current_operator())
         flash(f"Queue {queue} paused.", "ok")
     except ActionRefused as exc:
         _refused(exc)
@@ -87,7 +90,7 @@ def pause(queue: str) -> Response:
 @bp.post("/queues/<queue>/resume")
 def resume(queue: str) -> Response:
     try:
-        count = actions.resume_queue(db.session, queue, current_operator(), dispatch())
+        count = actions.resume_queue(db_session(), queue, current_operator(), dispatch())
         flash(f"Queue {queue} resumed; {count} waiting job(s) sent again.", "ok")
     except ActionRefused as exc:
         _refused(exc)
@@ -96,7 +99,7 @@ def resume(queue: str) -> Response:
 
 @bp.post("/breaker/reset")
 def reset_breaker() -> Response:
-    if actions.reset_circuit_breaker(db.session, settings(), current_operator()):
+    if actions.reset_circuit_breaker(db_session(), settings(), current_operator()):
         flash("Circuit breaker reset to closed.", "ok")
     else:
         flash("No shared breaker state to reset (no Redis configured).", "error")

@@ -6,11 +6,12 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Response, abort, redirect, render_template, request, session, url_for
+from flask import abort, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
 
-from orders.services.ops.actions import Operator
-from orders.services.ops.audit import LOGIN_WINDOW, audit, login_blocked
-from orders.web.extensions import db, settings
+from orders.ops.actions import Operator
+from orders.ops.audit import LOGIN_WINDOW, audit, login_blocked
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
 
 USER_KEY = "ops_user"
@@ -39,7 +40,7 @@ def _csrf_ok() -> bool:
 def guard() -> Response | None:
     if request.endpoint not in OPEN_ENDPOINTS and not session.get(USER_KEY):
         if request.method in ("GET", "HEAD"):
-            return redirect(url_for("ops.login", next=request.full_path))  # type: ignore[return-value]
+            return redirect(url_for("ops.login", next=request.full_path))
         abort(401, "log in to the ops dashboard first")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not _csrf_ok():
         abort(400, "the CSRF token is missing or invalid; reload the page and try again")
@@ -73,7 +74,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     if request.method == "GET":
         return render_template("ops/login.html", next=next_url, error=None)
     ip = request.remote_addr or ""
-    if login_blocked(db.session, ip):
+    if login_blocked(db_session(), ip):
         db.session.rollback()
         minutes = int(LOGIN_WINDOW.total_seconds() // 60)
         error = f"Too many failed logins from your address; try again in {minutes} minutes."
@@ -82,21 +83,21 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     username = request.form.get("username", "")[:100]
     password = request.form.get("password", "")[:200]
     if not _credentials_match(username, password):
-        audit(db.session, username or "-", "login_failed", "", "", ip)
+        audit(db_session(), username or "-", "login_failed", "", "", ip)
         db.session.commit()
         page = render_template("ops/login.html", next=next_url, error="Wrong username or password.")
         return page, 401, {}
     session.clear()
     session[USER_KEY] = username
     session[CSRF_KEY] = secrets.token_urlsafe(32)
-    audit(db.session, username, "login", "", "", ip)
+    audit(db_session(), username, "login", "", "", ip)
     db.session.commit()
-    return redirect(safe_next(next_url))  # type: ignore[return-value]
+    return redirect(safe_next(next_url))
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    audit(db.session, current_operator().name, "logout", "", "", current_operator().ip)
+    audit(db_session(), current_operator().name, "logout", "", "", current_operator().ip)
     db.session.commit()
     session.clear()
-    return redirect(url_for("ops.login"))  # type: ignore[return-value]
+    return redirect(url_for("ops.login"))

@@ -13,12 +13,12 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-from orders.services.ops.metrics import CONTENT_TYPE, render_metrics
-from orders.services.ops.probes import broker_reachable
-from orders.services.ops.queues import queue_health
-from orders.web.extensions import db, settings
-from orders.web.ops import bp
+from orders.ops.metrics import CONTENT_TYPE, render_metrics
+from orders.ops.probes import broker_reachable
+from orders.ops.queues import queue_health
+from orders.web.extensions import db, db_session, settings
 from orders.web.problems import problem
 
 health_bp = Blueprint("health", __name__)
@@ -63,7 +63,7 @@ def readyz() -> Response:
 
 @health_bp.get("/api/health/queues")
 def queues() -> Response:
-    healthy, body = queue_health(db.session, settings())
+    healthy, body = queue_health(db_session(), settings())
     db.session.rollback()
     for summary in body["workers"].values():
         del summary["processes"]  # hosts and pids: /ops/health shows them to operators
@@ -75,8 +75,8 @@ def queues() -> Response:
 class _Sessions:
     """The request's session as a context manager for the collector (released after)."""
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return db.session
+    def __enter__(self) -> Session:
+        return db_session()
 
     def __exit__(self, *exc: object) -> None:
         db.session.rollback()
@@ -98,20 +98,3 @@ def metrics() -> Response:
     elif config.is_production:
         return problem(404, "Not Found", "metrics are served only with METRICS_TOKEN set")
     return Response(render_metrics(_Sessions, config), content_type=CONTENT_TYPE)
-
-
-@bp.get("/health")
-def ops_health() -> Response:
-    """What the public probes leave out, for logged-in operators: why a dependency is
-    down, and every worker process (host, pid, last heartbeat)."""
-    checks = readiness()
-    healthy, body = queue_health(db.session, settings())
-    db.session.rollback()
-    return jsonify(
-        {
-            "ready": not any(checks.values()),
-            "checks": {name: error or "ok" for name, error in checks.items()},
-            "queuesHealthy": healthy,
-            **body,
-        }
-    )

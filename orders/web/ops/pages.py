@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 
 from orders.domain.validation import plausible_id
-from orders.jobtypes import QUEUES
 from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
-from orders.services.ops.audit import recent_audit
-from orders.services.ops.queues import overview as overview_numbers
-from orders.services.ops.search import search as run_search
-from orders.services.scaling import recent_scaling_decisions
-from orders.services.status import timeline
-from orders.web.extensions import db, settings
+from orders.ops.audit import recent_audit
+from orders.ops.queues import overview as overview_numbers
+from orders.ops.queues import queue_health
+from orders.ops.scaling import recent_scaling_decisions
+from orders.ops.search import search as run_search
+from orders.pipeline.jobtypes import QUEUES
+from orders.shop.status import timeline
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
+from orders.web.ops.health import readiness
 
 PAGE = 200
 MAX_ROW_ID = 2**31 - 1  # an integer column's largest (a bigger one is a DataError in PostgreSQL)
@@ -27,13 +29,13 @@ def _span() -> str:
 
 @bp.get("/")
 def overview() -> str:
-    data = overview_numbers(db.session, settings(), _span())
+    data = overview_numbers(db_session(), settings(), _span())
     return render_template(
         "ops/overview.html",
         data=data,
         span=_span(),
         queues=QUEUES,
-        decisions=recent_scaling_decisions(db.session, 10),
+        decisions=recent_scaling_decisions(db_session(), 10),
     )
 
 
@@ -72,7 +74,7 @@ def job(job_id: str) -> str:
     if row is None:
         abort(404, f"no job {job_id} (it may have been removed by retention)")
     checkout = db.session.get(Checkout, row.checkout_id) if row.checkout_id else None
-    events = timeline(db.session, checkout.id) if checkout else []
+    events = timeline(db_session(), checkout.id) if checkout else []
     return render_template("ops/job.html", job=row, checkout=checkout, events=events)
 
 
@@ -88,7 +90,7 @@ def checkout(public_id: str) -> str:
         "ops/checkout.html",
         checkout=row,
         order=order,
-        events=timeline(db.session, row.id),
+        events=timeline(db_session(), row.id),
         jobs=list(
             db.session.scalars(
                 select(Job).where(Job.checkout_id == row.id).order_by(Job.created_at)
@@ -102,7 +104,7 @@ def checkout(public_id: str) -> str:
 @bp.get("/search")
 def search() -> str:
     q = request.args.get("q", "")
-    return render_template("ops/search.html", q=q, result=run_search(db.session, q))
+    return render_template("ops/search.html", q=q, result=run_search(db_session(), q))
 
 
 @bp.get("/emails")
@@ -121,4 +123,21 @@ def email(email_id: int) -> str:
 
 @bp.get("/audit")
 def audit_log() -> str:
-    return render_template("ops/audit.html", rows=recent_audit(db.session))
+    return render_template("ops/audit.html", rows=recent_audit(db_session()))
+
+
+@bp.get("/health")
+def ops_health() -> Response:
+    """What the public probes leave out, for logged-in operators: why a dependency is
+    down, and every worker process (host, pid, last heartbeat)."""
+    checks = readiness()
+    healthy, body = queue_health(db_session(), settings())
+    db_session().rollback()
+    return jsonify(
+        {
+            "ready": not any(checks.values()),
+            "checks": {name: error or "ok" for name, error in checks.items()},
+            "queuesHealthy": healthy,
+            **body,
+        }
+    )

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 from flask import Response, request, stream_with_context
 
-from orders.services.ops.queues import overview
-from orders.web.extensions import db, settings
+from orders.ops.queues import overview
+from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
 from orders.web.stream import client_address, stream_slots
 
@@ -31,7 +31,7 @@ def stream() -> Response:
         number = 0
         while time.monotonic() < end:
             try:
-                data = overview(db.session, config, span)
+                data = overview(db_session(), config, span)
             finally:
                 db.session.rollback()  # hold no transaction or connection while we sleep
                 db.session.close()

@@ -1,0 +1,1 @@
+"""The 202 write path: validate, record durably, then enqueue."""

@@ -1,0 +1,155 @@
+"""Durable job rows: create them, and hand them to the broker after commit.
+
+A job row is committed in the same transaction as the state it acts on; only then
+is a Huey message sent (:func:`send_after_commit`). Claiming and closing under a
+lease: :mod:`orders.pipeline.leases`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from orders.config import Settings
+from orders.db import engine_of, utcnow
+from orders.models import Checkout, Job, JobStatus
+from orders.models.tables import JOBS
+from orders.pipeline.jobtypes import JOB_TYPES, JobType
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What the broker needs to deliver a job (plain data, safe after commit)."""
+
+    id: str
+    type: str
+    delay: float = 0.0
+
+
+Dispatch = Callable[[Sequence[JobRef]], list[str]]
+"""Send refs to the broker; return the ids that could not be sent."""
+
+
+def ref(job: Job, delay: float = 0.0) -> JobRef:
+    return JobRef(job.id, job.type, delay)
+
+
+def new_job(
+    session: Session,
+    settings: Settings,
+    job_type: JobType,
+    *,
+    checkout: Checkout | None = None,
+    cart_id: str | None = None,
+    email_id: int | None = None,
+    payment_id: int | None = None,
+) -> Job:
+    """Insert a queued job row in the session's transaction (the caller commits, then
+    dispatches). Returns the row as a detached object (its id and type name the message).
+    """
+    values = job_row(
+        settings,
+        job_type,
+        checkout_id=checkout.id if checkout else None,
+        cart_id=cart_id,
+        email_id=email_id,
+        payment_id=payment_id,
+    )
+    session.execute(insert(JOBS), values)
+    return Job(**values)
+
+
+def new_jobs(
+    session: Session,
+    settings: Settings,
+    job_type: JobType,
+    checkouts: Sequence[Checkout],
+    email_ids: Sequence[int] | None = None,
+) -> list[Job]:
+    """:func:`new_job` for many checkouts (``email_ids``: one each), in one INSERT."""
+    rows = [
+        job_row(
+            settings,
+            job_type,
+            checkout_id=checkout.id,
+            email_id=email_ids[index] if email_ids is not None else None,
+        )
+        for index, checkout in enumerate(checkouts)
+    ]
+    if rows:
+        session.execute(insert(JOBS), rows)
+    return [Job(**row) for row in rows]
+
+
+def job_row(
+    settings: Settings,
+    job_type: JobType,
+    *,
+    checkout_id: int | None = None,
+    cart_id: str | None = None,
+    email_id: int | None = None,
+    payment_id: int | None = None,
+) -> dict[str, Any]:
+    """The row of a new queued job."""
+    now = utcnow()
+    return {
+        "id": uuid.uuid4().hex,
+        "type": job_type.name,
+        "queue": job_type.queue,
+        "priority": job_type.huey_priority,
+        "status": JobStatus.QUEUED,
+        "checkout_id": checkout_id,
+        "cart_id": cart_id,
+        "email_id": email_id,
+        "payment_id": payment_id,
+        "attempts": 0,
+        "max_attempts": job_type.max_attempts(settings),
+        "created_at": now,
+        "enqueued_at": now,
+    }
+
+
+def next_jobs(
+    session: Session,
+    settings: Settings,
+    job_type: str,
+    checkouts: Sequence[Checkout],
+    email_ids: Sequence[int] | None = None,
+) -> list[Job]:
+    """The job that follows ``job_type`` (the table's ``follow_up``) for each checkout."""
+    follow_up = JOB_TYPES[job_type].follow_up
+    assert follow_up is not None, f"{job_type} has no follow-up job"
+    return new_jobs(session, settings, JOB_TYPES[follow_up], checkouts, email_ids)
+
+
+_WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
+
+
+def send_after_commit(session: Session, refs: Sequence[JobRef], dispatch: Dispatch) -> None:
+    """Hand committed jobs to the broker. If it is down, say so in the rows.
+
+    A job whose message could not be sent keeps ``enqueued_at = NULL``; the sweeper
+    sends it once the broker is back. Nothing is lost either way: the row is the record.
+    """
+    if not refs:
+        return
+    try:
+        failed = dispatch(refs)
+    except Exception:  # the broker client raised before sending anything
+        log.exception("could not enqueue %d job(s); the sweeper will re-drive them", len(refs))
+        failed = [r.id for r in refs]
+    if failed:  # a unit of its own: the caller's work is committed already
+        with engine_of(session).connect() as connection, connection.begin():
+            connection.execute(
+                update(JOBS)
+                .where(JOBS.c.id.in_(failed), JOBS.c.status.in_(_WAITING))
+                .values(enqueued_at=None)
+            )

@@ -1,0 +1,60 @@
+"""How jobs travel as broker messages: grouped when their type batches, and the
+jobs this process completed (a late message of one of them costs no statement)."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from orders.config import Settings
+from orders.pipeline.jobs import JobRef
+from orders.pipeline.jobtypes import JOB_TYPES
+
+
+def message_groups(settings: Settings, refs: Sequence[JobRef]) -> list[tuple[list[str], JobRef]]:
+    """How ``refs`` go to the broker: (the ids a message carries, the ref it is sent
+    as), in order. Jobs of a type that batches, with the same delay, share a message,
+    ``PIPELINE_BATCH`` at most; every other job has its own."""
+    messages: list[tuple[list[str], JobRef]] = []
+    open_: dict[tuple[str, float], list[str]] = {}
+    for job in refs:
+        key = (job.type, job.delay)
+        ids = open_.get(key)
+        if ids is not None and len(ids) < settings.pipeline_batch:
+            ids.append(job.id)
+            continue
+        ids = [job.id]
+        messages.append((ids, job))
+        if JOB_TYPES[job.type].batch_size(settings) > 1:
+            open_[key] = ids
+    return messages
+
+
+class _Recent:
+    """Ids of the jobs this process completed, the latest ``size`` of them: a later
+    message of one of them (its own, sent before a batch took it) is moot, and is
+    dropped without a statement. Only completed jobs are kept: they never run again,
+    so a job retried (a new message, the same id) is never mistaken for one."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._lock = threading.Lock()
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self.size = size
+
+    def add(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                if job_id not in self._ids:
+                    self._ids.add(job_id)
+                    self._order.append(job_id)
+            while len(self._order) > self.size:
+                self._ids.discard(self._order.popleft())
+
+    def has_all(self, job_ids: Sequence[str]) -> bool:
+        with self._lock:
+            return bool(job_ids) and all(job_id in self._ids for job_id in job_ids)
+
+
+COMPLETED_HERE = _Recent()

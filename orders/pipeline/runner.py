@@ -1,0 +1,362 @@
+"""Run a step for one job or for many: claim, enter, load, call, write, record outcomes.
+
+One message names one job (or a few sent together); when its type batches
+(:meth:`orders.pipeline.jobtypes.JobType.batch_size`) the claim also takes the oldest waiting
+jobs of the type. A batch of one is the single case: every job goes through the same
+phases (:mod:`orders.pipeline.step`):
+
+1. one transaction claims the jobs, moves their checkouts into the step (set-wise),
+   discards moot jobs (a checkout that ended meanwhile), and loads what the step
+   reads; then the progress streams are woken;
+2. the step's slow outside work runs per job with no transaction open;
+3. one transaction closes every job under its lease, writes every effect and adds
+   every follow-up job; if it raises, it is rolled back and written job by job
+   through the same code, so only the job at fault takes the error.
+
+Outcomes of a job:
+- written: ``completed``, its follow-up jobs are sent to the broker after commit;
+- :class:`StepFailed` (out of stock, ...): the checkout ends ``failed`` with its code,
+  with compensation;
+- :class:`GatewayCircuitOpen`: the job waits and retries, without using an attempt;
+- anything else: retried with exponential backoff; after the last attempt the step's
+  ``give_up`` runs (a checkout step fails the checkout and flags it for an operator);
+- :class:`LeaseLost`: someone else owns the job now; we write nothing.
+
+The runner owns every transaction: steps never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orders.domain.states import TERMINAL, check_move
+from orders.errors import GatewayCircuitOpen, IllegalTransition, LeaseLost, ShopError, StepFailed
+from orders.logcontext import bind_checkout
+from orders.models import Checkout, CheckoutStage, Job, JobStatus
+from orders.pipeline import compensation
+from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import JobRef, ref, send_after_commit
+from orders.pipeline.jobtypes import JOB_TYPES, JobType
+from orders.pipeline.leases import Claim, claim, close, close_all, reschedule
+from orders.pipeline.messages import COMPLETED_HERE
+from orders.pipeline.step import Item, Step, checkouts_of
+from orders.pipeline.timeline import EVENTS_RECORDED, move_all, record_event
+
+log = logging.getLogger(__name__)
+
+
+def run_job(
+    session: Session, job_id: str, ctx: PipelineContext, *, unless_paused: bool = False
+) -> str:
+    """Run the job with id ``job_id`` alone; its outcome ("skipped": not claimable)."""
+    outcomes = run(session, [job_id], ctx, unless_paused=unless_paused)
+    return outcomes[0] if outcomes else "skipped"
+
+
+def run(
+    session: Session,
+    job_ids: Sequence[str],
+    ctx: PipelineContext,
+    *,
+    job_type: str | None = None,
+    unless_paused: bool = False,
+) -> list[str]:
+    """Claim ``job_ids`` (a message's) and, if ``job_type`` batches, the oldest waiting
+    jobs of that type; run their step. The outcome of each job claimed (none: nothing
+    was claimable: done, taken, not due, or its queue paused when ``unless_paused``)."""
+    if COMPLETED_HERE.has_all(job_ids):
+        return []  # a batch of this process took them: no statement at all
+    extra = 0
+    if job_type is not None:
+        extra = max(JOB_TYPES[job_type].batch_size(ctx.settings) - len(job_ids), 0)
+    claims = claim(
+        session,
+        job_ids,
+        ctx.worker,
+        ctx.settings.lease_seconds,
+        job_type=job_type,
+        extra=extra,
+        unless_paused=unless_paused,
+    )
+    if not claims:
+        session.rollback()
+        log.info("job(s) %s not claimable (done, taken, not due or paused)", ", ".join(job_ids))
+        return []
+    outcomes: dict[str, str] = {}
+    for kind in dict.fromkeys(c.type for c in claims):  # one type, but for a mixed message
+        outcomes.update(
+            _run_claimed(session, JOB_TYPES[kind], [c for c in claims if c.type == kind], ctx)
+        )
+    COMPLETED_HERE.add([job_id for job_id, outcome in outcomes.items() if outcome == "completed"])
+    return [outcomes[c.job_id] for c in claims]
+
+
+def _run_claimed(
+    session: Session, job_type: JobType, claims: list[Claim], ctx: PipelineContext
+) -> dict[str, str]:
+    step = job_type.runs
+    outcomes: dict[str, str] = {}
+    try:
+        items = _enter(session, job_type, claims, outcomes)
+        if items:
+            step.load(session, items)
+        session.commit()  # the claims, the step entries and the discards together
+    except LeaseLost:  # a checkout changed under us: the sweeper re-drives the jobs
+        session.rollback()
+        return {c.job_id: "lease_lost" for c in claims}
+    _publish(session, ctx, [item.checkout for item in items])
+    for item in items:
+        with _bound(item):
+            try:
+                item.result = step.call(item, ctx)
+            except Exception as exc:  # the item's outcome, recorded below
+                item.raised = exc
+    follow_ups: list[JobRef] = []
+    written = [item for item in items if item.raised is None]
+    failed = [(item, item.raised) for item in items if item.raised is not None]
+    if written:
+        try:
+            follow_ups += _write(session, step, written, ctx)
+        except Exception as exc:
+            session.rollback()
+            if len(written) == 1:
+                failed.append((written[0], exc))
+            else:  # one by one, through the same write: only the one at fault fails
+                _log_set_failure(job_type, len(written), exc)
+                for item in written:
+                    try:
+                        follow_ups += _write(session, step, [item], ctx)
+                    except Exception as alone:
+                        session.rollback()
+                        failed.append((item, alone))
+    done = {item.claim.job_id for item, _ in failed}
+    outcomes.update(
+        {item.claim.job_id: "completed" for item in written if item.claim.job_id not in done}
+    )
+    for item, error in failed:
+        refs, outcomes[item.claim.job_id] = _after_failure(session, item, error, ctx)
+        follow_ups += refs
+    send_after_commit(session, follow_ups, ctx.dispatch)
+    _publish(session, ctx, [item.checkout for item in items])
+    if log.isEnabledFor(logging.INFO):
+        for item in items:
+            with _bound(item):
+                log.info(
+                    "job %s (%s) attempt %d: %s%s",
+                    item.claim.job_id,
+                    item.claim.type,
+                    item.claim.attempt,
+                    outcomes[item.claim.job_id],
+                    f" (in a batch of {len(items)})" if len(items) > 1 else "",
+                )
+    return outcomes
+
+
+def _write(
+    session: Session, step: Step, items: Sequence[Item], ctx: PipelineContext
+) -> list[JobRef]:
+    """Close the items' jobs under their leases (first: the row locks), write the step's
+    effects and follow-ups, commit. Raises (nothing kept) if any lease was lost."""
+    claims = [item.claim for item in items]
+    if len(close_all(session, claims, JobStatus.COMPLETED)) != len(claims):
+        raise LeaseLost(f"{len(claims)} job(s) of which some are no longer ours")
+    jobs = step.write(session, items, ctx)
+    session.commit()
+    return [ref(job) for job in jobs]
+
+
+def _enter(
+    session: Session, job_type: JobType, claims: list[Claim], outcomes: dict[str, str]
+) -> list[Item]:
+    """Move the claimed jobs' checkouts into the step; discard moot jobs (their outcome
+    goes in ``outcomes``). The items to run."""
+    ids = [c.checkout_id for c in claims if c.checkout_id is not None]
+    checkouts = {}
+    if ids:
+        checkouts = {c.id: c for c in session.scalars(select(Checkout).where(Checkout.id.in_(ids)))}
+    items = [Item(c, checkouts.get(c.checkout_id) if c.checkout_id else None) for c in claims]
+    stage, source = job_type.stage, job_type.source
+    if stage is None:
+        return items
+    entering = [item for item in items if item.checkout and item.checkout.stage is source]
+    if source is not None and entering:
+        moved = {c.id for c in move_all(session, checkouts_of(entering), source, stage)}
+        if len(moved) != len(entering):
+            raise LeaseLost("a checkout left its stage under us")
+    runnable = []
+    for item in items:
+        checkout = item.checkout
+        if checkout is None or item in entering:
+            runnable.append(item)
+        elif checkout.stage is stage:  # a retry, or a re-drive after a lost worker
+            if item.claim.attempt > 1:
+                record_event(
+                    session,
+                    checkout,
+                    f"Retrying {stage.value.replace('_', ' ')}, "
+                    f"attempt {item.claim.attempt}/{item.claim.max_attempts}",
+                )
+            runnable.append(item)
+        else:
+            reason = _moot(checkout.stage, stage)
+            log.warning("discarding job %s (%s): %s", item.claim.job_id, item.claim.type, reason)
+            close(session, item.claim, JobStatus.DISCARDED, reason)
+            outcomes[item.claim.job_id] = "discarded"
+    return runnable
+
+
+def _moot(current: CheckoutStage, stage: CheckoutStage) -> str:
+    if current in TERMINAL:
+        return f"checkout already {current.value}"
+    try:
+        check_move(current, stage)
+    except IllegalTransition as exc:
+        return str(exc)
+    return f"checkout is {current.value}"
+
+
+def _after_failure(
+    session: Session, item: Item, exc: Exception, ctx: PipelineContext
+) -> tuple[list[JobRef], str]:
+    """Record what a job's step raised, in a transaction of its own: the follow-ups and
+    the outcome."""
+    taken = item.claim
+    with _bound(item):
+        if isinstance(exc, LeaseLost):
+            log.warning(
+                "job %s attempt %d lost its lease; dropping its result", taken.job_id, taken.attempt
+            )
+            return [], "lease_lost"
+        try:
+            if isinstance(exc, StepFailed):
+                jobs = _end_checkout(session, taken, ctx, exc.code, exc.message, JobStatus.FAILED)
+                refs, outcome = [ref(job) for job in jobs], "failed"
+            elif isinstance(exc, GatewayCircuitOpen):
+                refs, outcome = _wait_for_breaker(session, taken, ctx, exc), "waiting"
+            else:
+                refs, outcome = _retry_or_give_up(session, taken, ctx, exc)
+            session.commit()
+        except LeaseLost:
+            session.rollback()
+            return [], "lease_lost"
+        return refs, outcome
+
+
+def _end_checkout(
+    session: Session,
+    taken: Claim,
+    ctx: PipelineContext,
+    code: str,
+    message: str,
+    job_status: JobStatus,
+    *,
+    needs_attention: bool = False,
+    trace: str | None = None,
+) -> list[Job]:
+    """End the job and fail its checkout, with compensation (the jobs it adds)."""
+    close(session, taken, job_status, message, trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is None:
+        return []
+    return compensation.fail_checkout(
+        session, ctx.settings, checkout, code, message, needs_attention=needs_attention
+    )
+
+
+def _wait_for_breaker(
+    session: Session, taken: Claim, ctx: PipelineContext, exc: GatewayCircuitOpen
+) -> list[JobRef]:
+    delay = max(ctx.settings.retry_delay_seconds, 1.0)
+    reschedule(session, taken, delay, exc.message, count_attempt=False)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is not None:
+        record_event(
+            session, checkout, f"Payment gateway unavailable (circuit open); waiting {delay:g} s"
+        )
+    return [JobRef(taken.job_id, taken.type, delay)]
+
+
+def give_up(
+    session: Session,
+    taken: Claim,
+    ctx: PipelineContext,
+    message: str,
+    code: str = "processing_error",
+    trace: str | None = None,
+) -> list[JobRef]:
+    """The last attempt failed: end the job, and the checkout if it was a checkout step
+    (in the caller's transaction; :class:`LeaseLost` if the job is no longer ours)."""
+    step = JOB_TYPES[taken.type].runs
+    what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
+    if step.give_up is None:
+        jobs = _end_checkout(
+            session, taken, ctx, code, what, JobStatus.FAILED, needs_attention=True, trace=trace
+        )
+        return [ref(job) for job in jobs]
+    close(session, taken, JobStatus.FAILED, what, trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    step.give_up(session, taken, checkout, message)
+    return []
+
+
+def _retry_or_give_up(
+    session: Session, taken: Claim, ctx: PipelineContext, exc: Exception
+) -> tuple[list[JobRef], str]:
+    trace = "".join(traceback.format_exception(exc))
+    message = exc.message if isinstance(exc, ShopError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, ShopError):
+        log.error("job %s (%s) raised unexpectedly:\n%s", taken.job_id, taken.type, trace)
+    if taken.final:
+        code = exc.code if isinstance(exc, ShopError) and exc.retryable else "processing_error"
+        return give_up(session, taken, ctx, message, code, trace), "failed"
+    delay = JOB_TYPES[taken.type].retry_delay(ctx.settings, taken.attempt)
+    reschedule(session, taken, delay, message, trace=trace)
+    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    if checkout is not None:
+        record_event(
+            session,
+            checkout,
+            f"{taken.type} attempt {taken.attempt}/{taken.max_attempts} failed ({message}); "
+            f"retrying in {delay:g} s",
+        )
+    return [JobRef(taken.job_id, taken.type, delay)], "retrying"
+
+
+def _log_set_failure(job_type: JobType, size: int, exc: Exception) -> None:
+    expected = isinstance(exc, (ShopError, LeaseLost))  # out of stock, a lease lost...
+    log.log(
+        logging.INFO if expected else logging.WARNING,
+        "a batch of %d %s jobs is written job by job: %s",
+        size,
+        job_type.name,
+        exc,
+        exc_info=not expected,
+    )
+
+
+def _bound(item: Item) -> AbstractContextManager[None]:
+    checkout = item.checkout
+    return bind_checkout(
+        checkout.public_id if checkout else None, item.claim.job_id, item.claim.type
+    )
+
+
+def _publish(session: Session, ctx: PipelineContext, checkouts: Sequence[Checkout | None]) -> None:
+    """Wake the checkouts' progress streams, if what we committed added to their
+    timelines (a stream has nothing to read otherwise; a stale mark from a rolled-back
+    write only costs one wake-up). One message for all (orders.infra.pubsub)."""
+    if not session.info.pop(EVENTS_RECORDED, False):
+        return
+    public_ids = list(dict.fromkeys(c.public_id for c in checkouts if c is not None))
+    if not public_ids:
+        return
+    try:
+        ctx.publish(" ".join(public_ids))
+    except Exception:  # a wake-up is best effort; listeners also poll
+        log.warning("could not publish progress for %d checkout(s)", len(public_ids), exc_info=True)

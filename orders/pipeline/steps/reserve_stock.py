@@ -1,0 +1,83 @@
+"""Hold the checkout's units: stock before money.
+
+Every product's units are taken with one conditional ``UPDATE ... WHERE stock >=
+units`` (in product id order, the one lock order of every stock move), for all the
+items at once; a product that runs short fails the set, and written one by one the
+checkout that asked too much fails ``out_of_stock`` with nothing held.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from orders.db import rowcount, utcnow
+from orders.errors import OutOfStock
+from orders.models import Checkout, CheckoutLine, HoldStatus, Job
+from orders.models.tables import HOLDS, PRODUCTS
+from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import next_jobs
+from orders.pipeline.step import Item, Step, checkouts_of, load_lines
+
+
+def call(_item: Item, ctx: PipelineContext) -> None:
+    ctx.simulate_step_latency("validate")
+
+
+def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[Job]:
+    checkouts = checkouts_of(items)
+    ids = [checkout.id for checkout in checkouts]
+    held = set(  # a re-run: these hold their units already
+        session.scalars(
+            select(HOLDS.c.checkout_id).where(
+                HOLDS.c.checkout_id.in_(ids), HOLDS.c.status == HoldStatus.HELD
+            )
+        )
+    )
+    to_hold = [checkout for checkout in checkouts if checkout.id not in held]
+    units: dict[int, int] = defaultdict(int)
+    named: dict[int, CheckoutLine] = {}
+    for checkout in to_hold:
+        for line in checkout.lines:
+            units[line.product_id] += line.quantity
+            named.setdefault(line.product_id, line)
+    for product_id in sorted(units):
+        taken = session.execute(
+            update(PRODUCTS)
+            .where(PRODUCTS.c.id == product_id, PRODUCTS.c.stock >= units[product_id])
+            .values(stock=PRODUCTS.c.stock - units[product_id])
+        )
+        if rowcount(taken) != 1:
+            line = named[product_id]
+            raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
+    seconds = ctx.settings.stock_hold_seconds
+    rows = [row for checkout in to_hold for row in hold_rows(checkout, checkout.lines, seconds)]
+    if rows:
+        session.execute(insert(HOLDS), rows)  # one statement for every line
+    return next_jobs(session, ctx.settings, items[0].claim.type, checkouts)
+
+
+def hold_rows(
+    checkout: Checkout, lines: Iterable[CheckoutLine], hold_seconds: int
+) -> list[dict[str, object]]:
+    """The stock holds of a checkout's lines (rows to insert)."""
+    now = utcnow()
+    expires = now + timedelta(seconds=hold_seconds)
+    return [
+        {
+            "checkout_id": checkout.id,
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "status": HoldStatus.HELD,
+            "expires_at": expires,
+            "created_at": now,
+        }
+        for line in lines
+    ]
+
+
+STEP = Step(write, load_lines, call)

@@ -1,1 +1,0 @@
-"""Application services: plain functions that take a session and their side effects."""

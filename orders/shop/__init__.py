@@ -1,0 +1,1 @@
+"""The shopper's side: catalogue, carts, recovery emails, status and progress."""
