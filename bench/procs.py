@@ -59,6 +59,11 @@ def server_env(threads: int, web_pool: str = "8+0", batch: int = 50) -> dict[str
         "REQUEUE_AFTER_SECONDS": "60",
         "RETRY_DELAY_SECONDS": "0.5",
         "CHECKOUT_RATE_LIMIT": "off",
+        # the benchmark is one client (127.0.0.1) posting the seed's sync checkout and
+        # following up to 1,000 streams: the per-client limits would measure themselves
+        "SYNC_CHECKOUT_ENABLED": "1",
+        "SYNC_CHECKOUT_RATE_LIMIT": "off",
+        "SSE_MAX_STREAMS_PER_CLIENT": "0",
         # The seed's payments limit (1000 charges / 60 s) is the gateway contract's cap,
         # not our capacity: with it on, a fast run parks charges until the next window.
         "PAYMENTS_RATE_LIMIT": "0",

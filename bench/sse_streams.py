@@ -211,6 +211,10 @@ def main() -> None:
         "LEASE_SECONDS": "120",
         "REQUEUE_AFTER_SECONDS": "300",
         "SWEEP_INTERVAL_SECONDS": "5",
+        # one client opening every stream: measure the server, not its caps
+        "SSE_MAX_STREAMS": str(args.streams + 100),
+        "SSE_MAX_STREAMS_PER_CLIENT": "0",
+        "SSE_MAX_SECONDS": "3600",
         **dict(item.split("=", 1) for item in args.env),
     }
     with ExitStack() as exits:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_OPS_PASSWORD = "ops-dev-password"
@@ -70,6 +70,29 @@ def _redis_url_from_parts(env: Mapping[str, str]) -> str | None:
     return f"redis://{auth}{host}:{port}/{db}"
 
 
+def _redis_password(env: Mapping[str, str]) -> str | None:
+    """``REDIS_PASSWORD``, else the password in ``REDIS_URL`` (so a Sentinel set-up that
+    keeps its password in the URL still authenticates to the master)."""
+    if env.get("REDIS_PASSWORD"):
+        return env["REDIS_PASSWORD"]
+    password = urlsplit(env.get("REDIS_URL", "")).password
+    return unquote(password) if password else None
+
+
+def _redis_url_with_password(env: Mapping[str, str]) -> str | None:
+    """``REDIS_URL``, carrying ``REDIS_PASSWORD`` when the URL has no password of its own
+    (compose keeps the password in one variable that Redis and the app both read)."""
+    url = env.get("REDIS_URL")
+    if not url or not env.get("REDIS_PASSWORD"):
+        return url or None
+    parts = urlsplit(url)
+    if parts.password or parts.scheme not in ("redis", "rediss"):
+        return url
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    auth = f"{user}:{quote(env['REDIS_PASSWORD'], safe='')}@"
+    return parts._replace(netloc=auth + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
     """``REDIS_SENTINELS=h:p,h:p`` + ``REDIS_SENTINEL_MASTER`` -> one ``redis+sentinel://`` URL.
 
@@ -82,10 +105,10 @@ def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
         return None
     for node in sentinels:
         host, _, port = node.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise ConfigError(f"REDIS_SENTINELS must be 'host:port,host:port', got {node!r}")
     master = env.get("REDIS_SENTINEL_MASTER", "mymaster")
-    password = env.get("REDIS_PASSWORD")
+    password = _redis_password(env)
     auth = f":{quote(password, safe='')}@" if password else ""
     url = f"redis+sentinel://{auth}{','.join(sentinels)}/{master}/{env.get('REDIS_DB', '0')}"
     if env.get("REDIS_SENTINEL_PASSWORD"):
@@ -140,6 +163,15 @@ class Settings:
     requeue_after_seconds: int = 60
     stock_hold_seconds: int = 900
     checkout_rate_limit: str = "20/second;300/minute"
+    # POST /api/checkout/sync: None means on in development only (it runs the pipeline in
+    # the request, holding a server thread for seconds)
+    sync_checkout_enabled: bool | None = None
+    sync_checkout_rate_limit: str = "2/second;30/minute"
+    # shop form POSTs and cart writes, and card retries (POST /api/payments), per client
+    shop_rate_limit: str = "10/second;120/minute"
+    payment_retry_rate_limit: str = "10/minute;30/hour"
+    max_payment_attempts: int = 5
+    metrics_token: str | None = None
     overload_policy: str = "accept"
     overload_queue_depth: int = 10_000
     gateway_timeout_seconds: float = 10.0
@@ -167,12 +199,23 @@ class Settings:
     sse_heartbeat_seconds: float = 15.0
     sse_poll_seconds: float = 1.0
     sse_db_pool: int = 4
+    sse_max_seconds: float = 300.0
+    sse_max_streams: int = 0  # per web process; 0: sized from the worker class
+    sse_max_streams_per_client: int = 20  # per web process; 0: no cap
     cart_abandon_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def sync_checkout_on(self) -> bool:
+        """``POST /api/checkout/sync`` is served (``SYNC_CHECKOUT_ENABLED``; unset: in
+        development only)."""
+        if self.sync_checkout_enabled is None:
+            return not self.is_production
+        return self.sync_checkout_enabled
 
     @property
     def gateway_call_timeout(self) -> float:
@@ -207,7 +250,9 @@ class Settings:
             "data_dir": data_dir,
             "database_url": env.get("DATABASE_URL") or f"sqlite:///{data_dir.resolve()}/shop.db",
             "redis_url": (
-                _redis_sentinel_url(env) or env.get("REDIS_URL") or _redis_url_from_parts(env)
+                _redis_sentinel_url(env)
+                or _redis_url_with_password(env)
+                or _redis_url_from_parts(env)
             ),
             "queue_prefix": env.get("QUEUE_PREFIX", "shop"),
             "secret_key": env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else ""),
@@ -224,7 +269,15 @@ class Settings:
             "notifications_concurrency": concurrency("notifications", 5),
             "checkout_rate_limit": env.get("CHECKOUT_RATE_LIMIT", "20/second;300/minute"),
             "overload_policy": env.get("OVERLOAD_POLICY", "accept"),
+            "metrics_token": env.get("METRICS_TOKEN") or None,
         }
+        for name in ("SYNC_CHECKOUT_RATE_LIMIT", "SHOP_RATE_LIMIT", "PAYMENT_RETRY_RATE_LIMIT"):
+            if env.get(name):
+                values[name.lower()] = env[name]
+        if env.get("SYNC_CHECKOUT_ENABLED"):
+            values["sync_checkout_enabled"] = _bool(
+                env["SYNC_CHECKOUT_ENABLED"], "SYNC_CHECKOUT_ENABLED"
+            )
         for step in ("GATEWAY", "STEP", "VALIDATE", "ORDER", "INVENTORY", "EMAIL"):
             name = f"SIM_{step}_LATENCY_MS"
             if env.get(name):
@@ -251,6 +304,9 @@ class Settings:
             ("AUTOSCALE_DOWN_DEPTH", "autoscale_down_depth"),
             ("CART_ABANDON_MINUTES", "cart_abandon_minutes"),
             ("SSE_DB_POOL", "sse_db_pool"),
+            ("SSE_MAX_STREAMS", "sse_max_streams"),
+            ("SSE_MAX_STREAMS_PER_CLIENT", "sse_max_streams_per_client"),
+            ("MAX_PAYMENT_ATTEMPTS", "max_payment_attempts"),
             ("OVERLOAD_QUEUE_DEPTH", "overload_queue_depth"),
             ("BREAKER_FAIL_MAX", "breaker_fail_max"),
             ("PAYMENTS_RATE_LIMIT", "payments_rate_limit"),
@@ -270,6 +326,7 @@ class Settings:
             ("AUTOSCALE_INTERVAL_SECONDS", "autoscale_interval_seconds"),
             ("SSE_HEARTBEAT_SECONDS", "sse_heartbeat_seconds"),
             ("SSE_POLL_SECONDS", "sse_poll_seconds"),
+            ("SSE_MAX_SECONDS", "sse_max_seconds"),
             ("SIM_TIME_FACTOR", "sim_time_factor"),
             ("GATEWAY_TIMEOUT_SECONDS", "gateway_timeout_seconds"),
             ("BREAKER_RESET_SECONDS", "breaker_reset_seconds"),
@@ -317,6 +374,15 @@ class Settings:
             raise ConfigError("SIM_TIME_FACTOR must be >= 0")
         if self.max_attempts < 1:
             raise ConfigError("MAX_ATTEMPTS must be at least 1")
+        if self.max_payment_attempts < 1:
+            raise ConfigError("MAX_PAYMENT_ATTEMPTS must be at least 1 (the first card)")
+        if (
+            self.sse_max_seconds <= 0
+            or min(self.sse_max_streams, self.sse_max_streams_per_client) < 0
+        ):
+            raise ConfigError(
+                "SSE_MAX_SECONDS must be > 0; SSE_MAX_STREAMS(_PER_CLIENT) >= 0 (0: default/none)"
+            )
         if min(self.pipeline_batch, self.checkout_write_batch) < 1:
             raise ConfigError("PIPELINE_BATCH and CHECKOUT_WRITE_BATCH must be >= 1 (1: none)")
         if not 0 <= self.autoscale_min <= self.autoscale_max or self.autoscale_max < 1:
@@ -386,6 +452,15 @@ def _int(value: str, name: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {value!r}")
 
 
 def _float(value: str, name: str) -> float:

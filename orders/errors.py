@@ -84,8 +84,8 @@ class RateLimited(ShopError):
     status = 429
     title = "Too many requests"
 
-    def __init__(self, message: str = "", retry_after: int = 1) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", retry_after: int = 1, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

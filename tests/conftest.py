@@ -154,6 +154,9 @@ def app(settings: Settings, dispatched: RecordingDispatch):  # type: ignore[no-u
             "data_dir": settings.data_dir,
             "database_url": settings.database_url,
             "checkout_rate_limit": "off",
+            "shop_rate_limit": "off",
+            "payment_retry_rate_limit": "off",
+            "sync_checkout_rate_limit": "off",
         }
     )
     yield app

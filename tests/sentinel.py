@@ -19,13 +19,28 @@ from tests.stack import free_port
 
 
 class SentinelCluster:
-    def __init__(self, base: Path, sentinels: int = 2) -> None:
+    def __init__(
+        self,
+        base: Path,
+        sentinels: int = 2,
+        *,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        """``password``: the data nodes' ``requirepass`` (and ``masterauth``);
+        ``sentinel_password``: the sentinels' own ``requirepass``."""
         self.base = base
+        self.password = password
+        self.sentinel_password = sentinel_password
         self.master_name = f"shop-{uuid.uuid4().hex[:6]}"
         self.server = shutil.which("redis-server") or "redis-server"
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        self.master_port = self._server("master")
-        self.replica_port = self._server("replica", f"replicaof 127.0.0.1 {self.master_port}")
+        auth = f"requirepass {password}\nmasterauth {password}" if password else ""
+        self.master_port = self._server("master", auth)
+        self.replica_port = self._server(
+            "replica", f"replicaof 127.0.0.1 {self.master_port}\n{auth}"
+        )
+        self.sentinel_ports: list[int] = []
         self.sentinel_ports = [self._sentinel(i) for i in range(sentinels)]
 
     @property
@@ -59,12 +74,21 @@ class SentinelCluster:
             f"sentinel down-after-milliseconds {self.master_name} 1000\n"
             f"sentinel failover-timeout {self.master_name} 4000\n"
             f"sentinel parallel-syncs {self.master_name} 1\n"
+            + (f"sentinel auth-pass {self.master_name} {self.password}\n" if self.password else "")
+            + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
         )
         self._spawn(port, f"sentinel-{index}", [self.server, str(conf), "--sentinel"])
         return port
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True)
+        password = self.sentinel_password if port in self.sentinel_ports else self.password
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            password=password,
+            socket_timeout=2,
+            decode_responses=True,
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until the replica is in sync and every sentinel knows it and the others."""

@@ -70,6 +70,10 @@ class Stack:
             "LEASE_SECONDS": "5",
             "REQUEUE_AFTER_SECONDS": "5",
             "CHECKOUT_RATE_LIMIT": "off",
+            # the other per-client limits too (tests that check them turn them on)
+            "SHOP_RATE_LIMIT": "off",
+            "PAYMENT_RETRY_RATE_LIMIT": "off",
+            "SYNC_CHECKOUT_RATE_LIMIT": "off",
             # the seed's 1000 charges/60 s is the gateway's contract, not under test here
             # (test_payments_rate_limit_e2e sets it); off, payments batch as in the bench
             "PAYMENTS_RATE_LIMIT": "0",

@@ -271,3 +271,57 @@ def test_payments_rate_limit_from_env():
         Settings.from_env({}).payments_rate_limit,
         Settings.from_env({}).payments_rate_seconds,
     ) == (1000, 60)
+
+
+def test_redis_password_reaches_the_url():
+    env = {"REDIS_URL": "redis://redis:6379/0", "REDIS_PASSWORD": "p@ss word"}
+    assert Settings.from_env(env).redis_url == "redis://:p%40ss%20word@redis:6379/0"
+    own = {"REDIS_URL": "redis://:mine@redis:6379/0", "REDIS_PASSWORD": "other"}
+    assert Settings.from_env(own).redis_url == "redis://:mine@redis:6379/0"  # the URL's wins
+    user = {"REDIS_URL": "rediss://shop@redis:6380/1", "REDIS_PASSWORD": "pw"}
+    assert Settings.from_env(user).redis_url == "rediss://shop:pw@redis:6380/1"
+
+
+def test_redis_password_reaches_the_sentinel_master():
+    env = {"REDIS_SENTINELS": "s1:26379", "REDIS_URL": "redis://:from%2Furl@unused:6379/0"}
+    assert Settings.from_env(env).redis_url == "redis+sentinel://:from%2Furl@s1:26379/mymaster/0"
+
+
+@pytest.mark.parametrize("port", ["²", "２６３７９", "26379x"])
+def test_redis_sentinel_ports_are_ascii_digits(port):
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
+        Settings.from_env({"REDIS_SENTINELS": f"s1:{port}"})
+
+
+def test_the_sync_checkout_is_served_in_development_only_unless_enabled():
+    assert Settings.from_env({"SHOP_ENV": "development"}).sync_checkout_on
+    production = {"SHOP_ENV": "production", "SECRET_KEY": "k" * 48}
+    assert not Settings.from_env(production).sync_checkout_on
+    assert Settings.from_env({**production, "SYNC_CHECKOUT_ENABLED": "1"}).sync_checkout_on
+    assert not Settings.from_env(
+        {"SHOP_ENV": "development", "SYNC_CHECKOUT_ENABLED": "0"}
+    ).sync_checkout_on
+    with pytest.raises(ConfigError, match="SYNC_CHECKOUT_ENABLED"):
+        Settings.from_env({"SYNC_CHECKOUT_ENABLED": "maybe"})
+
+
+def test_limit_and_stream_settings_from_env():
+    settings = Settings.from_env(
+        {
+            "SHOP_RATE_LIMIT": "5/second",
+            "PAYMENT_RETRY_RATE_LIMIT": "3/minute",
+            "SYNC_CHECKOUT_RATE_LIMIT": "off",
+            "MAX_PAYMENT_ATTEMPTS": "4",
+            "SSE_MAX_SECONDS": "120",
+            "SSE_MAX_STREAMS": "50",
+            "SSE_MAX_STREAMS_PER_CLIENT": "5",
+            "METRICS_TOKEN": "t0ken",
+        }
+    )
+    assert (settings.shop_rate_limit, settings.payment_retry_rate_limit) == ("5/second", "3/minute")
+    assert settings.sync_checkout_rate_limit == "off" and settings.max_payment_attempts == 4
+    assert (settings.sse_max_seconds, settings.sse_max_streams) == (120.0, 50)
+    assert settings.sse_max_streams_per_client == 5 and settings.metrics_token == "t0ken"
+    for bad in ({"MAX_PAYMENT_ATTEMPTS": "0"}, {"SSE_MAX_SECONDS": "0"}, {"SSE_MAX_STREAMS": "-1"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)

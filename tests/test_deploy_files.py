@@ -191,10 +191,9 @@ def test_every_app_command_is_a_procfile_line_the_tests_run(compose):
 
 def test_redis_keeps_an_append_only_file_on_a_volume(compose):
     redis = compose["services"]["redis"]
-    command = redis["command"]
-    assert command[command.index("--appendonly") + 1] == "yes"
+    assert "--appendonly yes --appendfsync everysec" in " ".join(redis["command"])
     assert any(v.endswith(":/data") for v in redis["volumes"])
-    assert "redis-cli" in redis["healthcheck"]["test"]
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
 
 
 def test_postgres_has_a_volume_and_a_healthcheck(compose):
@@ -253,7 +252,8 @@ def test_env_example_names_only_real_settings_and_points_at_the_compose_services
         f"@postgres:5432/{env['POSTGRES_DB']}"
     )
     settings = Settings.from_env(env)
-    assert settings.redis_url == "redis://redis:6379/0"
+    # the compose Redis requires REDIS_PASSWORD; the app's URL carries it
+    assert settings.redis_url == f"redis://:{env['REDIS_PASSWORD']}@redis:6379/0"
     assert settings.is_production
     assert (
         settings.orders_concurrency,
@@ -308,3 +308,65 @@ def test_the_image_has_every_package_the_app_imports():
         if not {canonicalize_name(d) for d in providers.get(module, [])} & installed
     }
     assert third_party and missing == {}
+
+
+def _compose_argv(argv: list[str]) -> list[str]:
+    """What the container runs: compose turns ``$$`` into a literal ``$``."""
+    return [arg.replace("$$", "$") for arg in argv]
+
+
+def test_compose_redis_requires_the_password(compose, tmp_path):
+    """The compose Redis command, run for real on a free port: it will not start
+    without REDIS_PASSWORD, refuses clients without it, and the app's settings built
+    from .env.example reach it with it. (Huey messages are pickles: whoever writes to
+    this Redis runs code in the workers.)"""
+    import subprocess
+    import time
+
+    import redis as redis_client
+
+    from orders.wiring import redis_pool
+    from tests.stack import free_port
+
+    service = compose["services"]["redis"]
+    assert "ports" not in service  # the compose network only
+    assert service["env_file"][0] == {"path": ".env.example", "required": True}
+    health = " ".join(service["healthcheck"]["test"])
+    assert 'REDISCLI_AUTH="$$REDIS_PASSWORD"' in health and "grep -q PONG" in health
+    argv = _compose_argv(service["command"])
+    assert "requirepass" in argv[2] and "--requirepass" not in argv[2]  # not visible in ps
+    port = free_port()
+    extra = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", ""]
+    base_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+
+    refused = subprocess.run(argv + extra, env=base_env, capture_output=True, timeout=20)
+    assert refused.returncode != 0 and b"REDIS_PASSWORD" in refused.stderr
+
+    password = env_example()["REDIS_PASSWORD"]
+    server = subprocess.Popen(
+        argv + extra,
+        env={**base_env, "REDIS_PASSWORD": password},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        authed = redis_client.Redis(port=port, password=password, socket_timeout=2)
+        for _ in range(200):  # until it listens (or exits: then the assert says so)
+            assert server.poll() is None, "the compose Redis command exited"
+            try:
+                authed.ping()
+                break
+            except redis_client.ConnectionError:
+                time.sleep(0.05)
+        anonymous = redis_client.Redis(port=port, socket_timeout=2)
+        with pytest.raises(redis_client.AuthenticationError):
+            anonymous.set("shop:pickled-task", b"anything")
+        settings = Settings.from_env({**env_example(), "SECRET_KEY": "x" * 40})
+        assert settings.redis_url is not None
+        url = settings.redis_url.replace("@redis:6379", f"@127.0.0.1:{port}")
+        assert redis_client.Redis(connection_pool=redis_pool(url)).ping()
+        authed.close()
+        anonymous.close()
+    finally:
+        server.kill()
+        server.wait(10)

@@ -227,4 +227,4 @@ def test_a_revoked_session_ends_the_live_dashboard_stream(accounts, client, sess
     events += list(chunks)
     response.close()
     overviews = [e for e in events if b"event: overview" in e]
-    assert 2 <= len(overviews) <= 3 < stream.MAX_EVENTS  # it ended at the next check
+    assert 2 <= len(overviews) <= 3  # it ended at the next check, long before its lifetime

@@ -81,3 +81,42 @@ def test_too_many_lines_is_rejected():
 def test_cart_id_replaces_items():
     request = parse({"email": "a@b.co", "cartId": "cart-1"})
     assert request.cart_id == "cart-1" and request.items == ()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ann@example.com, eve@evil.example",  # a second recipient
+        "ann@example.com;eve@evil.example",
+        '"ann"@example.com',
+        "Ann <ann@example.com>",
+        "ann@example.com\r\nBcc: eve@evil.example",  # header injection
+        "ann\x00@example.com",
+        "an n@example.com",
+        "ann(comment)@example.com",
+        "ännä@example.com",
+        ".ann@example.com",
+        "ann..lee@example.com",
+        "a" * 65 + "@example.com",
+        "ann@" + "b" * 250 + ".com",
+        "ann@example",
+    ],
+)
+def test_email_addresses_are_what_smtp_delivers(address):
+    from orders.domain.validation import valid_email
+
+    assert not valid_email(address)
+    with pytest.raises(ValidationFailed) as refused:
+        parse_checkout(
+            {"email": address, "items": [{"sku": "A", "quantity": 1}]}, max_quantity=5, max_lines=5
+        )
+    assert [e.field for e in refused.value.errors] == ["email"]
+
+
+@pytest.mark.parametrize(
+    "address", ["ann@example.com", "ann.lee+shop@mail.example.co.uk", "o'brien@example.ie"]
+)
+def test_ordinary_addresses_still_pass(address):
+    from orders.domain.validation import valid_email
+
+    assert valid_email(address)

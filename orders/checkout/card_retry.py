@@ -20,7 +20,9 @@ def retry_payment(
     """Put a checkout that failed with ``payment_declined`` back in the queue.
 
     Stock is held again from scratch (it was released on decline), so the stock may
-    be gone by now: then the checkout ends ``out_of_stock`` as usual.
+    be gone by now: then the checkout ends ``out_of_stock`` as usual. A checkout takes
+    at most ``MAX_PAYMENT_ATTEMPTS`` cards (the first included): trying card after card
+    on one checkout is how stolen card numbers are tested.
     """
     token = validate_payment_token(token)
     checkout = find_checkout(session, public_id)
@@ -30,6 +32,13 @@ def retry_payment(
             f"checkout {public_id} is {checkout.status.value}"
             + (f" ({checkout.error_code})" if checkout.error_code else "")
             + "; only a checkout whose payment was declined can be retried"
+        )
+    if checkout.payment_attempt >= settings.max_payment_attempts:
+        session.rollback()
+        raise Conflict(
+            f"checkout {public_id} has had {checkout.payment_attempt} payment attempts, the "
+            "most one checkout may have; start a new checkout",
+            code="payment_attempts_exhausted",
         )
     checkout.payment_attempt += 1
     checkout.payment_token = token

@@ -6,6 +6,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -56,6 +57,10 @@ class SmtpMailer:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username and self.password:
                     smtp.login(self.username, self.password)
-                smtp.send_message(message)
+                # explicit envelope: the server delivers to this one address, whatever
+                # the headers say (send_message would otherwise read To/Cc/Bcc)
+                smtp.send_message(
+                    message, from_addr=parseaddr(self.mail_from)[1], to_addrs=[email.to_addr]
+                )
         except (OSError, smtplib.SMTPException) as exc:
             raise MailError(f"SMTP send to {email.to_addr} failed: {exc}") from exc

@@ -29,7 +29,7 @@ class Limit:
         return f"{self.count}/{self.seconds}s"
 
 
-def parse_limits(text: str) -> list[Limit]:
+def parse_limits(text: str, setting: str = "CHECKOUT_RATE_LIMIT") -> list[Limit]:
     """``"20/second;300/minute"`` -> two limits; ``"off"`` (or empty) -> none."""
     if text.strip().lower() in ("", "off", "none", "0"):
         return []
@@ -37,16 +37,23 @@ def parse_limits(text: str) -> list[Limit]:
     for part in re.split(r"[;,]", text):
         match = _LIMIT.match(part.lower())
         if not match or int(match[1]) < 1:
-            raise ConfigError(f"CHECKOUT_RATE_LIMIT: cannot read {part.strip()!r}")
+            raise ConfigError(f"{setting}: cannot read {part.strip()!r}")
         limits.append(Limit(int(match[1]), int(match[2] or 1) * UNITS[match[3]]))
     return limits
 
 
 class FixedWindowLimiter:
-    def __init__(self, limits: list[Limit], redis_url: str | None = None, prefix: str = "shop"):
+    def __init__(
+        self,
+        limits: list[Limit],
+        redis_url: str | None = None,
+        prefix: str = "shop",
+        name: str = "checkout",
+    ) -> None:
         self.limits = limits
         self.redis_url = redis_url
         self.prefix = prefix
+        self.name = name  # what is counted: one limiter's keys never meet another's
         self._counts: dict[tuple[str, int, int], int] = {}
         self._lock = threading.Lock()
 
@@ -86,7 +93,7 @@ class FixedWindowLimiter:
         try:
             pipe = redis.Redis(connection_pool=redis_pool(self.redis_url)).pipeline()
             for limit, window in windows:
-                key = f"{self.prefix}:ratelimit:checkout:{client}:{limit.seconds}:{window}"
+                key = f"{self.prefix}:ratelimit:{self.name}:{client}:{limit.seconds}:{window}"
                 pipe.incr(key)
                 pipe.expire(key, limit.seconds + 1)
             replies = pipe.execute()

@@ -14,13 +14,11 @@ def broker_reachable(settings: Settings) -> str | None:
         if settings.redis_url:
             import redis
 
-            client = redis.Redis.from_url(
-                settings.redis_url, socket_connect_timeout=1, socket_timeout=1
-            )
-            try:
-                client.ping()
-            finally:
-                client.close()
+            from orders.infra.redis_pool import redis_pool
+
+            # the one pool factory: a Sentinel URL asks the sentinels for the master, and
+            # the password in the URL reaches it (redis.Redis.from_url refused Sentinel)
+            redis.Redis(connection_pool=redis_pool(settings.redis_url)).ping()
             return None
         for queue in QUEUES:
             path = settings.data_dir.resolve() / f"huey-{queue}.db"

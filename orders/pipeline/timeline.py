@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from orders.db import rowcount, utcnow
+from orders.domain.disclosure import shopper_error
 from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
 from orders.errors import LeaseLost
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
@@ -45,7 +46,8 @@ def status_payload(
     if checkout.status is CheckoutStatus.FAILED:
         return {
             "status": "failed",
-            "error": checkout.error_message or "Order failed",
+            # shoppers read this (status, streams): never a server's error text
+            "error": shopper_error(checkout.error_code, checkout.error_message),
             "code": checkout.error_code or "processing_error",
         }
     return {

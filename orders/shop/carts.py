@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from orders.config import Settings
 from orders.db import utcnow
-from orders.domain.validation import valid_email
+from orders.domain.validation import SKU_RE, plausible_id, valid_email
 from orders.errors import FieldError, ValidationFailed
 from orders.models import Cart, CartItem, Checkout, Product
 
@@ -49,7 +49,7 @@ class CartView:
 
 def find_open_cart(session: Session, cart_id: str | None) -> Cart | None:
     """The cart with this id if it exists and was not checked out."""
-    if not cart_id:
+    if not cart_id or not plausible_id(cart_id):
         return None
     cart = session.scalar(
         select(Cart)
@@ -87,9 +87,11 @@ def view_cart(cart: Cart | None) -> CartView:
 
 
 def _product(session: Session, sku: str) -> Product:
-    product = session.scalar(select(Product).where(Product.sku == sku))
+    product = None
+    if SKU_RE.fullmatch(sku):  # anything else is no SKU of ours (and NUL would upset PostgreSQL)
+        product = session.scalar(select(Product).where(Product.sku == sku))
     if product is None:
-        raise ValidationFailed([FieldError("sku", f"unknown SKU {sku}")])
+        raise ValidationFailed([FieldError("sku", f"unknown SKU {sku[:64]}")])
     return product
 
 

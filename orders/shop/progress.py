@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from orders.models import CheckoutEvent
 from orders.models.tables import EVENTS
 from orders.pipeline.timeline import status_payload
-from orders.shop.status import find_checkout, find_checkout_and_latest_event
+from orders.shop.status import find_checkout_and_latest_event
 
 TERMINAL = ("completed", "failed")
 log = logging.getLogger(__name__)
@@ -64,19 +64,23 @@ class Opening:
 def open_progress(session: Session, public_id: str, last_event_id: int | None) -> Opening:
     """The first events of a stream.
 
-    Without ``last_event_id``: one event, the current state, carrying the id of the
-    latest timeline row. With it: the rows after that id (nothing if none were
-    missed). Raises ``NotFound`` for an unknown job.
+    Without ``last_event_id``, or with one beyond this checkout's latest row (another
+    checkout's, or made up): "from now", one event, the current state, carrying the
+    id of the latest timeline row. Otherwise the rows after that id (nothing if none
+    were missed). Raises ``NotFound`` for an unknown job.
+
+    A stream never waits after an id beyond the latest: the final event would come
+    with a smaller id and never be sent, and the stream would never end.
     """
-    if last_event_id is None:
-        # the state and the latest row's id from one statement, so from one snapshot:
-        # read one after the other, a checkout that moved in between could be sent in
-        # its old state under the new row's id, and the stream would then wait for an
-        # event that had already happened
-        checkout, latest = find_checkout_and_latest_event(session, public_id)
+    # the state and the latest row's id from one statement, so from one snapshot:
+    # read one after the other, a checkout that moved in between could be sent in
+    # its old state under the new row's id, and the stream would then wait for an
+    # event that had already happened
+    checkout, latest = find_checkout_and_latest_event(session, public_id)
+    if last_event_id is None or last_event_id > latest:
         events = [ProgressEvent(latest, status_payload(session, checkout))]
+        last_event_id = None
     else:
-        checkout = find_checkout(session, public_id)
         events = events_after(session, checkout.id, last_event_id)
     return Opening(checkout.id, checkout.public_id, _until_final(events), last_event_id or 0)
 
@@ -127,9 +131,12 @@ def follow_progress(
     poll_seconds: float,
     clock: Callable[[], float],
     retry_seconds: float = 1.0,
+    max_seconds: float = float("inf"),
 ) -> Iterator[str]:
     """Yield the stream's text: the opening events, then new rows as they appear,
-    a comment heartbeat at least every ``heartbeat_seconds``; stop after a final event.
+    a comment heartbeat at least every ``heartbeat_seconds``; stop after a final event,
+    or ``max_seconds`` after the start whatever happens (``EventSource`` reconnects
+    with ``Last-Event-ID`` and misses nothing).
 
     ``wait(timeout)`` blocks until a wake-up or the timeout; after either, the
     timeline is read (a wake-up is only a hint; the database is the truth). If a read
@@ -144,9 +151,10 @@ def follow_progress(
         if event.final:
             return
     next_beat = clock() + heartbeat_seconds
+    end = clock() + max_seconds
     interval = poll_seconds
-    while True:
-        wait(max(0.0, min(interval, next_beat - clock())))
+    while clock() < end:
+        wait(max(0.0, min(interval, next_beat - clock(), end - clock())))
         try:
             batch = read_after(last_id)
         except Exception as exc:

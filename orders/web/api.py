@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, session, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from orders.checkout.card_retry import retry_payment
@@ -17,7 +17,8 @@ from orders.web.extensions import db, db_session, dispatch, publish, settings
 from orders.web.openapi import openapi_document
 from orders.web.overload import broker_up, inline_pipeline
 from orders.web.problems import problem
-from orders.web.security import limit_checkout
+from orders.web.security import limit, limit_checkout
+from orders.web.shop import CSRF_KEY as SHOP_SESSION_KEY  # the shop's checkouts' session_id
 from orders.web.tracing import traced_request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -131,6 +132,7 @@ def processed(public_id: str) -> Response:
 
 @bp.post("/payments")
 def payments() -> Response:
+    limit("payment")
     body = json_body()
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("", "the body must be a JSON object")])
@@ -149,7 +151,12 @@ def status(job_id: str) -> Response:
 
 @bp.get("/orders/<order_number>")
 def order(order_number: str) -> Response:
-    return jsonify(order_detail(db_session(), order_number))
+    """The public view, or the full one for the shopper: ``X-Job-Id`` (or ``?jobId=``)
+    carrying the checkout's id, or the session it was placed from (``X-Session-Id``,
+    or the shop's cookie)."""
+    job_id = request.headers.get("X-Job-Id") or request.args.get("jobId")
+    sessions = (request.headers.get("X-Session-Id"), session.get(SHOP_SESSION_KEY))
+    return jsonify(order_detail(db_session(), order_number, job_id=job_id, session_ids=sessions))
 
 
 @bp.get("/openapi.json")

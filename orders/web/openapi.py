@@ -112,6 +112,12 @@ def openapi_document() -> dict[str, Any]:
                         "201": _json("SyncResult", "The order exists"),
                         "200": _json("SyncResult", "The checkout failed, or is still running"),
                         **CHECKOUT_ERRORS,
+                        "404": _problem(
+                            "Not served here (SYNC_CHECKOUT_ENABLED; unset: development only)"
+                        ),
+                        "429": _problem(
+                            "Rate limited (SYNC_CHECKOUT_RATE_LIMIT)", retry_after=True
+                        ),
                     },
                 }
             },
@@ -141,7 +147,11 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "204": {"description": "The checkout is final and nothing is left"},
                         "404": _problem("Job not found"),
-                        "422": _problem("Malformed Last-Event-ID"),
+                        "422": _problem("Malformed Last-Event-ID (1-18 ASCII digits)"),
+                        "429": _problem(
+                            "Too many open streams (SSE_MAX_STREAMS, SSE_MAX_STREAMS_PER_CLIENT)",
+                            retry_after=True,
+                        ),
                     },
                 }
             },
@@ -160,10 +170,16 @@ def openapi_document() -> dict[str, Any]:
                         "202": _json("Accepted", "Queued again with the new card"),
                         "400": _problem("Malformed JSON"),
                         "404": _problem("Unknown job"),
-                        "409": _problem("Not retryable"),
+                        "409": _problem(
+                            "Not retryable, or MAX_PAYMENT_ATTEMPTS cards already tried "
+                            "(code payment_attempts_exhausted)"
+                        ),
                         "413": _problem("Body over the size limit"),
                         "415": _problem("Not JSON"),
                         "422": _problem("Validation failed"),
+                        "429": _problem(
+                            "Rate limited (PAYMENT_RETRY_RATE_LIMIT)", retry_after=True
+                        ),
                     },
                 }
             },
@@ -180,16 +196,37 @@ def openapi_document() -> dict[str, Any]:
             "/api/orders/{orderNumber}": {
                 "get": {
                     "operationId": "orderDetail",
+                    "description": "The order number alone gives the public view; the "
+                    "checkout's jobId (X-Job-Id or ?jobId=) or the session it was placed "
+                    "from (X-Session-Id) gives the full view.",
                     "parameters": [
                         {
                             "name": "orderNumber",
                             "in": "path",
                             "required": True,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                        }
+                        },
+                        {
+                            "name": "X-Job-Id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        },
+                        {
+                            "name": "jobId",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 64},
+                        },
+                        {
+                            "name": "X-Session-Id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                        },
                     ],
                     "responses": {
-                        "200": _json("OrderDetail", "The order, its payments and timeline"),
+                        "200": _json("OrderDetail", "The order: public or full view"),
                         "404": _problem("Order not found"),
                     },
                 }

@@ -148,15 +148,28 @@ SCHEMAS: dict[str, Any] = {
                     ],
                 },
             },
-            "workers": {"type": "object"},
+            "workers": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["alive", "dead", "concurrency"],
+                    "properties": {
+                        "alive": {"type": "integer"},
+                        "dead": {"type": "integer"},
+                        "concurrency": {"type": "integer"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
         },
     },
     "OrderDetail": {
         "type": "object",
-        "required": ["orderNumber", "status", "totalCents", "items", "payments", "timeline"],
+        "required": ["orderNumber", "status", "view"],
         "properties": {
             "orderNumber": {"type": "string"},
             "status": {"type": "string"},
+            "view": {"enum": ["public", "full"]},
             "email": {"type": "string"},
             "totalCents": {"type": "integer"},
             "subtotalCents": {"type": "integer"},
@@ -164,8 +177,43 @@ SCHEMAS: dict[str, Any] = {
             "jobId": {"type": "string"},
             "createdAt": {"type": ["string", "null"]},
             "items": {"type": "array", "items": {"type": "object"}},
-            "payments": {"type": "array", "items": {"type": "object"}},
-            "timeline": {"type": "array", "items": {"type": "object"}},
+            "payments": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["status", "amountCents"],
+                    "properties": {
+                        "status": {"enum": ["captured", "refunded", "declined", "failed"]},
+                        "amountCents": {"type": "integer"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "timeline": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "type", "message", "at"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "type": {"enum": ["progress", "completed", "failed"]},
+                        "message": {"type": "string"},
+                        "at": {"type": ["string", "null"]},
+                    },
+                },
+            },
         },
+        "if": {"properties": {"view": {"const": "public"}}},
+        "then": {
+            "not": {
+                "anyOf": [
+                    {"required": ["email"]},
+                    {"required": ["items"]},
+                    {"required": ["payments"]},
+                    {"required": ["timeline"]},
+                ]
+            }
+        },
+        "else": {"required": ["email", "totalCents", "items", "payments", "timeline"]},
     },
 }

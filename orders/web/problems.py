@@ -67,7 +67,9 @@ def shop_error_response(exc: ShopError) -> Response:
     if exc.code == "job_not_found":
         title = "Job not found"
     if not _wants_json():
-        return _page(status, title, exc.message)
+        page = _page(status, title, exc.message)
+        page.headers.update(headers or {})  # a 429 page says when to come back too
+        return page
     return problem(
         status,
         title,

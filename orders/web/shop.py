@@ -8,6 +8,7 @@ use cookies, so it needs none). The cart id lives in the signed session cookie.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -31,11 +32,15 @@ from orders.errors import Conflict, ValidationFailed
 from orders.models import Checkout, Order
 from orders.shop import carts
 from orders.shop.catalog import list_products
-from orders.shop.status import checkout_status, find_checkout
+from orders.shop.status import checkout_status, find_checkout, is_shopper
 from orders.web.extensions import commit, db, db_session, dispatch, publish, settings
+from orders.web.security import limit
 from orders.web.tracing import traced_request
 
 bp = Blueprint("shop", __name__)
+
+QUANTITY_RE = re.compile(r"[0-9]{1,4}")
+ATTEMPT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 CSRF_KEY = "shop_csrf"
 CART_KEY = "cart_id"
@@ -67,6 +72,7 @@ def csrf_token() -> str:
 def check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
+    limit("shop")  # every form and cart write, counted before anything else is done
     sent = request.form.get("csrf_token", "")
     expected = session.get(CSRF_KEY, "")
     if not expected or not hmac.compare_digest(str(sent), str(expected)):
@@ -175,11 +181,12 @@ def checkout() -> Any:
         "email": request.form.get("email", ""),
         "discountCode": request.form.get("discountCode", ""),
         "paymentToken": request.form.get("paymentToken", "tok_visa"),
-        "attempt": request.form.get("attempt") or secrets.token_urlsafe(12),
+        "attempt": _attempt(request.form.get("attempt")),
     }
     errors: list[Any] = []
     cart_id = session.get(CART_KEY)
     if request.method == "POST" and cart_id:
+        limit("checkout")  # the form places a checkout, as POST /api/checkout does
         try:
             placed = _place(cart_id, form)
         except ValidationFailed as exc:
@@ -229,7 +236,10 @@ def done(job_id: str) -> Any:
     status = checkout_status(db_session(), job_id)
     if status["status"] == "completed":
         order = db.session.scalar(select(Order).where(Order.checkout_id == checkout.id))
-        return render_template("shop/confirmation.html", order=order, status=status)
+        # the id in the address (history, screenshots, shared links) is not proof of being
+        # the shopper: the email shows only to the browser session that placed the order
+        mine = is_shopper(checkout, None, [session.get(CSRF_KEY)])
+        return render_template("shop/confirmation.html", order=order, status=status, mine=mine)
     if status["status"] == "failed":
         html = render_template(
             "shop/failure.html", job_id=job_id, status=status, cards=CARDS[:1] + CARDS[2:]
@@ -241,6 +251,7 @@ def done(job_id: str) -> Any:
 @bp.post("/checkout/<job_id>/payment")
 def another_card(job_id: str) -> BaseResponse:
     """The no-script path of "try another card" (the script calls POST /api/payments)."""
+    limit("payment")
     try:
         retry_payment(
             db_session(), settings(), job_id, request.form.get("paymentToken"), dispatch()
@@ -271,8 +282,17 @@ def _words(status: dict[str, Any]) -> str:
 
 
 def _quantity(raw: str, allow_zero: bool = False) -> int:
+    """ASCII digits only, at most four (``str.isdigit`` takes ``²``, which ``int`` refuses)."""
     from orders.errors import FieldError
 
-    if not raw.strip().isdigit() or (int(raw) == 0 and not allow_zero):
+    raw = raw.strip()
+    if not QUANTITY_RE.fullmatch(raw) or (int(raw) == 0 and not allow_zero):
         raise ValidationFailed([FieldError("quantity", "enter a whole number of items")])
     return int(raw)
+
+
+def _attempt(raw: str | None) -> str:
+    """The form's nonce (part of the idempotency key), or a new one if it is not ours."""
+    if raw and ATTEMPT_RE.fullmatch(raw):
+        return raw
+    return secrets.token_urlsafe(12)

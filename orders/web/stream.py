@@ -5,11 +5,14 @@ the streams' own pool, closed before the stream starts: an open stream holds no
 connection.
 While streaming it waits on this process's one Redis subscription (the hub) or,
 in embedded mode, polls; either way it reads new timeline rows in a short session
-of its own.
+of its own. Every stream ends: after its checkout's final event, or after
+``SSE_MAX_SECONDS``; and the process holds at most ``SSE_MAX_STREAMS`` of them
+(``SSE_MAX_STREAMS_PER_CLIENT`` per client).
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -28,6 +31,7 @@ from orders.shop.progress import (
     open_progress,
 )
 from orders.web.extensions import db, settings
+from orders.web.stream_slots import StreamSlots, build_stream_slots
 from orders.wiring import build_progress_hub
 
 bp = Blueprint("stream", __name__, url_prefix="/api")
@@ -42,6 +46,7 @@ def init_stream(app: Flask) -> None:
     config: Settings = app.extensions["shop.settings"]
     app.extensions["shop.progress_hub"] = build_progress_hub(config)
     app.extensions["shop.stream_engine"] = stream_engine(config)
+    app.extensions["shop.stream_slots"] = build_stream_slots(config)
     app.register_blueprint(bp)
 
 
@@ -73,20 +78,42 @@ def hub() -> Hub:
     return value
 
 
+EVENT_ID_RE = re.compile(r"[0-9]{1,18}")
+"""ASCII digits only (``str.isdigit`` takes ``²`` and other digits ``int`` refuses or reads)."""
+
+
 def last_event_id() -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
-    if raw is None or raw == "":
+    field, raw = "Last-Event-ID", request.headers.get("Last-Event-ID")
+    if not raw:
+        field, raw = "lastEventId", request.args.get("lastEventId")
+    if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationFailed([FieldError("Last-Event-ID", "must be an event id (digits)")])
+    if not EVENT_ID_RE.fullmatch(raw):
+        raise ValidationFailed([FieldError(field, "must be an event id: 1 to 18 ASCII digits")])
     return int(raw)
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def stream_slots() -> StreamSlots:
+    slots: StreamSlots = current_app.extensions["shop.stream_slots"]
+    return slots
 
 
 @bp.get("/orders/status/<job_id>/stream")
 def progress_stream(job_id: str) -> Response:
     after = last_event_id()
+    client, slots = client_address(), stream_slots()
+    slots.take(client)  # 429 past SSE_MAX_STREAMS(_PER_CLIENT)
     progress_hub = hub()
     waiter = progress_hub.watch(job_id)  # before reading, so no wake-up falls in between
+
+    def release() -> None:
+        progress_hub.unwatch(job_id, waiter)
+        slots.give_back(client)
+
     engine = current_app.extensions["shop.stream_engine"] or db.engine
     try:
         # the streams' own pool, and a session closed before streaming: an open stream
@@ -95,10 +122,10 @@ def progress_stream(job_id: str) -> Response:
             opening = open_progress(reader, job_id, after)
             finished = not opening.events and is_finished(reader, opening.checkout_id)
     except Exception:
-        progress_hub.unwatch(job_id, waiter)
+        release()
         raise
     if after is not None and finished:
-        progress_hub.unwatch(job_id, waiter)
+        release()
         return Response(status=204, headers={"Cache-Control": "no-cache"})  # stops EventSource
     config = settings()
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
@@ -114,7 +141,8 @@ def progress_stream(job_id: str) -> Response:
         heartbeat_seconds=config.sse_heartbeat_seconds,
         poll_seconds=poll,
         clock=time.monotonic,
+        max_seconds=config.sse_max_seconds,
     )
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
-    response.call_on_close(lambda: progress_hub.unwatch(job_id, waiter))
+    response.call_on_close(release)
     return response

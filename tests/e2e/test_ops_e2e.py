@@ -84,8 +84,12 @@ def test_health_heartbeats_and_metrics_match_the_database(ops_stack):
 
     body = wait_for("heartbeats", every_queue_has_a_live_worker)
     assert body["status"] == "healthy"
-    worker = body["workers"]["payments"]["processes"][0]
+    assert body["workers"]["payments"] == {"alive": 1, "dead": 0, "concurrency": 3}
+    # hosts and pids only for operators
+    details = ops_session(ops_stack).get(f"{base}/ops/health", timeout=10).json()
+    worker = details["workers"]["payments"]["processes"][0]
     assert worker["concurrency"] == 3 and worker["pid"] > 0
+    assert details["ready"] is True and details["checks"] == {"database": "ok", "broker": "ok"}
 
     item = f"OPS-{uuid.uuid4().hex[:8]}"
     ops_stack.add_product(item, stock=5)

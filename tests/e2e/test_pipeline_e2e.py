@@ -19,7 +19,9 @@ def test_a_checkout_completes(stack):
     assert final["status"] == "completed"
     assert final["order"]["totalCents"] == 5000
     number = final["order"]["orderNumber"]
-    detail = stack.http.get(f"{stack.base_url}/api/orders/{number}", timeout=10).json()
+    url = f"{stack.base_url}/api/orders/{number}"
+    assert stack.http.get(url, timeout=10).json()["view"] == "public"  # the number alone
+    detail = stack.http.get(url, headers={"X-Job-Id": job_id}, timeout=10).json()
     assert [p["status"] for p in detail["payments"]] == ["captured"]
     assert stack.scalar("SELECT stock FROM products WHERE sku = :s", s=item) == 3
     # the confirmation email is a follow-up job; it is recorded in the timeline

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 
+from orders.domain.validation import plausible_id
 from orders.infra.tracing import trace_url
 from orders.models import Checkout, Email, Job, JobStatus, Order, Payment
 from orders.ops.audit import recent_audit
 from orders.ops.queues import overview as overview_numbers
+from orders.ops.queues import queue_health
 from orders.ops.scaling import recent_scaling_decisions
 from orders.ops.search import search as run_search
 from orders.pipeline.jobtypes import QUEUES
 from orders.shop.status import timeline
 from orders.web.extensions import db, db_session, settings
 from orders.web.ops import bp
+from orders.web.ops.health import readiness
 
 PAGE = 200
+MAX_ROW_ID = 2**31 - 1  # an integer column's largest (a bigger one is a DataError in PostgreSQL)
 STATES = [s.value for s in JobStatus]
 
 
@@ -67,7 +71,7 @@ def _public_ids(ids: set[int]) -> dict[int, str]:
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str) -> str:
-    row = db.session.get(Job, job_id)
+    row = db.session.get(Job, job_id) if plausible_id(job_id) else None
     if row is None:
         abort(404, f"no job {job_id} (it may have been removed by retention)")
     checkout = db.session.get(Checkout, row.checkout_id) if row.checkout_id else None
@@ -79,7 +83,9 @@ def job(job_id: str) -> str:
 
 @bp.get("/checkouts/<public_id>")
 def checkout(public_id: str) -> str:
-    row = db.session.scalar(select(Checkout).where(Checkout.public_id == public_id))
+    row = None
+    if plausible_id(public_id):
+        row = db.session.scalar(select(Checkout).where(Checkout.public_id == public_id))
     if row is None:
         abort(404, f"no checkout {public_id}")
     order = db.session.scalar(select(Order).where(Order.checkout_id == row.id))
@@ -113,7 +119,7 @@ def emails() -> str:
 
 @bp.get("/emails/<int:email_id>")
 def email(email_id: int) -> str:
-    row = db.session.get(Email, email_id)
+    row = db.session.get(Email, email_id) if email_id <= MAX_ROW_ID else None
     if row is None:
         abort(404, f"no email {email_id}")
     return render_template("ops/email.html", email=row)
@@ -122,3 +128,20 @@ def email(email_id: int) -> str:
 @bp.get("/audit")
 def audit_log() -> str:
     return render_template("ops/audit.html", rows=recent_audit(db_session()))
+
+
+@bp.get("/health")
+def ops_health() -> Response:
+    """What the public probes leave out, for logged-in operators: why a dependency is
+    down, and every worker process (host, pid, last heartbeat)."""
+    checks = readiness()
+    healthy, body = queue_health(db_session(), settings())
+    db_session().rollback()
+    return jsonify(
+        {
+            "ready": not any(checks.values()),
+            "checks": {name: error or "ok" for name, error in checks.items()},
+            "queuesHealthy": healthy,
+            **body,
+        }
+    )
