@@ -2,7 +2,16 @@
 
 from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
-from orders.models.ops import AuditLog, JobStatMinute, QueuePause, WorkerHeartbeat
+from orders.models.ops import (
+    AuditLog,
+    CheckoutStatMinute,
+    CheckoutStatTotal,
+    JobStatMinute,
+    JobStatTotal,
+    QueuePause,
+    StatFold,
+    WorkerHeartbeat,
+)
 from orders.models.sales import Order, OrderLine, Payment, StockHold
 from orders.models.scaling import ScalingDecision
 from orders.models.types import (
@@ -18,7 +27,11 @@ from orders.models.work import Email, Job
 
 __all__ = [
     "AuditLog",
+    "CheckoutStatMinute",
+    "CheckoutStatTotal",
     "JobStatMinute",
+    "JobStatTotal",
+    "StatFold",
     "QueuePause",
     "WorkerHeartbeat",
     "Cart",

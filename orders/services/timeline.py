@@ -15,6 +15,7 @@ from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, st
 from orders.errors import LeaseLost
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
 from orders.models.tables import CHECKOUTS, EVENTS
+from orders.services.ops.stats import record_checkout_end
 
 EVENTS_RECORDED = "events_recorded"
 """``session.info`` key: an event was written since the checkout's streams were last woken."""
@@ -132,6 +133,7 @@ def move_checkout(
     result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
+    _count_end(session, checkout, target, error_code)
     for key, value in values.items():
         set_committed_value(checkout, key, value)  # already written; don't UPDATE again
     kind = _event_kind(target)
@@ -165,11 +167,24 @@ def move_all(
     )
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
+        _count_end(session, checkout, target)
         for key, value in values.items():
             set_committed_value(checkout, key, value)
     kind, message = _event_kind(target), DESCRIPTION[target]
     record_events(session, [(c, message, kind, orders.get(c.id) if orders else None) for c in done])
     return done
+
+
+def _count_end(
+    session: Session, checkout: Checkout, target: CheckoutStage, error_code: str | None = None
+) -> None:
+    """The ops counters of checkouts that ended (or left ``failed`` for the queue again);
+    called before the checkout's attributes take the new values."""
+    if target in TERMINAL:
+        code = (error_code or "processing_error") if target is CheckoutStage.FAILED else None
+        record_checkout_end(session, checkout.created_at, target.value, code)
+    elif checkout.stage is CheckoutStage.FAILED:
+        record_checkout_end(session, checkout.created_at, "requeued", checkout.error_code)
 
 
 def _moved_values(
