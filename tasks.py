@@ -24,6 +24,7 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 
 from orders.config import Settings
 from orders.db import make_engine, make_session_factory, session_scope
+from orders.infra.consumer_metrics import instrument
 from orders.jobtypes import JOB_TYPES, MAINTENANCE, NOTIFICATIONS, ORDERS, PAYMENTS
 from orders.services.batch import COMPLETED_HERE, batchable, message_groups, run_batch
 from orders.services.context import PipelineContext
@@ -269,6 +270,7 @@ for _queue, _huey, _concurrency in (
 ):
     _huey.on_startup(name="heartbeat")(partial(_start_heartbeat, _queue, _concurrency))
     _huey.on_shutdown(name="heartbeat")(partial(_stop_heartbeat, _queue, _concurrency))
+    instrument(_huey, _queue, _concurrency)  # WORKER_METRICS_PORT: this consumer's /metrics
 
 _last_retention = float("-inf")
 
