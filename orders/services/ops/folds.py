@@ -58,6 +58,8 @@ CHECKOUT_STATS = Source(
     ("outcome", "code"),
 )
 SOURCES = (JOB_STATS, CHECKOUT_STATS)
+NEVER = datetime(1970, 1, 1)
+"""The mark of a table never folded: its totals are empty, every minute counts."""
 
 
 def folded_until(session: Session, source: Source) -> datetime | None:
@@ -69,9 +71,9 @@ def fold(session: Session, source: Source, now: datetime | None = None) -> bool:
     mark is :data:`FOLD_EVERY` behind. Commits when it folds (True), else leaves the
     session's transaction as it is. Two processes folding at once: the conditional
     update of the mark lets one of them do it."""
-    horizon = ((now or utcnow()) - FOLD_LAG).replace(second=0, microsecond=0)
+    horizon = _horizon(now)
     mark = folded_until(session, source)
-    if mark is not None and mark > horizon - FOLD_EVERY:
+    if not _due(mark, horizon):
         return False
     if mark is None:
         claimed = insert_unless_present(
@@ -102,19 +104,32 @@ def fold(session: Session, source: Source, now: datetime | None = None) -> bool:
     return True
 
 
-def fold_all(session: Session) -> None:
+def fold_all(session: Session, now: datetime | None = None) -> None:
+    """:func:`fold` each source that is due (one read when none is, as mostly)."""
+    marks: dict[str, datetime] = dict(
+        session.execute(select(StatFold.name, StatFold.folded_until)).all()
+    )
     for source in SOURCES:
-        fold(session, source)
+        if _due(marks.get(source.name), _horizon(now)):
+            fold(session, source, now)
+
+
+def _horizon(now: datetime | None) -> datetime:
+    return ((now or utcnow()) - FOLD_LAG).replace(second=0, microsecond=0)
+
+
+def _due(mark: datetime | None, horizon: datetime) -> bool:
+    return mark is None or mark <= horizon - FOLD_EVERY
 
 
 def all_time(session: Session, source: Source, group: Sequence[str]) -> list[Any]:
     """Rows of ``group`` columns and the summed ``VALUE_COLUMNS``, over all time: the
     totals plus the minutes from the fold mark on (every minute when never folded)."""
-    mark = folded_until(session, source)
+    mark = select(StatFold.folded_until).where(StatFold.name == source.name).scalar_subquery()
     columns = (*group, *VALUE_COLUMNS)
-    recent = select(*(source.minutely.c[name] for name in columns))
-    if mark is not None:
-        recent = recent.where(source.minutely.c.minute >= mark)
+    recent = select(*(source.minutely.c[name] for name in columns)).where(
+        source.minutely.c.minute >= func.coalesce(mark, NEVER)
+    )
     both = union_all(select(*(source.total.c[name] for name in columns)), recent).subquery()
     query = select(*(both.c[name] for name in group), *_summed(both)).group_by(
         *(both.c[name] for name in group)
