@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -133,7 +134,7 @@ def move_checkout(
     result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
-    _count_end(session, checkout, target, error_code)
+    _count_end(session, checkout, target, values["updated_at"], error_code)
     for key, value in values.items():
         set_committed_value(checkout, key, value)  # already written; don't UPDATE again
     kind = _event_kind(target)
@@ -167,7 +168,7 @@ def move_all(
     )
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
-        _count_end(session, checkout, target)
+        _count_end(session, checkout, target, values["updated_at"])
         for key, value in values.items():
             set_committed_value(checkout, key, value)
     kind, message = _event_kind(target), DESCRIPTION[target]
@@ -176,15 +177,19 @@ def move_all(
 
 
 def _count_end(
-    session: Session, checkout: Checkout, target: CheckoutStage, error_code: str | None = None
+    session: Session,
+    checkout: Checkout,
+    target: CheckoutStage,
+    at: datetime,
+    error_code: str | None = None,
 ) -> None:
-    """The ops counters of checkouts that ended (or left ``failed`` for the queue again);
-    called before the checkout's attributes take the new values."""
+    """The ops counters of checkouts that ended (or left ``failed`` for the queue again)
+    ``at`` the time written on the row; called before its attributes take the new values."""
     if target in TERMINAL:
         code = (error_code or "processing_error") if target is CheckoutStage.FAILED else None
-        record_checkout_end(session, checkout.created_at, target.value, code)
+        record_checkout_end(session, checkout.created_at, target.value, code, at)
     elif checkout.stage is CheckoutStage.FAILED:
-        record_checkout_end(session, checkout.created_at, "requeued", checkout.error_code)
+        record_checkout_end(session, checkout.created_at, "requeued", checkout.error_code, at)
 
 
 def _moved_values(
