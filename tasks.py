@@ -19,6 +19,7 @@ from huey.api import TaskWrapper
 from orders.config import Settings
 from orders.consumer import Runtime
 from orders.infra import tracing
+from orders.infra.consumer_metrics import instrument
 from orders.infra.redis_pool import redis_pool
 from orders.pipeline.jobtypes import (
     JOB_TYPES,
@@ -93,6 +94,7 @@ for _queue, _huey, _concurrency in (
     _huey.on_shutdown(name="heartbeat")(
         lambda q=_queue, c=_concurrency: runtime.stop_heartbeat(q, c)
     )
+    instrument(_huey, _queue, _concurrency)  # WORKER_METRICS_PORT: this consumer's /metrics
 
 scheduler.on_startup(name="sweeper")(runtime.start_sweeper)
 scheduler.periodic_task(crontab(minute="*"), name="job-retention")(runtime.retention)

@@ -169,8 +169,16 @@ def compose() -> dict:
 
 
 def test_compose_has_every_service(compose):
-    assert set(compose["services"]) == {"redis", "postgres", *APP_SERVICES}
-    assert set(compose["volumes"]) == {"shop-data", "redis-data", "postgres-data"}
+    monitoring = {"prometheus", "alertmanager", "blackbox", "grafana"}  # test_monitoring_files
+    assert set(compose["services"]) == {"redis", "postgres", *APP_SERVICES, *monitoring}
+    assert set(compose["volumes"]) == {
+        "shop-data",
+        "redis-data",
+        "postgres-data",
+        "prometheus-data",
+        "alertmanager-data",
+        "grafana-data",
+    }
 
 
 def test_every_app_command_is_a_procfile_line_the_tests_run(compose):

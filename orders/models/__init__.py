@@ -4,12 +4,16 @@ from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
 from orders.models.ops import (
     AuditLog,
+    CheckoutStatMinute,
+    CheckoutStatTotal,
     JobStatMinute,
+    JobStatTotal,
     LoginCounter,
     OpsRole,
     OpsSession,
     OpsUser,
     QueuePause,
+    StatFold,
     WorkerHeartbeat,
 )
 from orders.models.sales import Order, OrderLine, Payment, StockHold
@@ -27,11 +31,15 @@ from orders.models.work import Email, Job
 
 __all__ = [
     "AuditLog",
+    "CheckoutStatMinute",
+    "CheckoutStatTotal",
     "JobStatMinute",
     "LoginCounter",
     "OpsRole",
     "OpsSession",
     "OpsUser",
+    "JobStatTotal",
+    "StatFold",
     "QueuePause",
     "WorkerHeartbeat",
     "Cart",

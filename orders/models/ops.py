@@ -3,7 +3,9 @@ operator accounts, their sessions, and the login throttle's counters.
 
 ``job_stats_minutely`` is written when a job attempt ends (in the same transaction as
 the job row), so throughput and latency history survive restarts and do not change
-when retention deletes old job rows.
+when retention deletes old job rows; ``checkout_stats_minutely`` likewise when a
+checkout ends. Their ``*_total`` tables hold the rows older than a few minutes summed
+(:mod:`orders.pipeline.folds`), so an all-time read costs a few rows, not years.
 """
 
 from __future__ import annotations
@@ -37,19 +39,9 @@ class WorkerHeartbeat(Base):
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
-class JobStatMinute(Base):
-    """Counters per minute, queue, job type and outcome, with a latency histogram."""
+class HistogramCounts:
+    """Columns of a stored latency histogram: how many, their total, and per bucket."""
 
-    __tablename__ = "job_stats_minutely"
-    __table_args__ = (
-        UniqueConstraint("minute", "queue", "type", "outcome", name="uq_job_stats_minute_key"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    minute: Mapped[datetime] = mapped_column(index=True)
-    queue: Mapped[str] = mapped_column(String(20))
-    type: Mapped[str] = mapped_column(String(40))
-    outcome: Mapped[str] = mapped_column(String(16))  # completed/failed/discarded/retried
     count: Mapped[int] = mapped_column(default=0)
     total_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     le_50: Mapped[int] = mapped_column(default=0)
@@ -62,6 +54,65 @@ class JobStatMinute(Base):
     le_10000: Mapped[int] = mapped_column(default=0)
     le_30000: Mapped[int] = mapped_column(default=0)
     le_inf: Mapped[int] = mapped_column(default=0)
+
+
+class JobStatMinute(HistogramCounts, Base):
+    """Counters per minute, queue, job type and outcome, with a latency histogram."""
+
+    __tablename__ = "job_stats_minutely"
+    __table_args__ = (
+        UniqueConstraint("minute", "queue", "type", "outcome", name="uq_job_stats_minute_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(index=True)
+    queue: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(16))  # completed/failed/discarded/retried
+
+
+class JobStatTotal(HistogramCounts, Base):
+    """``job_stats_minutely`` summed up to ``stat_folds.folded_until`` (all-time reads)."""
+
+    __tablename__ = "job_stats_total"
+
+    queue: Mapped[str] = mapped_column(String(20), primary_key=True)
+    type: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class CheckoutStatMinute(HistogramCounts, Base):
+    """Checkouts that ended per minute, by outcome and error code, with a histogram of
+    their placed-to-final time. ``outcome``: completed, failed, or requeued (a failed
+    checkout sent back to the queue with another card); ``code``: '' unless failed."""
+
+    __tablename__ = "checkout_stats_minutely"
+    __table_args__ = (
+        UniqueConstraint("minute", "outcome", "code", name="uq_checkout_stats_minute_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(String(64), default="")
+
+
+class CheckoutStatTotal(HistogramCounts, Base):
+    """``checkout_stats_minutely`` summed up to ``stat_folds.folded_until``."""
+
+    __tablename__ = "checkout_stats_total"
+
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class StatFold(Base):
+    """How far a per-minute counter table has been summed into its totals table."""
+
+    __tablename__ = "stat_folds"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # the minutely table
+    folded_until: Mapped[datetime]
 
 
 class AuditLog(Base):

@@ -2,7 +2,13 @@
 
 Every number comes from the database (or Redis for the breaker), never from process
 memory, so any gunicorn worker answers the same whatever process did the work.
-Throughput and latency come from ``job_stats_minutely`` and survive retention.
+Throughput and latency come from the stored counters (``job_stats_minutely``,
+``checkout_stats_minutely`` and their folded totals) and survive retention.
+
+A scrape costs the same for a shop of a thousand checkouts or of a million: it reads
+counter rows (a few minutes' worth plus the folded totals), the jobs still live (the
+retention keeps the others few), and the checkouts still in flight or needing
+attention through their indexes; it never reads the checkouts that ended.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -24,11 +31,11 @@ from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import utcnow
-from orders.models import Checkout
+from orders.models import Checkout, CheckoutStatus
 from orders.models.ops import LATENCY_BUCKETS_MS
 from orders.ops.breaker_state import STATES, breaker_state
 from orders.ops.queues import queue_counts, workers_by_queue
-from orders.pipeline import stats
+from orders.pipeline import folds, stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -42,6 +49,7 @@ class ShopCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
+            folds.fold_all(session)  # commits when it folds: do it before reading
             yield from self._queues(session)
             yield from self._jobs(session)
             yield from self._workers(session)
@@ -92,11 +100,7 @@ class ShopCollector(Collector):
             merged.total_ms += totals.total_ms
             merged.buckets = [a + b for a, b in zip(merged.buckets, totals.buckets, strict=True)]
         for (queue, job_type), totals in sorted(per_type.items()):
-            cumulative, running = [], 0
-            for bound, count in zip((*LATENCY_BUCKETS_MS, None), totals.buckets, strict=True):
-                running += count
-                cumulative.append(("+Inf" if bound is None else str(bound / 1000), running))
-            duration.add_metric([queue, job_type], cumulative, totals.total_ms / 1000)
+            duration.add_metric([queue, job_type], _cumulative(totals), totals.total_ms / 1000)
         yield processed
         yield duration
 
@@ -114,32 +118,86 @@ class ShopCollector(Collector):
         yield threads
 
     def _checkouts(self, session: Session) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "shop_checkouts", "Checkouts by status (never deleted)", labels=["status"]
+        ended = stats.checkout_totals(session)
+        outcomes = CounterMetricFamily(
+            "shop_checkout_outcomes",
+            "Checkouts that ended (completed, failed by code) or went back to the queue "
+            "from failed (requeued)",
+            labels=["outcome", "code"],
         )
-        rows = session.execute(select(Checkout.status, func.count()).group_by(Checkout.status))
-        for status, count in sorted(rows, key=lambda row: row[0].value):
-            family.add_metric([status.value], count)
+        finished: dict[str, stats.Totals] = {}
+        for (outcome, code), totals in sorted(ended.items()):
+            outcomes.add_metric([outcome, code], totals.count)
+            if outcome in ("completed", "failed"):
+                finished.setdefault(outcome, stats.Totals()).merge(totals)
+        yield outcomes
+
+        by_status = dict.fromkeys((status.value for status in CheckoutStatus), 0)
+        in_flight = (CheckoutStatus.QUEUED, CheckoutStatus.PROCESSING)
+        rows = session.execute(
+            select(Checkout.status, func.count())
+            .where(Checkout.status.in_(in_flight))
+            .group_by(Checkout.status)
+        )
+        for status, count in rows:
+            by_status[status.value] = count
+        requeued = sum(t.count for (o, _), t in ended.items() if o == "requeued")
+        by_status["completed"] = finished["completed"].count if "completed" in finished else 0
+        failed = finished["failed"].count if "failed" in finished else 0
+        by_status["failed"] = max(failed - requeued, 0)
+        family = GaugeMetricFamily(
+            "shop_checkouts", "Checkouts by status now (never deleted)", labels=["status"]
+        )
+        for status_name, count in sorted(by_status.items()):
+            family.add_metric([status_name], count)
         yield family
+        yield CounterMetricFamily(
+            "shop_checkouts_placed", "Checkouts placed (accepted)", value=sum(by_status.values())
+        )
+        yield GaugeMetricFamily(
+            "shop_checkouts_needing_attention",
+            "Checkouts an operator must look at (ops dashboard, needs attention)",
+            value=session.scalar(
+                select(func.count()).select_from(Checkout).where(Checkout.needs_attention.is_(True))
+            )
+            or 0,
+        )
+
+        duration = HistogramMetricFamily(
+            "shop_checkout_duration_seconds",
+            "Placed-to-final time of checkouts that ended (stored histogram)",
+            labels=["outcome"],
+        )
+        for outcome, totals in sorted(finished.items()):
+            duration.add_metric([outcome], _cumulative(totals), totals.total_ms / 1000)
+        yield duration
+
         latency = GaugeMetricFamily(
             "shop_checkout_duration_seconds_last_hour",
-            "Placed-to-final time of checkouts finished in the last hour, by quantile",
+            "Placed-to-final time of checkouts that ended in the last hour, by quantile "
+            "(from the stored histogram)",
             labels=["quantile"],
         )
-        since = utcnow() - timedelta(hours=1)
-        durations = sorted(
-            (finished - created).total_seconds()
-            for created, finished in session.execute(
-                select(Checkout.created_at, Checkout.finished_at).where(
-                    Checkout.finished_at >= since
-                )
-            )
-            if finished is not None  # always (see the filter); narrows the type
-        )
+        last_hour = stats.Totals()
+        for (outcome, _), totals in stats.checkout_totals(
+            session, utcnow() - timedelta(hours=1)
+        ).items():
+            if outcome in ("completed", "failed"):
+                last_hour.merge(totals)
         for q in (0.5, 0.95, 0.99):
-            value = durations[min(int(q * len(durations)), len(durations) - 1)] if durations else 0
-            latency.add_metric([str(q)], value)
+            value = last_hour.quantile(q)
+            latency.add_metric([str(q)], 0.0 if value is None else value / 1000)
         yield latency
+
+
+def _cumulative(totals: stats.Totals) -> list[tuple[str, Any]]:
+    """Prometheus histogram buckets (cumulative, in seconds) from stored per-bucket counts."""
+    cumulative: list[tuple[str, Any]] = []
+    running = 0
+    for bound, count in zip((*LATENCY_BUCKETS_MS, None), totals.buckets, strict=True):
+        running += count
+        cumulative.append(("+Inf" if bound is None else str(bound / 1000), running))
+    return cumulative
 
 
 def render_metrics(

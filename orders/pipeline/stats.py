@@ -1,13 +1,15 @@
-"""Per-minute job counters: written when an attempt ends, read for charts and metrics."""
+"""Per-minute counters: written when a job attempt or a checkout ends, read for charts
+and metrics (all-time reads through :mod:`orders.ops.folds`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import event, func, select
+from sqlalchemy import Table, event, func, select
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
@@ -15,7 +17,7 @@ from orders.domain.latency import bucket_index, quantile_ms
 from orders.infra.upsert import upsert
 from orders.models import JobStatMinute
 from orders.models.ops import BUCKET_COLUMNS, LATENCY_BUCKETS_MS
-from orders.models.tables import JOB_STATS
+from orders.pipeline import folds
 from orders.pipeline.jobtypes import JOB_TYPES
 
 OUTCOMES = ("completed", "failed", "discarded", "retried")
@@ -46,34 +48,59 @@ def record_outcome(session: Session, job: Attempt, outcome: str) -> None:
     started = job.started_at
     duration_ms = max((now - started).total_seconds() * 1000, 0.0) if started else 0.0
     queue = JOB_TYPES[job.type].queue if job.type in JOB_TYPES else "unknown"
-    key = (now.replace(second=0, microsecond=0), queue, job.type, outcome)
+    _count(session, folds.JOB_STATS, now, (queue, job.type, outcome), duration_ms)
+
+
+def record_checkout_end(
+    session: Session,
+    placed_at: datetime,
+    outcome: str,
+    code: str | None = None,
+    ended_at: datetime | None = None,
+) -> None:
+    """Count a checkout that ended (``completed``/``failed``, with its error code) or was
+    sent back to the queue from failed (``requeued``, with the code it leaves), in the
+    caller's transaction, with its placed-to-ended time (``ended_at``: now)."""
+    now = ended_at or utcnow()
+    duration_ms = max((now - placed_at).total_seconds() * 1000, 0.0)
+    _count(session, folds.CHECKOUT_STATS, now, (outcome, code or ""), duration_ms)
+
+
+def _count(
+    session: Session, source: folds.Source, now: datetime, key: tuple[str, ...], ms: float
+) -> None:
+    minute = now.replace(second=0, microsecond=0)
     pending: dict[tuple[Any, ...], dict[str, Any]] = session.info.setdefault(_PENDING, {})
     row = pending.setdefault(
-        key,
+        (source.name, minute, *key),
         {
-            "minute": key[0],
-            "queue": queue,
-            "type": job.type,
-            "outcome": outcome,
+            "minute": minute,
+            **dict(zip(source.keys, key, strict=True)),
             "count": 0,
             "total_ms": 0,
             **dict.fromkeys(BUCKET_COLUMNS, 0),
         },
     )
     row["count"] += 1
-    row["total_ms"] += int(duration_ms)
-    row[BUCKET_COLUMNS[bucket_index(LATENCY_BUCKETS_MS, duration_ms)]] += 1
+    row["total_ms"] += int(ms)
+    row[BUCKET_COLUMNS[bucket_index(LATENCY_BUCKETS_MS, ms)]] += 1
+
+
+_SOURCES: dict[str, folds.Source] = {source.name: source for source in folds.SOURCES}
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
-    for values in (pending or {}).values():
+    # in key order: two transactions lock shared counter rows in the same order
+    for key, values in sorted((pending or {}).items()):
+        source = _SOURCES[key[0]]
+        table: Table = source.minutely
         upsert(
             session,
-            JOB_STATS,
+            table,
             values,
-            ("minute", "queue", "type", "outcome"),
+            ("minute", *source.keys),
             add=("count", "total_ms", *BUCKET_COLUMNS),
         )
 
@@ -95,43 +122,59 @@ class Totals:
         for index, name in enumerate(BUCKET_COLUMNS):
             self.buckets[index] += getattr(row, name)
 
+    def merge(self, other: Totals) -> None:
+        self.count += other.count
+        self.total_ms += other.total_ms
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
     def quantile(self, q: float) -> float | None:
         return quantile_ms(LATENCY_BUCKETS_MS, self.buckets, q)
 
 
-def _sums(session: Session, since: datetime | None, *group: Any) -> list[Any]:
-    columns = [
-        func.sum(JobStatMinute.count).label("count"),
-        func.sum(JobStatMinute.total_ms).label("total_ms"),
-        *(func.sum(getattr(JobStatMinute, name)).label(name) for name in BUCKET_COLUMNS),
-    ]
-    query = select(*group, *columns).group_by(*group)
-    if since is not None:
-        query = query.where(JobStatMinute.minute >= since)
-    return list(session.execute(query))
+def _sums(
+    session: Session, source: folds.Source, since: datetime | None, group: Sequence[str]
+) -> dict[tuple[str, ...], Totals]:
+    """``group`` values -> totals, over all time (folded) or since ``since`` (minute rows)."""
+    if since is None:
+        rows = folds.all_time(session, source, group)
+    else:
+        table = source.minutely
+        columns = [func.sum(table.c[name]).label(name) for name in folds.VALUE_COLUMNS]
+        keys = [table.c[name] for name in group]
+        query = select(*keys, *columns).where(table.c.minute >= since).group_by(*keys)
+        rows = list(session.execute(query))
+    result: dict[tuple[str, ...], Totals] = {}
+    for row in rows:
+        totals = Totals()
+        totals.add(row)
+        result[tuple(getattr(row, name) for name in group)] = totals
+    return result
 
 
 def totals_by(
     session: Session, since: datetime | None = None
 ) -> dict[tuple[str, str, str], Totals]:
     """(queue, type, outcome) -> totals, over all time or since ``since``."""
-    result: dict[tuple[str, str, str], Totals] = {}
-    rows = _sums(session, since, JobStatMinute.queue, JobStatMinute.type, JobStatMinute.outcome)
-    for row in rows:
-        totals = Totals()
-        totals.add(row)
-        result[(row.queue, row.type, row.outcome)] = totals
-    return result
+    sums = _sums(session, folds.JOB_STATS, since, ("queue", "type", "outcome"))
+    return {(queue, job_type, outcome): t for (queue, job_type, outcome), t in sums.items()}
 
 
 def queue_totals(session: Session, since: datetime | None = None) -> dict[str, dict[str, Totals]]:
     """queue -> outcome -> totals."""
     result: dict[str, dict[str, Totals]] = defaultdict(dict)
-    for row in _sums(session, since, JobStatMinute.queue, JobStatMinute.outcome):
-        totals = Totals()
-        totals.add(row)
-        result[row.queue][row.outcome] = totals
+    for (queue, outcome), totals in _sums(
+        session, folds.JOB_STATS, since, ("queue", "outcome")
+    ).items():
+        result[queue][outcome] = totals
     return result
+
+
+def checkout_totals(
+    session: Session, since: datetime | None = None
+) -> dict[tuple[str, str], Totals]:
+    """(outcome, code) -> totals of ended checkouts, over all time or since ``since``."""
+    sums = _sums(session, folds.CHECKOUT_STATS, since, ("outcome", "code"))
+    return {(outcome, code): totals for (outcome, code), totals in sums.items()}
 
 
 def series(session: Session, span: str = "hour") -> dict[str, Any]:

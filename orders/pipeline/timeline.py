@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -16,6 +17,7 @@ from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, st
 from orders.errors import LeaseLost
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
 from orders.models.tables import CHECKOUTS, EVENTS
+from orders.pipeline.stats import record_checkout_end
 
 EVENTS_RECORDED = "events_recorded"
 """``session.info`` key: an event was written since the checkout's streams were last woken."""
@@ -134,6 +136,7 @@ def move_checkout(
     result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
     if rowcount(result) != 1:
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
+    _count_end(session, checkout, target, values["updated_at"], error_code)
     for key, value in values.items():
         set_committed_value(checkout, key, value)  # already written; don't UPDATE again
     kind = _event_kind(target)
@@ -167,11 +170,28 @@ def move_all(
     )
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
+        _count_end(session, checkout, target, values["updated_at"])
         for key, value in values.items():
             set_committed_value(checkout, key, value)
     kind, message = _event_kind(target), DESCRIPTION[target]
     record_events(session, [(c, message, kind, orders.get(c.id) if orders else None) for c in done])
     return done
+
+
+def _count_end(
+    session: Session,
+    checkout: Checkout,
+    target: CheckoutStage,
+    at: datetime,
+    error_code: str | None = None,
+) -> None:
+    """The ops counters of checkouts that ended (or left ``failed`` for the queue again)
+    ``at`` the time written on the row; called before its attributes take the new values."""
+    if target in TERMINAL:
+        code = (error_code or "processing_error") if target is CheckoutStage.FAILED else None
+        record_checkout_end(session, checkout.created_at, target.value, code, at)
+    elif checkout.stage is CheckoutStage.FAILED:
+        record_checkout_end(session, checkout.created_at, "requeued", checkout.error_code, at)
 
 
 def _moved_values(
