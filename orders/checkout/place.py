@@ -46,6 +46,17 @@ class Placed:
     refs: tuple[JobRef, ...] = ()
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What a checkout request asked for: its body, its ``Idempotency-Key`` (and the
+    body's hash, kept with the key) and the shopper's session id."""
+
+    body: Any
+    key: str | None
+    digest: str
+    session_id: str | None
+
+
 def request_hash(body: Any) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -65,26 +76,19 @@ def place_checkout(
     With ``dispatch=None`` the caller runs the returned ``refs`` itself (sync mode).
     """
     digest = request_hash(body) if idempotency_key is not None else ""
+    asked = Asked(body, idempotency_key, digest, session_id)
     placed = None
     if statement.supported(session):
-        placed = _place_at_once(session, settings, body, idempotency_key, digest, session_id)
+        placed = _place_at_once(session, settings, asked)
     if placed is None:
-        placed = _place_in_one_transaction(
-            session, settings, body, idempotency_key, digest, session_id
-        )
+        placed = _place_in_one_transaction(session, settings, asked)
     if dispatch is not None and placed.refs:
         send_after_commit(session, placed.refs, dispatch)
     return placed
 
 
-def _place_in_one_transaction(
-    session: Session,
-    settings: Settings,
-    body: Any,
-    key: str | None,
-    digest: str,
-    session_id: str | None,
-) -> Placed:
+def _place_in_one_transaction(session: Session, settings: Settings, asked: Asked) -> Placed:
+    body, key, digest, session_id = asked.body, asked.key, asked.digest, asked.session_id
     try:
         if key is not None:
             replay = _claim_key(session, key, digest)
@@ -106,17 +110,11 @@ def _place_in_one_transaction(
     return Placed(checkout.public_id, CheckoutStatus.QUEUED.value, replayed=False, refs=refs)
 
 
-def _place_at_once(
-    session: Session,
-    settings: Settings,
-    body: Any,
-    key: str | None,
-    digest: str,
-    session_id: str | None,
-) -> Placed | None:
+def _place_at_once(session: Session, settings: Settings, asked: Asked) -> Placed | None:
     """A checkout of items on PostgreSQL: one read, then every row in one statement,
     both outside any transaction (the statement commits itself). None: the general
     path's turn (a cart's checkout; a key held without a checkout)."""
+    body, key, digest, session_id = asked.body, asked.key, asked.digest, asked.session_id
     try:
         request = _parse(settings, body)
         if request.cart_id is not None:

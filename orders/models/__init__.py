@@ -1,5 +1,14 @@
 """Typed SQLAlchemy 2.0 models. Import from here."""
 
+from orders.domain.statuses import (
+    CheckoutStage,
+    CheckoutStatus,
+    EmailStatus,
+    EventType,
+    HoldStatus,
+    JobStatus,
+    PaymentStatus,
+)
 from orders.models.catalog import Cart, CartItem, DiscountCode, Product
 from orders.models.checkout import Checkout, CheckoutEvent, CheckoutLine, IdempotencyKey
 from orders.models.ops import (
@@ -18,15 +27,6 @@ from orders.models.ops import (
 )
 from orders.models.sales import Order, OrderLine, Payment, StockHold
 from orders.models.scaling import ScalingDecision
-from orders.models.types import (
-    CheckoutStage,
-    CheckoutStatus,
-    EmailStatus,
-    EventType,
-    HoldStatus,
-    JobStatus,
-    PaymentStatus,
-)
 from orders.models.work import Email, Job
 
 __all__ = [

@@ -9,7 +9,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orders.db import Base, utcnow
-from orders.models.types import CheckoutStage, CheckoutStatus, EventType, enum_column
+from orders.domain.statuses import CheckoutStage, CheckoutStatus, EventType
+from orders.models.types import enum_column
 
 if TYPE_CHECKING:
     from orders.models.sales import Payment

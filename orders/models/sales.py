@@ -8,7 +8,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orders.db import Base, utcnow
-from orders.models.types import HoldStatus, PaymentStatus, enum_column
+from orders.domain.statuses import HoldStatus, PaymentStatus
+from orders.models.types import enum_column
 
 
 class StockHold(Base):

@@ -6,27 +6,6 @@ from enum import StrEnum
 
 from sqlalchemy import Enum
 
-from orders.domain.statuses import (
-    CheckoutStage,
-    CheckoutStatus,
-    EmailStatus,
-    EventType,
-    HoldStatus,
-    JobStatus,
-    PaymentStatus,
-)
-
-__all__ = [
-    "CheckoutStage",
-    "CheckoutStatus",
-    "EmailStatus",
-    "EventType",
-    "HoldStatus",
-    "JobStatus",
-    "PaymentStatus",
-    "enum_column",
-]
-
 
 def enum_column(enum_cls: type[StrEnum]) -> Enum:
     """Store an enum by its value in a VARCHAR (portable, readable in SQL)."""

@@ -13,7 +13,8 @@ from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orders.db import Base, utcnow
-from orders.models.types import EmailStatus, JobStatus, enum_column
+from orders.domain.statuses import EmailStatus, JobStatus
+from orders.models.types import enum_column
 
 WAITING_SQL = "status IN ('queued', 'scheduled')"
 """A job waiting to be claimed, as SQL (literal: a partial index's predicate)."""
