@@ -17,7 +17,7 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
 from orders.config import Settings
-from orders.consumer import Runtime
+from orders.runtime import Runtime
 from orders.infra import tracing
 from orders.infra.consumer_metrics import instrument
 from orders.infra.redis_pool import redis_pool
