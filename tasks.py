@@ -2,10 +2,13 @@
 
 Run one consumer per queue (see the Procfile):
 
-    huey_consumer tasks.orders_queue         -w 2   # reserve-stock, create-order, update-inventory
-    huey_consumer tasks.payments_queue       -w 3   # process-payment, refund-payment
-    huey_consumer tasks.notifications_queue  -w 5   # send-order-confirmation, send-recovery-email
-    huey_consumer tasks.scheduler            -w 1   # exactly one: sweeper + periodic tasks
+    python -m orders.worker orders          # reserve-stock, create-order, update-inventory
+    python -m orders.worker payments        # process-payment, refund-payment
+    python -m orders.worker notifications   # send-order-confirmation, send-recovery-email
+    python -m orders.worker scheduler       # exactly one: sweeper + periodic tasks
+
+(each runs a Huey consumer on its instance below: on PostgreSQL + Redis, hundreds of
+jobs in flight as greenlets; see :mod:`orders.worker` and :mod:`orders.consumer`).
 
 Each task takes a job id, opens a session and calls the job runner; the job row in
 the database is the record, the Huey message only the fast path. This module must
@@ -78,7 +81,7 @@ def context() -> PipelineContext:
     """Built on first use, so importing this module opens no connections."""
     global _engine, _sessions, _context
     if _context is None:
-        _engine = make_engine(settings, keep_burst=True)  # a fixed set of threads
+        _engine = make_engine(settings, worker=True)  # WORKER_DB_POOL, for short transactions
         _sessions = make_session_factory(_engine)
         _context = PipelineContext(
             settings=settings,
