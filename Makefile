@@ -38,7 +38,7 @@ test: setup  ## the whole suite (PostgreSQL/Redis parts run when TEST_POSTGRES_U
 test-fast: setup  ## unit and integration tests only (no processes, no browser)
 	$(BIN)/python -m pytest -m "not e2e and not browser and not chaos"
 
-bench: setup  ## sync vs async benchmark, quick profile (< 5 min); needs PostgreSQL + Redis up
+bench: setup  ## the system phase, then where the time goes; quick profile (< 10 min); needs PostgreSQL + Redis up
 	$(BIN)/python -m bench --profile quick
 
 bench-full: setup  ## the full sweep (15, 50, 200, 500, 1000 users; ~30 min)
