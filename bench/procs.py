@@ -85,7 +85,14 @@ class BenchStack(Stack):
         self.env = {**self.shipped, **latency}
         for name in (*WORKERS, "web"):  # consumers first: they know every task name
             self.start(name)
-        self.wait_http()
+        self.wait_http(120)  # a shared machine can take its time to start gunicorn
+
+    def up(self, *names: str) -> BenchStack:
+        self.release()
+        for name in names or (*WORKERS, "web"):
+            self.start(name)
+        self.wait_http(120)
+        return self
 
     def restart_workers(self, **env: str) -> None:
         self.env.update(env)
