@@ -47,7 +47,7 @@ test: $(VENV)/.installed-test  ## the whole suite (PostgreSQL/Redis parts run wh
 test-fast: $(VENV)/.installed-test  ## unit and integration tests only (no processes, no browser)
 	$(BIN)/python -m pytest -m "not e2e and not browser and not chaos"
 
-bench: $(VENV)/.installed-bench  ## sync vs async benchmark, quick profile (< 5 min); needs PostgreSQL + Redis up
+bench: $(VENV)/.installed-bench  ## the system phase, then where the time goes; quick profile (< 10 min); needs PostgreSQL + Redis up
 	$(BIN)/python -m bench --profile quick
 
 bench-full: $(VENV)/.installed-bench  ## the full sweep (15, 50, 200, 500, 1000 users; ~30 min)

@@ -2,9 +2,10 @@
 
     python -m orders.worker orders|payments|notifications|scheduler
 
-starts ``huey_consumer tasks.<queue>`` with the right flags (see the Procfile). Every
-job type of :data:`orders.pipeline.jobtypes.JOB_TYPES` has a task on its queue's instance; a
-task takes job ids and hands them to the runtime (:mod:`orders.consumer`).
+starts a Huey consumer on its instance below (see the Procfile; on PostgreSQL + Redis,
+hundreds of jobs in flight as greenlets: :mod:`orders.consumer`). Every job type of
+:data:`orders.pipeline.jobtypes.JOB_TYPES` has a task on its queue's instance; a task
+takes job ids and hands them to the runtime (:mod:`orders.runtime`).
 The job row in the database is the record, the Huey message only the fast path.
 This module must never import Flask.
 """
@@ -17,7 +18,6 @@ from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
 
 from orders.config import Settings
-from orders.runtime import Runtime
 from orders.infra import tracing
 from orders.infra.consumer_metrics import instrument
 from orders.infra.redis_pool import redis_pool
@@ -29,6 +29,7 @@ from orders.pipeline.jobtypes import (
     PAYMENTS,
     JobType,
 )
+from orders.runtime import Runtime
 from orders.wiring import configure_logging
 
 settings = Settings.from_env()

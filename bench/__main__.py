@@ -1,8 +1,11 @@
-"""``python -m bench [--profile quick|full|tiny]``: the sync-vs-async benchmark.
+"""``python -m bench [--profile quick|full|tiny]``: the shop's benchmark.
 
-Starts the shop (gunicorn + huey consumers, the Procfile's commands) on a database
-and a Redis key prefix of its own, drives it, audits it, writes the report under
-bench/results/ and removes everything it created.
+Starts the shop as shipped (the Procfile's lines, the shipped settings) on a database
+and a Redis key prefix of its own; first the system phase (every process running, an
+open-model load from outside, :mod:`bench.system`), then where the time goes (sync vs
+async shoppers, the checkout's capacity with the consumers stopped, the pipeline
+alone); audits it, writes the report under bench/results/ and removes everything it
+created. Only the simulated latencies and the load vary.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -27,9 +29,11 @@ from bench.drain import wait_drained
 from bench.goals import goals, versus_seed
 from bench.load import run_users
 from bench.micro import run_micro
-from bench.procs import BenchStack, consumer_env, seed_env, server_env
+from bench.procs import BenchStack, seed_env
 from bench.profiles import PROFILES
 from bench.report import summarize, write
+from bench.system import lines as system_lines
+from bench.system import run_system
 from bench.where import CpuMeter, job_times
 from tests.stack import postgres_database
 
@@ -53,6 +57,26 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}; load generator on the same machine"
+    )
+
+
+def shipped_processes() -> str:
+    """The Procfile's lines and what the shipped settings make of them here."""
+    from orders.config import Settings
+    from orders.worker import consumer_argv
+
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://bench/shop", "REDIS_URL": "redis://bench:6379/0"}
+    )
+    lines = (Path(__file__).resolve().parent.parent / "Procfile").read_text().splitlines()
+    shown = [line for line in lines if line.split(":")[0] in ("web", "payments")]
+    return (
+        "; ".join(shown)
+        + f" (which runs: {' '.join(consumer_argv('payments', settings))}); gunicorn "
+        "gevent (its choice on PostgreSQL), WEB_CONCURRENCY 2, database pool "
+        f"{settings.db_pool_size}+{settings.db_max_overflow} per web worker, "
+        f"{settings.worker_db_pool} per consumer; PIPELINE_BATCH {settings.pipeline_batch}; "
+        "LOG_LEVEL INFO"
     )
 
 
@@ -80,17 +104,14 @@ def run(
     out: Path = RESULTS,
     *,
     with_micro: bool = True,
+    with_system: bool = True,
     admin_url: str | None = None,
     redis_url: str | None = None,
-    nice: int = 10,
     time_factor: float | None = None,
     users: list[int] | None = None,
     phase_s: float | None = None,
     follow: str | None = None,
     modes: tuple[str, ...] = ("async", "sync"),
-    consumer_db_pool: int | None = None,
-    web_db_pool: str | None = None,
-    pipeline_batch: int | None = None,
 ) -> dict[str, Any]:
     """Run a profile end to end and write its report under ``out``."""
     profile = dict(PROFILES[profile_name])
@@ -99,9 +120,6 @@ def run(
         ("users", users),
         ("phase_s", phase_s),
         ("follow", follow),
-        ("consumer_db_pool", consumer_db_pool),
-        ("web_db_pool", web_db_pool),
-        ("pipeline_batch", pipeline_batch),
     )
     for key, value in settings:
         if value is not None:
@@ -126,39 +144,32 @@ def run(
         "phase_s": profile["phase_s"],
         "ramp_s": profile["ramp_s"],
         "latencies": "validate 0.5-1 s, payment 3-5 s, order 1-2 s, inventory 1-2 s, email 1-2 s",
-        "consumer_nice": nice,
         "server": (
-            "gunicorn -w 2 gevent (gunicorn.conf.py's choice on PostgreSQL); "
-            f"huey_consumer -k thread -w {profile['consumer_threads']} per queue at nice "
-            f"{nice}, {profile['consumer_db_pool']} database connection(s) each; web "
-            f"pool {profile['web_db_pool']} (kept + burst) per worker; batches of up to "
-            f"{profile['pipeline_batch']} jobs (PIPELINE_BATCH; only steps with no simulated "
-            "latency batch, so only in the zero-latency phase); PostgreSQL + Redis"
+            "the Procfile's lines with the shipped settings (only the simulated latencies "
+            "vary), on PostgreSQL + Redis: " + shipped_processes()
         ),
+        "load_average": {"start": os.getloadavg()},
         "users": [],
     }
     say(f"bench ({profile_name}): SIM_TIME_FACTOR={factor:g}, data in {data_dir}")
     accepted: list[str] = []
     try:
         with postgres_database(admin_url) as database_url:
-            stack = BenchStack(
-                data_dir,
-                database_url,
-                redis_url,
-                nice=nice,
-                consumer_env=consumer_env(profile["consumer_db_pool"]),
-                **seed_env(factor),
-                **server_env(
-                    profile["consumer_threads"], profile["web_db_pool"], profile["pipeline_batch"]
-                ),
-            )
+            stack = BenchStack(data_dir, database_url, redis_url, **seed_env(factor))
             try:
-                say("starting gunicorn + consumers (PostgreSQL + Redis) ...")
+                say("starting the Procfile's processes, as shipped (PostgreSQL + Redis) ...")
                 stack.up()
                 stack.start("bare")
                 stack.wait_bare()
                 for sku in skus:
                     stack.add_product(sku, STOCK)
+                if with_system:
+                    data["system"], ids = run_system(stack, profile, skus, say)
+                    accepted += ids
+                    for line in system_lines(data["system"]):
+                        say(line)
+                    stack.relaunch(seed_env(factor))
+                say("where the time goes: sync vs async shoppers (closed model)")
                 for mode in modes:
                     for users in profile["users"]:
                         say(
@@ -202,9 +213,10 @@ def run(
                     accepted += ids
                 wait_drained(stack, profile["drain_timeout_s"], say)
                 time.sleep(1)
+                data["load_average"]["end"] = os.getloadavg()
                 data["audit"] = audit(
                     stack.engine,
-                    data_dir / "gateway.db",
+                    stack.ledger,
                     initial_stock=dict.fromkeys(skus, STOCK),
                     accepted_ids=accepted,
                 )
@@ -227,31 +239,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--no-micro", action="store_true")
-    parser.add_argument(
-        "--nice", type=int, default=10, help="CPU niceness of the consumers (0: same as web)"
-    )
+    parser.add_argument("--no-system", action="store_true", help="skip the system phase")
     parser.add_argument("--time-factor", type=float, help="override SIM_TIME_FACTOR")
     parser.add_argument("--users", help="override the user counts, e.g. 15,50")
     parser.add_argument("--phase-seconds", type=float, help="override the run length")
     parser.add_argument(
         "--modes", default="async,sync", help="which modes to run, e.g. async (default both)"
-    )
-    parser.add_argument(
-        "--consumer-db-pool",
-        type=int,
-        help="database connections per consumer while shoppers are served (default: "
-        "the profile's, 1)",
-    )
-    parser.add_argument(
-        "--web-db-pool",
-        help="the web's database pool per worker as KEPT+BURST, e.g. 8+0 (default: the "
-        "profile's, 8+0)",
-    )
-    parser.add_argument(
-        "--pipeline-batch",
-        type=int,
-        help="PIPELINE_BATCH for the consumers; 1 runs every job alone (default: the "
-        "profile's, 50)",
     )
     parser.add_argument(
         "--follow",
@@ -261,20 +254,15 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not set(args.modes.split(",")) <= {"async", "sync"}:
         parser.error("--modes takes async, sync or async,sync")
-    if args.web_db_pool and not re.fullmatch(r"\d+\+\d+", args.web_db_pool):
-        parser.error("--web-db-pool takes KEPT+BURST, e.g. 8+0")
     data = run(
         args.profile,
         with_micro=not args.no_micro,
-        nice=args.nice,
+        with_system=not args.no_system,
         time_factor=args.time_factor,
         users=[int(n) for n in args.users.split(",")] if args.users else None,
         phase_s=args.phase_seconds,
         follow=args.follow,
         modes=tuple(m for m in args.modes.split(",") if m),
-        consumer_db_pool=args.consumer_db_pool,
-        web_db_pool=args.web_db_pool,
-        pipeline_batch=args.pipeline_batch,
     )
     return 1 if failures(data["audit"]) else 0
 

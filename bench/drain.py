@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from sqlalchemy import text
 
-from bench.load import checkout_body, connector
+from bench.load import CLIENTS, Clients, checkout_body
 from bench.procs import BenchStack, PostgresCpu, cpu_by_process
 
 
@@ -68,11 +67,11 @@ def fill_backlog(stack: BenchStack, size: int, skus: list[str], ids: list[str]) 
 
     async def post_all() -> None:
         gate = asyncio.Semaphore(16)
-        async with aiohttp.ClientSession(connector=connector()) as http:
+        async with Clients(CLIENTS) as clients:
 
             async def one(n: int) -> None:
                 async with gate:
-                    async with http.post(
+                    async with clients[n].post(
                         f"{stack.base_url}/api/checkout", json=checkout_body(skus[n % len(skus)], n)
                     ) as response:
                         body = await response.json(content_type=None)

@@ -7,6 +7,11 @@
 - :func:`run_rate`: requests fired on a fixed schedule, whatever the server does (an
   open model). Each latency is measured from the request's *scheduled* send time, so a
   slow server (or a lagging client) cannot hide its queueing (no coordinated omission).
+
+The shop runs with its shipped settings, so its per-client checkout limit
+(``CHECKOUT_RATE_LIMIT``, 20/s and 300/min per address) applies: like a crowd of
+shoppers, the load comes from many client addresses (loopback ones, 127.1.x.y, which
+Linux routes to the local server), each well under the limit.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PhaseResult:
     job_ids: list[str] = field(default_factory=list)
     follow_timeouts: int = 0
     ramp: float = 0.0  # seconds at the start while shoppers were still arriving
+    started: float = 0.0  # wall clock (epoch s) of an open-model schedule's start
 
 
 def checkout_body(sku: str, n: int) -> dict[str, Any]:
@@ -54,8 +60,34 @@ def checkout_body(sku: str, n: int) -> dict[str, Any]:
     }
 
 
-def connector() -> aiohttp.TCPConnector:
-    return aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=300)
+CLIENTS = 256  # client addresses of an open-model run (each under the per-client limit)
+
+
+def client_address(n: int) -> str:
+    """The ``n``-th client's loopback address (62,500 distinct ones)."""
+    return f"127.1.{n // 250 % 250}.{n % 250 + 1}"
+
+
+def connector(source: int | None = None) -> aiohttp.TCPConnector:
+    """Connections from client address ``source`` (:func:`client_address`)."""
+    local = (client_address(source), 0) if source is not None else None
+    return aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=300, local_addr=local)
+
+
+class Clients:
+    """One HTTP session per client address; request ``n`` goes out from client ``n``."""
+
+    def __init__(self, count: int) -> None:
+        self.sessions = [aiohttp.ClientSession(connector=connector(i)) for i in range(count)]
+
+    def __getitem__(self, n: int) -> aiohttp.ClientSession:
+        return self.sessions[n % len(self.sessions)]
+
+    async def __aenter__(self) -> Clients:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await asyncio.gather(*(session.close() for session in self.sessions))
 
 
 async def _post(
@@ -134,7 +166,7 @@ async def run_users(
                 continue
         result.follow_timeouts += 1
 
-    async def shopper(http: aiohttp.ClientSession) -> None:
+    async def shopper(http: aiohttp.ClientSession) -> None:  # one client address each
         await asyncio.sleep(random.uniform(0, ramp))  # arrivals spread over the ramp
         while time.monotonic() < stop_at:
             n = next(counter)
@@ -160,9 +192,9 @@ async def run_users(
             elapsed = time.monotonic() - start
             progress(f"  {name}: {elapsed:5.0f}s  {done} checkouts, {errors} errors")
 
-    async with aiohttp.ClientSession(connector=connector()) as http:
+    async with Clients(users) as clients:
         reporter = asyncio.create_task(report())
-        await asyncio.gather(*(shopper(http) for _ in range(users)))
+        await asyncio.gather(*(shopper(clients[n]) for n in range(users)))
         reporter.cancel()
     return result
 
@@ -174,11 +206,15 @@ async def run_rate(
     rate: float,
     duration: float,
     timeout: float,
+    clients: int = CLIENTS,
 ) -> PhaseResult:
-    """POST ``url`` at ``rate`` per second for ``duration`` seconds (open model)."""
+    """POST ``url`` at ``rate`` per second for ``duration`` seconds (open model), from
+    ``clients`` client addresses in turn. ``result.started`` is the wall-clock time
+    (epoch seconds) the schedule started at."""
     result = PhaseResult(f"rate-{rate:g}", duration)
     total = int(rate * duration)
     start = time.monotonic() + 0.2
+    result.started = time.time() + 0.2
 
     async def one(http: aiohttp.ClientSession, n: int) -> None:
         scheduled = start + n / rate
@@ -193,6 +229,6 @@ async def run_rate(
         if job_id:
             result.job_ids.append(job_id)
 
-    async with aiohttp.ClientSession(connector=connector()) as http:
-        await asyncio.gather(*(one(http, n) for n in range(total)))
+    async with Clients(clients) as sessions:
+        await asyncio.gather(*(one(sessions[n], n) for n in range(total)))
     return result

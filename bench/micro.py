@@ -34,7 +34,6 @@ def run_micro(
     skus: list[str],
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], list[str]]:
-    threads = profile["micro_threads"]
     wait_drained(stack, profile["drain_timeout_s"], say)  # the backlog is ours alone
     stack.stop_workers()
     first_id = int(stack.scalar("SELECT COALESCE(MAX(id), 0) FROM checkouts"))
@@ -45,22 +44,11 @@ def run_micro(
     backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
     say(
         f"micro: pipeline with zero latency draining a backlog of {backlog} checkouts "
-        f"({threads} threads and {threads} kept database connections per consumer)"
+        "(the consumers as shipped)"
     )
     started = utcnow()
     work0 = database_work(stack)
-    # Alone on the box now: one kept connection per thread. With fewer kept than
-    # threads, SQLAlchemy closes each burst connection as it is given back: a pool of
-    # 4 kept + 4 burst opened ~1,000 PostgreSQL sessions while 8 threads drained 1,500
-    # orders (33.6-35.8 orders/s; 8 + 0: 27 sessions, 39.3-39.4 orders/s).
-    stack.restart_workers(
-        DB_POOL_SIZE=str(threads),
-        DB_MAX_OVERFLOW="0",
-        SIM_TIME_FACTOR="0",
-        ORDERS_CONCURRENCY=str(threads),
-        PAYMENTS_CONCURRENCY=str(threads),
-        NOTIFICATIONS_CONCURRENCY=str(threads),
-    )
+    stack.restart_workers(SIM_TIME_FACTOR="0")
     spies: list[subprocess.Popen[bytes] | None] = []
     path = out / f"{stem}-flame-orders-consumer.svg"
     samples = sample_drain(
@@ -88,8 +76,8 @@ def run_micro(
     span = (end - begin).total_seconds() if done and end and begin else 0.0
     orders_per_s = done / span if span > 0 else 0.0
 
-    say(f"micro: Huey no-op tasks on the same consumer flags (-k thread -w {threads})")
-    noop_per_s = noop_rate(stack, profile["noop_tasks"], threads)
+    say("micro: Huey no-op tasks on the same consumer command")
+    noop_per_s = noop_rate(stack, profile["noop_tasks"])
     db_per_order: dict[str, float] = {}
     drain_sessions = 0
     if done and left == 0:  # nothing left for the consumers: stop them, so they report
@@ -131,7 +119,7 @@ def run_micro(
         f"pipeline, zero latency: {orders_per_s:.1f} orders/s end to end ({done} orders, "
         f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
         f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
-        "task rate (goal >= 150 orders/s)",
+        "task rate (goal >= 400 orders/s)",
         "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
     ]
     if db_per_order:
@@ -145,7 +133,7 @@ def run_micro(
     return result, ids
 
 
-def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
+def noop_rate(stack: BenchStack, n: int) -> float:
     import importlib
     import os
     from unittest import mock
@@ -164,7 +152,7 @@ def noop_rate(stack: BenchStack, n: int, threads: int) -> float:
     client.delete(counter)
     for _ in range(n):
         bare.noop(counter)
-    stack.start_noop(threads)
+    stack.start_noop()
     deadline = time.monotonic() + 120
     first = None
     while time.monotonic() < deadline:

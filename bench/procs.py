@@ -5,6 +5,7 @@ accounting of process trees from /proc."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def seed_env(factor: float) -> dict[str, str]:
-    """The seed's latencies (ms) scaled by ``factor``, and the bench's server settings."""
+    """The seed's latencies (ms) scaled by ``factor``."""
     return {
         "SIM_TIME_FACTOR": f"{factor:g}",
         "SIM_VALIDATE_LATENCY_MS": "500-1000",
@@ -32,82 +33,81 @@ def seed_env(factor: float) -> dict[str, str]:
     }
 
 
-def consumer_env(db_pool: int) -> dict[str, str]:
-    """The consumers' database pool. On one box the pipeline's transactions share the
-    CPU (and PostgreSQL) with the shoppers' requests: a small pool per consumer bounds
-    how many of them run at once, so a backlog waits in the queue, not in front of the
-    web's queries. Jobs release their connection while they wait on the gateway or the
-    simulated work, so this caps transactions, not jobs in flight."""
-    return {"DB_POOL_SIZE": str(db_pool), "DB_MAX_OVERFLOW": "0"}
+ZERO_LATENCY = {"SIM_GATEWAY_LATENCY_MS": "0", "SIM_STEP_LATENCY_MS": "0"}
+SHIPPED_LATENCY: dict[str, str] = {}  # the Settings' defaults: gateway 300-800, steps 100-300
+LATENCY_VARIABLES = ("SIM_TIME_FACTOR", *(f"SIM_{s}_LATENCY_MS" for s in (
+    "VALIDATE", "GATEWAY", "ORDER", "INVENTORY", "EMAIL", "STEP")))  # fmt: skip
+# the process environment a shell hands down; any shop setting found there is not
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "USER", "TMPDIR", "TZ")
 
 
-def server_env(threads: int, web_pool: str = "8+0", batch: int = 50) -> dict[str, str]:
-    kept, burst = web_pool.split("+")
+def shipped_env(stack: Stack) -> dict[str, str]:
+    """What the bench's shop runs with: the shipped defaults, plus where its database,
+    Redis and files are (its own database and Redis key prefix, on loopback). Nothing
+    tuned: the simulated latencies (:meth:`BenchStack.relaunch`) and the load are all
+    the bench varies."""
+    env = {k: v for k, v in os.environ.items() if k in PASSED_THROUGH or k.startswith("LC_")}
     return {
-        "PIPELINE_BATCH": str(batch),
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_THREADS": "16",
-        "ORDERS_CONCURRENCY": str(threads),
-        "PAYMENTS_CONCURRENCY": str(threads),
-        "NOTIFICATIONS_CONCURRENCY": str(threads),
-        "DB_POOL_SIZE": kept,  # six processes x 8 stay well under max_connections = 100
-        "DB_MAX_OVERFLOW": burst,
-        "HUEY_QUIET": "1",
-        "LOG_LEVEL": "WARNING",
-        "LEASE_SECONDS": "30",
-        "SWEEP_INTERVAL_SECONDS": "5",
-        "REQUEUE_AFTER_SECONDS": "60",
-        "RETRY_DELAY_SECONDS": "0.5",
-        "CHECKOUT_RATE_LIMIT": "off",
-        # the benchmark is one client (127.0.0.1) posting the seed's sync checkout and
-        # following up to 1,000 streams: the per-client limits would measure themselves
+        **env,
+        "PATH": stack.env["PATH"],
+        "PYTHONPATH": stack.env["PYTHONPATH"],
+        "DATA_DIR": stack.env["DATA_DIR"],
+        "DATABASE_URL": stack.env["DATABASE_URL"],
+        "REDIS_URL": stack.redis_url or "",
+        "QUEUE_PREFIX": stack.prefix,
+        "PORT": str(stack.port),
+        "HOST": "127.0.0.1",
+        # production, as shipped: it needs a secret and, for the simulated gateway the
+        # bench measures against, the demo switch
+        "SHOP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "SHOP_ALLOW_SIMULATED_GATEWAY": "1",
+        # the seed's sync checkout, off in production, is the comparison the bench makes;
+        # its progress streams are followed from one address (the per-client cap is for
+        # shoppers, not for the load generator)
         "SYNC_CHECKOUT_ENABLED": "1",
         "SYNC_CHECKOUT_RATE_LIMIT": "off",
         "SSE_MAX_STREAMS_PER_CLIENT": "0",
-        # The seed's payments limit (1000 charges / 60 s) is the gateway contract's cap,
-        # not our capacity: with it on, a fast run parks charges until the next window.
-        "PAYMENTS_RATE_LIMIT": "0",
     }
 
 
 class BenchStack(Stack):
-    """A Stack plus the bare LPUSH web app and the no-op Huey consumer."""
+    """The Procfile's processes with the shipped settings, plus the bare LPUSH web app
+    and the no-op Huey consumer (the stack's ceilings)."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        database_url: str,
-        redis_url: str,
-        nice: int = 0,
-        consumer_env: dict[str, str] | None = None,
-        **env: str,
-    ):
-        super().__init__(data_dir, database_url, redis_url, **env)
-        self.consumer_env = dict(consumer_env or {})  # the consumers' own settings
-        self.nice = nice
-        if nice:  # the web keeps its CPU; the pipeline absorbs the wait
-            for name in WORKERS:
-                self.commands[name] = f"nice -n {nice} {self.commands[name]}"
+    def __init__(self, data_dir: Path, database_url: str, redis_url: str, **latency: str):
+        super().__init__(data_dir, database_url, redis_url)
+        self.shipped = shipped_env(self)
+        self.env = {**self.shipped, **latency}
         self.bare_port = free_port()
         self.bare_url = f"http://127.0.0.1:{self.bare_port}"
         self.commands["bare"] = (
             f"env PORT={self.bare_port} gunicorn bench.bare:app -c gunicorn.conf.py"
         )
 
-    def start(self, name: str, instance: str | None = None) -> None:
-        if name not in WORKERS or not self.consumer_env:
-            super().start(name, instance)
-            return
-        shared = self.env
-        self.env = {**shared, **self.consumer_env}
-        try:
-            super().start(name, instance)
-        finally:
-            self.env = shared
+    @property
+    def ledger(self) -> Path:
+        """The simulated gateway's ledger (its default place, under DATA_DIR)."""
+        return self.data_dir / "sim-gateway.db"
+
+    def relaunch(self, latency: dict[str, str]) -> None:
+        """Every shop process again, with these simulated latencies (the rest shipped)."""
+        for name in ("web", *WORKERS):
+            self.stop(name)
+        self.env = {**self.shipped, **latency}
+        for name in (*WORKERS, "web"):  # consumers first: they know every task name
+            self.start(name)
+        self.wait_http(120)  # a shared machine can take its time to start gunicorn
+
+    def up(self, *names: str) -> BenchStack:
+        self.release()
+        for name in names or (*WORKERS, "web"):
+            self.start(name)
+        self.wait_http(120)
+        return self
 
     def restart_workers(self, **env: str) -> None:
         self.env.update(env)
-        self.consumer_env.update(env)
         for name in WORKERS:
             self.stop(name)
         for name in WORKERS:
@@ -117,9 +117,16 @@ class BenchStack(Stack):
         for name in WORKERS:
             self.stop(name)
 
-    def start_noop(self, threads: int) -> None:
-        command = f"huey_consumer bench.bare.huey -k thread -w {threads} -n -q"
-        self.commands["noop"] = f"nice -n {self.nice} {command}" if self.nice else command
+    def start_noop(self) -> None:
+        """``bench.bare.huey``'s no-op tasks on the consumers' own command, as the
+        Procfile's payments line runs it (its jobs in flight, fetchers and nice)."""
+        from orders.config import Settings
+        from orders.worker import consumer_argv
+
+        argv = consumer_argv("payments", Settings.from_env(self.env))
+        argv[argv.index("tasks.payments_queue")] = "bench.bare.huey"
+        nice = self.commands["payments"].split("python", 1)[0]  # "nice -n 10 "
+        self.commands["noop"] = nice + " ".join(argv)
         self.start("noop")
 
     def wait_bare(self, timeout: float = 30) -> None:

@@ -1,4 +1,11 @@
-"""Benchmark profiles: tiny (the e2e test), quick (`make bench`), full (`make bench-full`)."""
+"""Benchmark profiles: tiny (the e2e test), quick (`make bench`), full (`make bench-full`).
+
+``system`` is the system phase's (bench.system): the steady rates it steps through
+(each for ``step_s``, every checkout then given ``drain_limit_s`` to finish), one
+``refine`` halving between the last rate that held and the first that did not, the
+burst (twice the steady rate, ``burst_s``), and the time to confirmation at a fixed
+rate with the shipped simulated latencies and with the seed's.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,18 @@ from typing import Any
 
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {  # the e2e test's: seconds, not minutes
+        "system": {
+            "rates": [20, 40],
+            "step_s": 2,
+            "refine": 0,
+            "burst_s": 2,
+            "drain_limit_s": 10,
+            "confirm_rate": 10,
+            "confirm_s": 2,
+            "seed_rate": 5,
+            "seed_s": 2,
+            "seed_factor": 0.05,
+        },
         "users": [3],
         "phase_s": 3,
         "ramp_s": 1,
@@ -13,22 +32,29 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 0.2,
         "poll_s": 0.1,
         "follow": "stream",
-        "consumer_threads": 8,
-        "consumer_db_pool": 1,
-        "web_db_pool": "8+0",
-        "pipeline_batch": 50,
         "checkout_rates": [20],
         "bare_rates": [20],
         "floor_rates": [20],
         "capacity_step_s": 1,
         "capacity_refine": 1,
-        "micro_threads": 4,
         "flame_s": 2,
         "noop_tasks": 200,
         "pipeline_orders": 60,
         "drain_timeout_s": 60,
     },
     "quick": {
+        "system": {
+            "rates": [100, 200, 300, 400, 500, 600],
+            "step_s": 8,
+            "refine": 1,
+            "burst_s": 10,
+            "drain_limit_s": 10,
+            "confirm_rate": 100,
+            "confirm_s": 10,
+            "seed_rate": 50,
+            "seed_s": 10,
+            "seed_factor": 1.0,
+        },
         "users": [15, 50, 200],
         "phase_s": 12,  # with the ramps and drains, make bench stays under 5 min
         "ramp_s": 5,  # shoppers arrive over the ramp; measured after it (see report)
@@ -36,13 +62,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
         "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
-        "consumer_threads": 64,
-        "consumer_db_pool": 1,  # see bench.procs.consumer_env
-        # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
-        # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
-        "web_db_pool": "8+0",
-        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # every checkout the sweep accepts is drained by the pipeline benchmark
         # afterwards (and audited), so the sweep starts where the answer is, in coarse
         # steps, then bisects (2 halvings: each capacity to within 75-100/s); the
@@ -56,12 +75,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         # the zero-latency phase drains) near 2,000 checkouts: make bench < 5 min
         "capacity_step_s": 1.2,
         "flame_s": 5,
-        "micro_threads": 8,
         "noop_tasks": 5000,
         "pipeline_orders": 600,
         "drain_timeout_s": 180,
     },
     "full": {
+        "system": {
+            "rates": [100, 200, 300, 400, 500, 600, 800],
+            "step_s": 20,
+            "refine": 2,
+            "burst_s": 10,
+            "drain_limit_s": 10,
+            "confirm_rate": 100,
+            "confirm_s": 20,
+            "seed_rate": 50,
+            "seed_s": 20,
+            "seed_factor": 1.0,
+        },
         "users": [15, 50, 200, 500, 1000],
         "phase_s": 90,
         "ramp_s": 20,  # 1,000 shoppers arrive at 50/s
@@ -69,13 +99,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "think_s": 5.0,
         "poll_s": 1.0,  # the 202's Retry-After
         "follow": "stream",  # async shoppers watch the progress stream, as the shop page does
-        "consumer_threads": 160,  # < the Redis pool (200) per consumer
-        "consumer_db_pool": 1,  # see bench.procs.consumer_env
-        # kept + burst per gunicorn worker (bench.procs.server_env): 8 kept, none burst,
-        # since a burst connection is closed when given back and the cliff reopened
-        # ~100 per sweep (measured in A/B pairs: 4+4 held 525/s twice, 8+0 650 and 850/s)
-        "web_db_pool": "8+0",
-        "pipeline_batch": 50,  # PIPELINE_BATCH (orders.pipeline.runner)
         # as in quick: every accepted checkout of the sweep is drained and audited
         "checkout_rates": [200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2200],
         "bare_rates": [400, 800, 1200, 1600, 2000, 2500, 3000, 3500, 4000],
@@ -83,7 +106,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "capacity_step_s": 3,
         "capacity_refine": 3,
         "flame_s": 10,
-        "micro_threads": 8,
         "noop_tasks": 20000,
         "pipeline_orders": 2000,
         "drain_timeout_s": 600,

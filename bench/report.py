@@ -95,6 +95,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"# Benchmark {data['started']} ({data['profile']} profile)",
         "",
         f"Machine: {data['machine']}. Server: {data['server']}.",
+        "",
+    ]
+    if data.get("system"):
+        from bench.system import lines as system_lines
+
+        lines += [*system_lines(data["system"]), ""]
+    lines += [
+        "# Where the time goes (the parts, measured apart)",
+        "",
         f"Simulated latencies: {data['latencies']}, scaled by SIM_TIME_FACTOR="
         f"{data['time_factor']:g}; think time {data['think_s']:g} s; async shoppers follow "
         f"their checkout {_following(data)}; {_window(data)}; "

@@ -30,6 +30,9 @@ KNOWN_SECRET_KEYS = frozenset(
 KNOWN_PASSWORDS = frozenset(
     {DEV_OPS_PASSWORD, "change-me-too", "change-me", "changeme", "password", "admin", "ops"}
 )
+# Thread workers (the embedded SQLite mode) per consumer: SQLite takes one writer at a
+# time, so more threads only wait for its lock.
+THREAD_WORKERS_MAX = 4
 
 
 class ConfigError(RuntimeError):
@@ -150,9 +153,17 @@ class Settings:
     sim_inventory_latency_ms: tuple[int, int] | None = None
     sim_email_latency_ms: tuple[int, int] | None = None
     sim_time_factor: float = 1.0
-    orders_concurrency: int = 2
-    payments_concurrency: int = 3
-    notifications_concurrency: int = 5
+    # Jobs in flight per consumer process (MAX_JOB_CONCURRENCY, per-queue overrides):
+    # greenlets on PostgreSQL + Redis, where a job waiting on the gateway or the mail
+    # server costs a few kilobytes; threads (at most THREAD_WORKERS_MAX) on SQLite.
+    orders_concurrency: int = 500
+    payments_concurrency: int = 500
+    notifications_concurrency: int = 500
+    # "greenlet" or "thread"; empty: greenlet on PostgreSQL + Redis, else thread
+    worker_class: str = ""
+    # database connections each consumer keeps: its transactions are short and its
+    # jobs hold none while they wait, so a few serve hundreds of jobs in flight
+    worker_db_pool: int = 4
     max_attempts: int = 5
     retry_delay_seconds: float = 2.0
     retry_backoff: float = 2.0
@@ -188,8 +199,8 @@ class Settings:
     max_cart_lines: int = 50
     max_body_bytes: int = 64 * 1024
     low_stock_threshold: int = 5
-    db_pool_size: int = 5
-    db_max_overflow: int = 15
+    db_pool_size: int = 8
+    db_max_overflow: int = 0
     db_pool_timeout: float = 30.0
     autoscale_min: int = 1
     autoscale_max: int = 4
@@ -225,6 +236,26 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+    @property
+    def consumer_worker_class(self) -> str:
+        """``greenlet`` where every driver cooperates with gevent (psycopg 3, redis-py);
+        ``thread`` on SQLite, whose driver blocks the whole process while it waits for
+        the write lock, and whose queue (SqliteHuey) is polled."""
+        if self.worker_class:
+            return self.worker_class
+        postgres = self.sqlalchemy_url.startswith("postgresql")
+        return "greenlet" if postgres and self.uses_redis else "thread"
+
+    def consumer_workers(self, queue: str) -> int:
+        """Huey's ``-w`` for a queue's consumer: its jobs in flight (greenlets), or as
+        many threads, at most :data:`THREAD_WORKERS_MAX`."""
+        if queue not in ("orders", "payments", "notifications"):
+            return 1  # the scheduler: its sweeper and periodic tasks
+        in_flight = int(getattr(self, f"{queue}_concurrency"))
+        if self.consumer_worker_class == "greenlet":
+            return in_flight
+        return min(in_flight, THREAD_WORKERS_MAX)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -264,9 +295,12 @@ class Settings:
             "gateway_url": env.get("GATEWAY_URL") or None,
             "trace_url_template": env.get("TRACE_URL_TEMPLATE", ""),
             "public_url": env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
-            "orders_concurrency": concurrency("orders", 2),
-            "payments_concurrency": concurrency("payments", 3),
-            "notifications_concurrency": concurrency("notifications", 5),
+            "orders_concurrency": concurrency("orders", cls.orders_concurrency),
+            "payments_concurrency": concurrency("payments", cls.payments_concurrency),
+            "notifications_concurrency": concurrency(
+                "notifications", cls.notifications_concurrency
+            ),
+            "worker_class": env.get("WORKER_CLASS", "").strip().lower(),
             "checkout_rate_limit": env.get("CHECKOUT_RATE_LIMIT", "20/second;300/minute"),
             "overload_policy": env.get("OVERLOAD_POLICY", "accept"),
             "metrics_token": env.get("METRICS_TOKEN") or None,
@@ -298,6 +332,7 @@ class Settings:
             ("MAX_ITEM_QUANTITY", "max_item_quantity"),
             ("DB_POOL_SIZE", "db_pool_size"),
             ("DB_MAX_OVERFLOW", "db_max_overflow"),
+            ("WORKER_DB_POOL", "worker_db_pool"),
             ("AUTOSCALE_MIN", "autoscale_min"),
             ("AUTOSCALE_MAX", "autoscale_max"),
             ("AUTOSCALE_UP_DEPTH", "autoscale_up_depth"),
@@ -320,6 +355,10 @@ class Settings:
         ):
             if env.get(name):
                 values[key] = _int(env[name], name)
+        if not env.get("PAYMENTS_RATE_LIMIT") and not values["gateway_url"]:
+            # the seed's 1000 charges per 60 s is a payment provider's contract: it binds
+            # calls to a real gateway (GATEWAY_URL), not to the simulated one
+            values["payments_rate_limit"] = 0
         for name, key in (
             ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
             ("RETRY_BACKOFF", "retry_backoff"),
@@ -389,6 +428,16 @@ class Settings:
             raise ConfigError("AUTOSCALE_MIN/MAX must satisfy 0 <= min <= max, max >= 1")
         if self.autoscale_down_depth >= self.autoscale_up_depth:
             raise ConfigError("AUTOSCALE_DOWN_DEPTH must be below AUTOSCALE_UP_DEPTH")
+        if self.worker_class not in ("", "greenlet", "thread"):
+            raise ConfigError("WORKER_CLASS must be greenlet or thread (empty: chosen)")
+        if (
+            self.worker_db_pool < 1
+            or min(
+                self.orders_concurrency, self.payments_concurrency, self.notifications_concurrency
+            )
+            < 1
+        ):
+            raise ConfigError("WORKER_DB_POOL and the *_CONCURRENCY settings must be >= 1")
         if not 0 < self.sse_heartbeat_seconds <= 15 or self.sse_poll_seconds <= 0:
             raise ConfigError("SSE_HEARTBEAT_SECONDS must be in (0, 15]; SSE_POLL_SECONDS > 0")
 

@@ -54,8 +54,16 @@ def engine_of(session: Session) -> Engine:
     return bind
 
 
-def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str, Any]:
+def engine_options(
+    settings: Settings, *, keep_burst: bool = False, worker: bool = False
+) -> dict[str, Any]:
     """Options for ``create_engine`` (also handed to Flask-SQLAlchemy).
+
+    ``worker``: a consumer's pool, ``WORKER_DB_POOL`` connections kept, none burst. Its
+    jobs hold a connection only for their short transactions, never while they wait on
+    the gateway or the mail server, so a few connections serve hundreds of jobs in
+    flight; and the pool bounds how many pipeline transactions compete with the web's
+    for PostgreSQL (whose backends are not niced like the consumers).
 
     ``keep_burst``: keep every connection opened, up to ``DB_POOL_SIZE +
     DB_MAX_OVERFLOW``, instead of closing the burst ones as they are given back. For a
@@ -72,8 +80,16 @@ def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str,
     kept, burst = settings.db_pool_size, settings.db_max_overflow
     if keep_burst:
         kept, burst = kept + burst, 0
+    pool: dict[str, Any] = {}
+    if worker:
+        kept, burst = settings.worker_db_pool, 0
+        if settings.consumer_worker_class == "greenlet":
+            from orders.pool import StartedJobsFirstPool
+
+            pool["poolclass"] = StartedJobsFirstPool  # a job's later transactions first
     return {
         **hidden,
+        **pool,
         "pool_size": kept,
         "max_overflow": burst,
         "pool_timeout": settings.db_pool_timeout,
@@ -81,11 +97,14 @@ def engine_options(settings: Settings, *, keep_burst: bool = False) -> dict[str,
     }
 
 
-def make_engine(settings: Settings, *, immediate: bool = True, keep_burst: bool = False) -> Engine:
+def make_engine(
+    settings: Settings, *, immediate: bool = True, keep_burst: bool = False, worker: bool = False
+) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **engine_options(settings, keep_burst=keep_burst))
+    options = engine_options(settings, keep_burst=keep_burst, worker=worker)
+    engine = create_engine(url, **options)
     ping_when_idle(engine)
     return configure_sqlite(engine, immediate=immediate)
 

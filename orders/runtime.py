@@ -58,7 +58,7 @@ class Runtime:
         """Built on first use, so importing ``tasks`` opens no connections."""
         with self._lock:
             if self._context is None:
-                engine = make_engine(self.settings, keep_burst=True)  # a fixed set of workers
+                engine = make_engine(self.settings, worker=True)  # short DB work, a small pool
                 self._sessions = make_session_factory(engine)
                 self._context = PipelineContext(
                     settings=self.settings,

@@ -3,9 +3,14 @@
     python -m orders.worker orders|payments|notifications|scheduler
 
 It prints and then ``exec``s the plain command, e.g.
-``huey_consumer tasks.payments_queue -k thread -w 3 -g TERM -t 30``: SIGTERM is a
-graceful stop (running steps finish, up to the shutdown timeout). On SQLite the
-consumer polls, so its poll delay is kept short.
+``python -m orders.consumer tasks.payments_queue --in-flight 500 -k greenlet -w 2 -g TERM
+-t 30 -n -q``: on PostgreSQL + Redis each consumer runs its jobs in flight as greenlets
+(``*_CONCURRENCY``, hundreds: a job waiting on the gateway costs a few kilobytes, not
+a thread), fed by two fetchers (:mod:`orders.consumer`); on SQLite it runs
+``huey_consumer`` with a few threads, and polls, so its poll delay is kept short.
+SIGTERM is a graceful stop (running steps finish, up to the shutdown timeout).
+Huey's own per-task lines are off (``-q``) unless ``HUEY_QUIET=0``: the job runner
+logs each job, with its checkout id.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 
 from orders.config import ConfigError, Settings
 
+FETCHERS = 2  # greenlet mode: workers that take messages for the pool of jobs in flight
 INSTANCES = {
     "orders": "tasks.orders_queue",
     "payments": "tasks.payments_queue",
@@ -26,17 +32,18 @@ INSTANCES = {
 
 
 def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) -> list[str]:
-    workers = {
-        "orders": settings.orders_concurrency,
-        "payments": settings.payments_concurrency,
-        "notifications": settings.notifications_concurrency,
-        "scheduler": 1,
-    }[queue]
+    kind = settings.consumer_worker_class
+    if kind == "greenlet":  # gevent's patching before Huey loads; a pool of jobs in flight
+        in_flight = str(settings.consumer_workers(queue))
+        program = ["python", "-m", "orders.consumer", INSTANCES[queue], "--in-flight", in_flight]
+        workers = FETCHERS
+    else:
+        program = ["huey_consumer", INSTANCES[queue]]
+        workers = settings.consumer_workers(queue)
     argv = [
-        "huey_consumer",
-        INSTANCES[queue],
+        *program,
         "-k",
-        "thread",
+        kind,
         "-w",
         str(workers),
         "-g",
@@ -48,8 +55,8 @@ def consumer_argv(queue: str, settings: Settings, shutdown_timeout: int = 30) ->
         argv.append("-n")  # periodic tasks run on the scheduler consumer only
     if not settings.uses_redis:
         argv += ["-d", "0.05", "-m", "0.5"]  # SqliteHuey polls; keep pickup latency low
-    if os.environ.get("HUEY_QUIET"):
-        argv.append("-q")
+    if os.environ.get("HUEY_QUIET", "1") != "0":
+        argv.append("-q")  # huey's two lines per task: ~20 % of a consumer's throughput
     if os.environ.get("LOG_FORMAT", "").lower() == "json":
         argv += ["-l", os.devnull]  # huey's own text handler; records still reach our JSON one
     return argv
@@ -70,9 +77,12 @@ def main(args: list[str]) -> None:
         sys.exit(f"usage: python -m orders.worker {{{','.join(INSTANCES)}}}")
     shutdown = int(os.environ.get("WORKER_SHUTDOWN_SECONDS", "30"))
     argv = consumer_argv(args[0], settings_for_start(), shutdown)
-    executable = shutil.which("huey_consumer") or os.path.join(
-        os.path.dirname(sys.executable), "huey_consumer"
-    )
+    if argv[0] == "python":
+        executable = sys.executable
+    else:
+        executable = shutil.which("huey_consumer") or os.path.join(
+            os.path.dirname(sys.executable), "huey_consumer"
+        )
     started = f"starting: {' '.join(argv)}"
     json_logs = os.environ.get("LOG_FORMAT", "").lower() == "json"
     print(json.dumps({"message": started}) if json_logs else started, flush=True)

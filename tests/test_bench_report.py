@@ -169,3 +169,96 @@ def test_the_sweeps_take_turns_and_each_finds_what_it_would_alone(monkeypatch) -
     # in turns while both run, each round starting one further along; then the bare
     # sweep's last halving alone, once the checkout's has ended
     assert calls == ["c", "b", "b", "c", "c", "b", "b", "c", "c", "b", "b"]
+
+
+def _run(rate: float, p99: float, drain: float | None, **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "rate": rate,
+        "seconds": 10,
+        "requests": int(rate * 10),
+        "errors": 0,
+        "p50_ms": 5.0,
+        "p99_ms": p99,
+        "accepted": int(rate * 10),
+        "final": int(rate * 10),
+        "not_final": 0,
+        "drain_s": drain,
+        "final_p50_ms": 900.0,
+        "final_p95_ms": 1800.0,
+        "orders_per_s": rate,
+    }
+    row.update(extra)
+    return row
+
+
+def test_a_steady_rate_holds_only_if_every_checkout_also_finished_in_time() -> None:
+    from bench.system import held
+
+    assert held(_run(200, 40.0, 3.0), 10)
+    assert not held(_run(200, 140.0, 3.0), 10)  # the web was slow
+    assert not held(_run(200, 40.0, 12.0), 10)  # the web was fast, the pipeline fell behind
+    assert not held(_run(200, 40.0, None), 10)  # some never finished
+    assert not held(_run(200, 40.0, 3.0, errors=1), 10)
+
+
+def test_the_floor_is_the_sum_of_the_steps_simulated_latencies() -> None:
+    from bench.procs import SHIPPED_LATENCY, ZERO_LATENCY, seed_env
+    from bench.system import floor_ms
+
+    shipped = floor_ms(SHIPPED_LATENCY)  # 100-300 x 3 steps + 300-800 for the payment
+    assert 1100 < shipped["p50_ms"] < 1200 < shipped["p95_ms"] < 1500
+    seed = floor_ms(seed_env(1.0))  # 0.5-1 + 3-5 + 1-2 + 1-2 s: mean 7.75 s
+    assert 7500 < seed["p50_ms"] < 8000
+    assert floor_ms(ZERO_LATENCY) == {"p50_ms": 0.0, "p95_ms": 0.0}
+
+
+def test_the_report_leads_with_the_system_figures_and_judges_their_goals() -> None:
+    from bench.goals import goals
+    from bench.report import markdown
+
+    floor = {"p50_ms": 1150.0, "p95_ms": 1400.0}
+    system = {
+        "load_average_start": (1.5, 1.2, 1.0),
+        "load_average_end": (2.5, 2.0, 1.5),
+        "steady": [_run(100, 30.0, 1.0), _run(200, 60.0, 4.0), _run(300, 400.0, None)],
+        "steady_rate": 200,
+        "steady_topped": False,
+        "burst": _run(400, 180.0, 8.5),
+        "confirmation": [
+            _run(100, 20.0, 2.0, latencies="shipped", floor=floor, describe="shipped ones"),
+            _run(50, 20.0, 9.0, latencies="seed", floor=floor, describe="the seed's"),
+        ],
+    }
+    audit = {"lost_checkouts_must_be_0": 0}
+    data = {
+        "started": "now",
+        "profile": "quick",
+        "machine": "2 cores",
+        "server": "the Procfile",
+        "latencies": "seed",
+        "time_factor": 0.1,
+        "think_s": 5.0,
+        "poll_s": 1.0,
+        "phase_s": 10,
+        "users": [],
+        "versus_seed": {
+            key: 0 for key in ("at_users", "sync_max_users", "async_max_users", "largest_users")
+        }
+        | {k: float("nan") for k in ("sync_avg_ms", "async_avg_ms", "ratio")}
+        | {"sync_error_pct": 0.0, "async_error_pct": 0.0},
+        "system": system,
+        "audit": audit,
+    }
+    judged = {g["goal"].split(":")[0]: g for g in goals(data)}
+    assert judged["steady"]["met"] and judged["steady"]["measured"] == "200/s"
+    assert judged["burst"]["met"]
+    assert judged["shipped simulated latencies at 100 checkouts/s"]["met"]  # p95 1.8 s
+    system["burst"] = _run(400, 300.0, 8.5)  # one slow answer in a hundred: not met
+    data["goals"] = goals(data)
+    assert not next(g for g in data["goals"] if g["goal"].startswith("burst"))["met"]
+
+    md = markdown(data)
+    assert md.index("## The whole shop, as shipped") < md.index("# Where the time goes")
+    assert "| steady rate: checkout p99 < 100 ms" in md and "| 200 checkouts/s |" in md
+    assert "| steady | 300 | 10 | 3000 | 0 | 5.0 | 400.0 | 3000/3000 | - |" in md
+    assert "floor p50 1.15 s, p95 1.40 s" in md and "Load average 1.50/1.20/1.00" in md

@@ -9,8 +9,12 @@ def test_embedded_defaults(tmp_path):
     settings = Settings.from_env({"DATA_DIR": str(tmp_path)})
     assert settings.database_url == f"sqlite:///{tmp_path.resolve()}/shop.db"
     assert settings.redis_url is None and not settings.uses_redis
-    assert (settings.orders_concurrency, settings.payments_concurrency) == (2, 3)
-    assert settings.notifications_concurrency == 5
+    assert (settings.orders_concurrency, settings.payments_concurrency) == (500, 500)
+    assert settings.notifications_concurrency == 500  # jobs in flight per consumer
+    assert settings.consumer_worker_class == "thread"  # SQLite: a few threads, not 500
+    assert (
+        settings.consumer_workers("payments") == 4 and settings.consumer_workers("scheduler") == 1
+    )
     assert settings.max_attempts == 5 and settings.retry_delay_seconds == 2.0
     assert settings.job_cleanup_interval_ms == 3_600_000
 
@@ -36,6 +40,25 @@ def test_max_job_concurrency_sets_every_queue_and_per_queue_wins():
     assert settings.orders_concurrency == 7
     assert settings.notifications_concurrency == 7
     assert settings.payments_concurrency == 9
+
+
+def test_consumers_run_jobs_in_flight_as_greenlets_on_postgres_and_redis():
+    env = {"DATABASE_URL": "postgresql://db/shop", "REDIS_URL": "redis://r:6379/0"}
+    settings = Settings.from_env(env)
+    assert settings.consumer_worker_class == "greenlet"
+    assert settings.consumer_workers("orders") == 500  # not capped: a greenlet per job
+    sized = Settings.from_env({**env, "MAX_JOB_CONCURRENCY": "500", "WORKER_DB_POOL": "2"})
+    assert (sized.consumer_workers("notifications"), sized.worker_db_pool) == (500, 2)
+    # either driver alone blocks (SQLite) or polls (SqliteHuey): threads
+    assert Settings.from_env({"DATABASE_URL": env["DATABASE_URL"]}).consumer_worker_class == (
+        "thread"
+    )
+    assert Settings.from_env({"REDIS_URL": env["REDIS_URL"]}).consumer_worker_class == "thread"
+    forced = Settings.from_env({**env, "WORKER_CLASS": "thread", "ORDERS_CONCURRENCY": "3"})
+    assert (forced.consumer_worker_class, forced.consumer_workers("orders")) == ("thread", 3)
+    for bad in ({"WORKER_CLASS": "process"}, {"WORKER_DB_POOL": "0"}, {"MAX_JOB_CONCURRENCY": "0"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
 
 
 def test_latency_ranges_parse():
@@ -221,9 +244,11 @@ def test_database_pool_is_sized_from_the_environment():
 
     default = Settings.from_env({"DATABASE_URL": "postgresql://db/shop"})
     assert (engine_options(default)["pool_size"], engine_options(default)["max_overflow"]) == (
-        5,
-        15,
+        8,
+        0,
     )
+    consumer = engine_options(default, worker=True)  # WORKER_DB_POOL: kept, no burst
+    assert (consumer["pool_size"], consumer["max_overflow"]) == (4, 0)
     sized = Settings.from_env(
         {"DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
     )
@@ -267,8 +292,9 @@ def test_payments_rate_limit_from_env():
 
     settings = Settings.from_env({"PAYMENTS_RATE_LIMIT": "50", "PAYMENTS_RATE_SECONDS": "10"})
     assert (settings.payments_rate_limit, settings.payments_rate_seconds) == (50, 10)
+    # the seed's 1000 per 60 s binds a real gateway; the simulated one has no such contract
     assert (
-        Settings.from_env({}).payments_rate_limit,
+        Settings.from_env({"GATEWAY_URL": "https://pay.example"}).payments_rate_limit,
         Settings.from_env({}).payments_rate_seconds,
     ) == (1000, 60)
 
@@ -325,3 +351,5 @@ def test_limit_and_stream_settings_from_env():
     for bad in ({"MAX_PAYMENT_ATTEMPTS": "0"}, {"SSE_MAX_SECONDS": "0"}, {"SSE_MAX_STREAMS": "-1"}):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
+    assert Settings.from_env({}).payments_rate_limit == 0
+    assert Settings.from_env({"PAYMENTS_RATE_LIMIT": "1000"}).payments_rate_limit == 1000

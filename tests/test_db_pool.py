@@ -142,8 +142,10 @@ def test_a_consumer_keeps_its_burst_connections(postgres_database: str, tmp_path
     consumer.dispose()
 
 
-def test_the_consumers_engine_keeps_its_burst_connections(postgres_database: str, tmp_path):  # type: ignore[no-untyped-def]
-    """tasks.py (what huey_consumer loads) builds its engine that way."""
+def test_the_consumers_engine_keeps_its_worker_db_pool(postgres_database: str, tmp_path):  # type: ignore[no-untyped-def]
+    """tasks.py (what the consumer loads) keeps ``WORKER_DB_POOL`` connections, none
+    burst: sized for its short transactions, not for its hundreds of jobs in flight
+    (the web's DB_POOL_SIZE / DB_MAX_OVERFLOW do not apply)."""
     import os
     import subprocess
     import sys
@@ -153,6 +155,7 @@ def test_the_consumers_engine_keeps_its_burst_connections(postgres_database: str
         "DATABASE_URL": postgres_database,
         "DB_POOL_SIZE": "1",
         "DB_MAX_OVERFLOW": "2",
+        "WORKER_DB_POOL": "5",
         "DATA_DIR": str(tmp_path),
     }
     env.pop("REDIS_URL", None)
@@ -168,4 +171,4 @@ def test_the_consumers_engine_keeps_its_burst_connections(postgres_database: str
         timeout=60,
         check=True,
     )
-    assert out.stdout.split() == ["3", "0"]
+    assert out.stdout.split() == ["5", "0"]

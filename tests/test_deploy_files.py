@@ -197,6 +197,23 @@ def test_every_app_command_is_a_procfile_line_the_tests_run(compose):
     assert '"autoscaler"' in started  # the one line Stack.up() does not start by default
 
 
+def test_the_consumers_yield_the_cpu_to_the_web(compose):
+    """One host, one backlog: the checkout keeps its latency, the backlog waits. Every
+    consumer line of the Procfile runs at nice 10 (honcho, the e2e tests and the bench
+    start these lines as they are), the web at the default; in compose, where nice only
+    ranks processes inside one container, the consumers' containers get a low CPU weight
+    too."""
+    lines = procfile()
+    for name in (*WORKERS, "autoscaler"):
+        assert shlex.split(lines[name])[:3] == ["nice", "-n", "10"], name
+    for name in ("web", "release"):
+        assert "nice" not in lines[name]
+    services = compose["services"]
+    assert "cpu_shares" not in services["web"]  # Docker's default weight, 1024
+    for name in (*WORKERS, "autoscaler"):
+        assert 0 < services[name]["cpu_shares"] <= 256, name  # nice 10 weighs ~1/10
+
+
 def test_redis_keeps_an_append_only_file_on_a_volume(compose):
     redis = compose["services"]["redis"]
     assert "--appendonly yes --appendfsync everysec" in " ".join(redis["command"])

@@ -378,7 +378,8 @@ def test_a_message_skips_its_own_job_while_another_claim_holds_it(session, setti
 def test_batches_only_where_the_step_does_no_simulated_work(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
     assert batchable(settings, "send-order-confirmation")
-    assert not batchable(settings, "process-payment")  # the payments rate limit is on
+    limited = replace(settings, payments_rate_limit=1000)  # a token per charge
+    assert not batchable(limited, "process-payment")
     unlimited = replace(settings, payments_rate_limit=0)
     assert batchable(unlimited, "process-payment")
     assert not batchable(replace(unlimited, sim_gateway_latency_ms=(1, 2)), "process-payment")
@@ -397,7 +398,7 @@ def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(settin
     refs = [JobRef(f"u{n}", UPDATE_INVENTORY.name) for n in range(3)]
     refs += [JobRef("p1", "process-payment"), JobRef("p2", "process-payment")]
     refs += [JobRef("later", UPDATE_INVENTORY.name, 5.0)]
-    groups = message_groups(replace(settings, pipeline_batch=2), refs)
+    groups = message_groups(replace(settings, pipeline_batch=2, payments_rate_limit=1000), refs)
     assert [ids for ids, _ in groups] == [["u0", "u1"], ["u2"], ["p1"], ["p2"], ["later"]]
     slow = replace(settings, sim_inventory_latency_ms=(1, 2))  # its consumers run jobs alone
     assert [ids for ids, _ in message_groups(slow, refs[:3])] == [["u0"], ["u1"], ["u2"]]

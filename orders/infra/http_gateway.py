@@ -18,6 +18,8 @@ import requests
 from orders.errors import GatewayError
 from orders.infra.gateway import ChargeResult
 
+KEPT_CONNECTIONS = 500
+
 
 class HttpGateway:
     def __init__(
@@ -33,6 +35,12 @@ class HttpGateway:
         self.timeout = (min(3.0, timeout_seconds), timeout_seconds)
         self.currency = currency
         self.http = requests.Session()
+        # a consumer has hundreds of charges in flight (orders.consumer): keep that many
+        # connections alive, instead of urllib3's 10 (the rest opened and discarded,
+        # each with a "connection pool is full" warning)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=KEPT_CONNECTIONS)
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
 
     def _post(self, path: str, form: dict[str, str], idempotency_key: str) -> requests.Response:
         headers = {"Idempotency-Key": idempotency_key}

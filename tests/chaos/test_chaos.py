@@ -78,6 +78,42 @@ def test_sigkill_each_worker_kind_with_orders_in_flight(make_stack, victim):
     assert_stock(shop, item, 14)
 
 
+def test_sigkill_a_consumer_with_hundreds_of_jobs_in_flight(make_stack):
+    """One payments consumer takes hundreds of charges at once (a greenlet each, every
+    one waiting on the gateway); SIGKILL loses all their messages at a stroke. Leases
+    and the sweeper re-drive every one: none lost, none charged twice."""
+    from huey import PriorityRedisExpireHuey
+
+    # no re-sends of waiting jobs meanwhile (REQUEUE_AFTER): one message per charge
+    shop = make_stack(
+        SIM_GATEWAY_LATENCY_MS="5000", LEASE_SECONDS="20", REQUEUE_AFTER_SECONDS="60"
+    ).up()
+    broker = PriorityRedisExpireHuey(f"{shop.prefix}-payments", url=shop.redis_url)
+    item = sku()
+    shop.add_product(item, stock=400, price_cents=100)
+    shop.stop("payments")  # the charges wait in the queue, then go in together
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        jobs = list(pool.map(lambda _: shop.checkout(item), range(300)))
+    payments = "SELECT COUNT(*) FROM jobs WHERE type = 'process-payment'"
+    wait_until(lambda: shop.scalar(payments) == 300, 240, "300 charges queued")
+    wait_until(lambda: broker.pending_count() == 300, 60, "300 charge messages")
+    shop.start("payments")
+    wait_until(lambda: broker.pending_count() == 0, 60, "one consumer to take them all")
+    # a charge takes 5 s: most of the 300 are still in that one process
+    assert shop.scalar(f"{payments} AND status = 'completed'") < 100
+    shop.kill("payments")
+    shop.start("payments")
+    final = shop.wait_final(jobs, timeout=240)
+    assert {body["status"] for body in final.values()} == {"completed"}
+    ledger = shop.gateway.ledger()
+    assert ledger["captures"] == 300 and ledger["captured_cents"] == 300 * 100, ledger
+    assert shop.scalar(f"{payments} AND attempts >= 2") > 0  # the killed ones, re-driven
+    wait_no_live_jobs(shop, timeout=120)
+    assert_balanced(shop)
+    assert_stock(shop, item, 400)
+    broker.storage.conn.close()
+
+
 def test_broker_outage_then_an_empty_redis(private_redis, make_stack):
     shop = make_stack(redis_url=private_redis.url).up()
     item = sku()

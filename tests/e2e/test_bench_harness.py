@@ -58,7 +58,27 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     work = micro["database_work_per_order"]
     assert work["commits"] > 0 and work["inserted"] >= 10 and work["updated"] >= 10
 
+    # the system phase: the shop as shipped, loaded open-model from outside
+    system = data["system"]
+    steady = system["steady"]
+    assert [r["rate"] for r in steady][:1] == [20] and system["steady_rate"] in (0, 20, 40)
+    runs = [*steady, system["burst"], *system["confirmation"]]
+    for row in runs:
+        # every accepted checkout came back final (nothing lost), whatever the latency
+        assert row["accepted"] == row["final"] > 0 and row["not_final"] == 0
+        assert row["drain_s"] is not None and row["final_p50_ms"] <= row["final_p95_ms"]
+    assert system["burst"]["rate"] == 2 * (system["steady_rate"] or 20)
+    shipped, seed = system["confirmation"]
+    assert (shipped["latencies"], seed["latencies"]) == ("shipped", "seed")
+    # the floor: the steps' simulated latencies summed (shipped: 100-300 ms for
+    # validate, order and inventory, 300-800 ms for the payment)
+    assert 600 < shipped["floor"]["p50_ms"] < shipped["floor"]["p95_ms"] < 1700
+    assert shipped["final_p50_ms"] > 600  # no checkout beat the simulated work
+
     md = (tmp_path / f"{data['paths']['md'].rsplit('/', 1)[1]}").read_text()
+    # the report leads with the system figures; the parts follow as where the time goes
+    assert md.index("## The whole shop, as shipped") < md.index("# Where the time goes")
+    assert md.index("# Where the time goes") < md.index("## Sync vs async")
     assert "| figure | seed sync | seed async | ours sync | ours async |" in md
     assert "stuck_checkouts_must_be_0: 0" in md
     assert "| async | 3 | create-order |" in md and "## Where the time went" in md
