@@ -2,17 +2,16 @@
 
     python -m orders.worker orders|payments|notifications|scheduler
 
-starts a Huey consumer on its instance below (see the Procfile; on PostgreSQL + Redis,
-hundreds of jobs in flight as greenlets: :mod:`orders.consumer`). Every job type of
-:data:`orders.pipeline.jobtypes.JOB_TYPES` has a task on its queue's instance; a task
-takes job ids and hands them to the runtime (:mod:`orders.runtime`).
-The job row in the database is the record, the Huey message only the fast path.
+starts a consumer on its instance (:mod:`orders.consumer`). Every job type of the table
+(:mod:`orders.pipeline.jobtypes`) has a task that hands its job ids to the runtime
+(:mod:`orders.runtime`); the job row is the record, the message only the fast path.
 This module must never import Flask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
@@ -89,12 +88,8 @@ for _queue, _huey, _concurrency in (
     (NOTIFICATIONS, notifications_queue, settings.notifications_concurrency),
     (MAINTENANCE, scheduler, 1),
 ):
-    _huey.on_startup(name="heartbeat")(
-        lambda q=_queue, c=_concurrency: runtime.start_heartbeat(q, c)
-    )
-    _huey.on_shutdown(name="heartbeat")(
-        lambda q=_queue, c=_concurrency: runtime.stop_heartbeat(q, c)
-    )
+    _huey.on_startup(name="heartbeat")(partial(runtime.start_heartbeat, _queue, _concurrency))
+    _huey.on_shutdown(name="heartbeat")(partial(runtime.stop_heartbeat, _queue, _concurrency))
     instrument(_huey, _queue, _concurrency)  # WORKER_METRICS_PORT: this consumer's /metrics
 
 scheduler.on_startup(name="sweeper")(runtime.start_sweeper)
