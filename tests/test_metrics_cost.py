@@ -26,7 +26,8 @@ from tests.conftest import POSTGRES_URL
 from tests.stack import postgres_database
 from tests.support import RecordingDispatch
 
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("bigshop")]
+# loading a million checkouts takes minutes: the first test carries the fixture
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("bigshop"), pytest.mark.timeout(900)]
 
 BEFORE_COUNTERS = "b7c2d9e4f1a0"  # the revision before the counters and their folds
 BIG = 1_000_000
