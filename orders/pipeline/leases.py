@@ -162,7 +162,7 @@ def _claiming(*conditions: ColumnElement[bool]) -> Executable:
     )
 
 
-# what a claim reads back from its UPDATE (RETURNING: no second round trip), in
+# what a claim reads back from its UPDATE (RETURNING: nothing read again), in
 # the order of Claim's fields
 CLAIM_COLUMNS = tuple(
     JOBS.c[name]
