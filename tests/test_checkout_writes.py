@@ -176,9 +176,8 @@ def test_both_ways_of_writing_a_checkout_write_the_same_rows(session, settings, 
         if way == "at_once":
             placed = placing.place_checkout(session, settings, body, None, idempotency_key=key)
         else:
-            placed = placing._place_in_one_transaction(
-                session, settings, body, key, placing.request_hash(body), None
-            )
+            asked = placing.Asked(body, key, placing.request_hash(body), None)
+            placed = placing._place_in_one_transaction(session, settings, asked)
         session.expire_all()
         row = session.scalar(select(Checkout).where(Checkout.public_id == placed.public_id))
         written[way] = _rows(session, row.id)

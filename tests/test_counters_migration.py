@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from orders.models import Checkout, CheckoutStage, CheckoutStatMinute, CheckoutS
 from orders.pipeline import folds, stats
 from tests.support import RecordingDispatch
 
-BEFORE_COUNTERS = "b7c2d9e4f1a0"
+BEFORE_COUNTERS = "d3e8a1f5c2b7"
 
 
 def migrate(url: str, data_dir: Path, revision: str, down: bool = False) -> None:
@@ -31,8 +32,17 @@ def migrate(url: str, data_dir: Path, revision: str, down: bool = False) -> None
         db.engine.dispose()
 
 
-def test_the_upgrade_counts_the_checkouts_that_already_ended(database_url, tmp_path):
+@pytest.fixture
+def before_counters(database_url, tmp_path):
+    """The test's database at the revision before the counters; at head again after,
+    even if the test fails (the database is shared by the worker's later tests)."""
     migrate(database_url, tmp_path, BEFORE_COUNTERS, down=True)
+    yield database_url
+    migrate(database_url, tmp_path, "head")
+
+
+def test_the_upgrade_counts_the_checkouts_that_already_ended(before_counters, tmp_path):
+    database_url = before_counters
     engine = create_engine(database_url)
     ended_at = (utcnow() - timedelta(hours=2)).replace(second=42, microsecond=5)
     minute = ended_at.replace(second=0, microsecond=0)

@@ -106,7 +106,11 @@ def test_the_image_install_step_gives_a_runtime_that_starts(tmp_path):
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
 
     bin_dir = venv / "bin"
-    shop_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "DATA_DIR": str(tmp_path / "data")}
+    shop_env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "DATA_DIR": str(tmp_path / "data"),
+        "SHOP_ENV": "development",  # the probe starts the laptop configuration
+    }
     probe = "import wsgi, tasks, orders.worker, orders.autoscale, orders.procfile; print('ok')"
     checks = [
         [str(bin_dir / "python"), "-c", probe],

@@ -29,7 +29,7 @@ from tests.support import RecordingDispatch
 # loading a million checkouts takes minutes: the first test carries the fixture
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("bigshop"), pytest.mark.timeout(900)]
 
-BEFORE_COUNTERS = "b7c2d9e4f1a0"  # the revision before the counters and their folds
+BEFORE_COUNTERS = "d3e8a1f5c2b7"  # the revision before the counters and their folds
 BIG = 1_000_000
 ROWS_PER_STATEMENT = 2_000
 """What one statement of a scrape may examine: a few minutes of counter rows, the totals,
