@@ -99,6 +99,9 @@ def test_sigkill_a_consumer_with_hundreds_of_jobs_in_flight(make_stack):
     wait_until(lambda: broker.pending_count() == 300, 60, "300 charge messages")
     shop.start("payments")
     wait_until(lambda: broker.pending_count() == 0, 60, "one consumer to take them all")
+    # its runners claim them as database connections free up: kill it with many claimed
+    in_flight = f"{payments} AND status = 'active'"
+    wait_until(lambda: shop.scalar(in_flight) >= 20, 60, "charges claimed in flight")
     # a charge takes 5 s: most of the 300 are still in that one process
     assert shop.scalar(f"{payments} AND status = 'completed'") < 100
     shop.kill("payments")
