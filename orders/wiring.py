@@ -18,7 +18,7 @@ from orders.infra.http_gateway import HttpGateway
 from orders.infra.mail import Mailer, SmtpMailer
 from orders.infra.pubsub import Hub, progress_channel, redis_publisher
 from orders.infra.redis_pool import redis_pool
-from orders.infra.tracing import traced_gateway, traced_mailer
+from orders.infra.traced import traced_gateway, traced_mailer
 from orders.logcontext import ContextFilter, JsonFormatter
 
 if TYPE_CHECKING:  # redis is imported where it is used

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import select
 
 from orders.infra import tracing
+from orders.infra.traced import traced_gateway
 from orders.models import Checkout, Job
 from orders.pipeline.jobs import send_after_commit
 from orders.pipeline.sweeper import sweep
@@ -76,7 +77,7 @@ def place(client, session, token: str = "tok_visa") -> str:  # type: ignore[no-u
 def test_a_checkout_is_one_trace_under_the_callers_span(client, session, drain, spans, batched):  # type: ignore[no-untyped-def]
     drain.batched = batched  # as the consumers run them (the payments rate limit off)
     settings = replace(drain.ctx.settings, payments_rate_limit=0)
-    drain.ctx = replace(drain.ctx, settings=settings, gateway=tracing.traced_gateway(drain.gateway))
+    drain.ctx = replace(drain.ctx, settings=settings, gateway=traced_gateway(drain.gateway))
     public_id = place(client, session)
     drain()
 
