@@ -15,15 +15,16 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from orders.config import Settings
+from orders.config import THREAD_WORKERS_MAX, Settings
 from orders.db import make_engine, make_session_factory, session_scope
 from orders.ops.heartbeats import WorkerIdentity, beat, forget, this_process
 from orders.ops.pause import job_is_paused
 from orders.ops.retention import delete_old_job_records
+from orders.pipeline.calls import Callers
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES
-from orders.pipeline.messages import COMPLETED_HERE, message_groups
+from orders.pipeline.messages import handled_here, message_groups
 from orders.pipeline.runner import run
 from orders.pipeline.sweeper import sweep
 from orders.shop.recovery import remind_abandoned_carts
@@ -34,6 +35,18 @@ T = TypeVar("T")
 
 Send = Callable[[str, str, Sequence[str], int, float], None]
 """Enqueue one message: (job type, job id, more ids, priority, delay)."""
+
+CALLS_PER_THREAD_WORKER = 8
+
+
+def callers_for(settings: Settings) -> int:
+    """How many of a batch's calls a consumer runs at once (:mod:`orders.pipeline.calls`):
+    as many as it has jobs in flight when they are greenlets (a waiting call costs a few
+    kilobytes); a few per thread worker otherwise (each waiting call holds a thread)."""
+    if settings.consumer_worker_class == "greenlet":
+        queues = ("orders", "payments", "notifications")
+        return max(settings.consumer_workers(queue) for queue in queues)
+    return THREAD_WORKERS_MAX * CALLS_PER_THREAD_WORKER
 
 
 class Runtime:
@@ -66,6 +79,7 @@ class Runtime:
                     mailer=build_mailer(self.settings),
                     dispatch=self.dispatch,
                     publish=build_publisher(self.settings),
+                    callers=Callers(callers_for(self.settings)),
                 )
             return self._context
 
@@ -82,7 +96,7 @@ class Runtime:
             # the claim itself skips a paused queue's job (no extra statement per job)
             kind = job_type if batch else None
             outcomes = run(session, [job_id, *more], ctx, job_type=kind, unless_paused=True)
-            if not outcomes and not COMPLETED_HERE.has_all([job_id]):
+            if not outcomes and not handled_here([job_id]):
                 if job_is_paused(session, job_id):  # ops pause: it stays waiting
                     session.rollback()
                     log.info("job %s: its queue is paused; it stays waiting", job_id)

@@ -5,6 +5,7 @@ that fails is written again job by job through the same step."""
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -375,18 +376,18 @@ def test_a_message_skips_its_own_job_while_another_claim_holds_it(session, setti
     assert {c.job_id for c in second} == {ids[2]}
 
 
-def test_batches_only_where_the_step_does_no_simulated_work(settings):
+def test_batches_unless_a_rate_limit_counts_each_job(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
     assert batchable(settings, "send-order-confirmation")
     limited = replace(settings, payments_rate_limit=1000)  # a token per charge
     assert not batchable(limited, "process-payment")
     unlimited = replace(settings, payments_rate_limit=0)
     assert batchable(unlimited, "process-payment")
-    assert not batchable(replace(unlimited, sim_gateway_latency_ms=(1, 2)), "process-payment")
-    assert not batchable(replace(unlimited, gateway_url="http://gw"), "process-payment")
+    # a batch's calls run at once, each waiting its own: outside work does not stop it
+    assert batchable(replace(unlimited, sim_gateway_latency_ms=(1, 2)), "process-payment")
+    assert batchable(replace(unlimited, gateway_url="http://gw"), "process-payment")
+    assert batchable(replace(settings, sim_inventory_latency_ms=(1, 2)), UPDATE_INVENTORY.name)
     assert not batchable(settings, "send-recovery-email")
-    slow = replace(settings, sim_inventory_latency_ms=(1, 2))
-    assert not batchable(slow, UPDATE_INVENTORY.name) and batchable(slow, CREATE_ORDER.name)
     assert not batchable(replace(settings, pipeline_batch=1), CREATE_ORDER.name)
     with pytest.raises(ConfigError, match="PIPELINE_BATCH"):
         Settings.from_env(env={"PIPELINE_BATCH": "0"})
@@ -400,8 +401,8 @@ def test_jobs_of_a_batched_type_sent_together_go_as_one_message_per_batch(settin
     refs += [JobRef("later", UPDATE_INVENTORY.name, 5.0)]
     groups = message_groups(replace(settings, pipeline_batch=2, payments_rate_limit=1000), refs)
     assert [ids for ids, _ in groups] == [["u0", "u1"], ["u2"], ["p1"], ["p2"], ["later"]]
-    slow = replace(settings, sim_inventory_latency_ms=(1, 2))  # its consumers run jobs alone
-    assert [ids for ids, _ in message_groups(slow, refs[:3])] == [["u0"], ["u1"], ["u2"]]
+    alone = replace(settings, pipeline_batch=1)  # its consumers run jobs alone
+    assert [ids for ids, _ in message_groups(alone, refs[:3])] == [["u0"], ["u1"], ["u2"]]
 
 
 def test_a_consumer_that_runs_jobs_alone_sends_a_messages_other_jobs_on(
@@ -454,3 +455,41 @@ def test_a_message_for_a_job_a_batch_here_completed_costs_no_statement(
         engine.dispose()
     statuses = session.scalars(select(Job.status).where(Job.id.in_(rest)))
     assert set(statuses) == {JobStatus.COMPLETED}
+
+
+def test_a_batch_writes_the_jobs_whose_calls_returned_while_a_slow_call_waits(
+    client, session, settings, dispatched, monkeypatch
+):
+    from orders.pipeline.calls import Callers
+    from orders.pipeline.step import load_lines
+
+    make_product(session, sku="TEE", stock=10)
+    ids = [place(client, ("TEE", 1)) for _ in range(4)]
+    slow = ids[0]
+    others_written = threading.Event()
+    writes = []
+
+    def call(item, ctx):
+        if item.checkout.public_id == slow:  # one after another, this would never return
+            assert others_written.wait(10), "the quick jobs were not written first"
+
+    def write(session, items, ctx):
+        writes.append(sorted(item.checkout.public_id for item in items))
+        jobs = create_order.write(session, items, ctx)
+        if slow not in writes[-1] and sum(len(w) for w in writes) == 3:
+            others_written.set()
+        return jobs
+
+    monkeypatch.setattr(create_order, "STEP", Step(write, load_lines, call))
+    engine = make_engine(settings)
+    drain = Drain(settings, make_session_factory(engine), dispatched, batched=True)
+    drain.ctx.callers = Callers(8)
+    try:
+        ran = drain()
+    finally:
+        engine.dispose()
+    assert others_written.is_set() and writes[-1] == [slow]
+    assert outcomes(ran, "create-order")[0] == "completed,completed,completed,completed"
+    for public_id in ids:
+        assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
+    assert session.scalar(select(func.count()).select_from(Order)) == 4

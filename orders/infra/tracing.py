@@ -255,8 +255,8 @@ class RunSpans:
     """The spans of one run of the runner: one per job, each a child of the context
     stored with its job (so every attempt, by whichever consumer, joins its checkout's
     trace). ``of(job_id)`` makes a job's span current (its outside calls and SQL are
-    its children); ``shared()`` does so for the run's set-wise write when the run has
-    one job (with more, the write belongs to many traces and is in none)."""
+    its children); ``shared(job_ids)`` does so for a set-wise write of one job (with
+    more, the write belongs to many traces and is in none)."""
 
     def __init__(self, spans: Mapping[str, Span] | None = None) -> None:
         self.spans = dict(spans or {})
@@ -269,19 +269,21 @@ class RunSpans:
 
         return use_span(span, end_on_exit=False)
 
-    def shared(self) -> AbstractContextManager[object]:
-        if len(self.spans) != 1:
+    def shared(self, job_ids: Sequence[str]) -> AbstractContextManager[object]:
+        if len(job_ids) != 1:
             return nullcontext()
-        return self.of(next(iter(self.spans)))
+        return self.of(job_ids[0])
 
     def done(self, outcomes: Mapping[str, str]) -> None:
-        """Record each job's outcome and end its span."""
+        """Record the outcome of each job in ``outcomes`` and end its span."""
         if not self.spans:
             return
         from opentelemetry.trace import Status, StatusCode
 
-        for job_id, span in self.spans.items():
-            outcome = outcomes.get(job_id, "unknown")
+        for job_id, outcome in outcomes.items():
+            span = self.spans.pop(job_id, None)
+            if span is None:
+                continue
             span.set_attribute("job.outcome", outcome)
             if outcome in ("failed", "retrying"):
                 span.set_status(Status(StatusCode.ERROR, outcome))

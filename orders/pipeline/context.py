@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from orders.config import Settings
 from orders.infra.gateway import PaymentGateway
 from orders.infra.mail import Mailer
+from orders.pipeline.calls import Callers
 from orders.pipeline.jobs import Dispatch
 
 
@@ -31,6 +32,8 @@ class PipelineContext:
     mailer: Mailer | None = None
     publish: Callable[[str], None] = _no_publish
     sleep: Callable[[float], None] = time.sleep
+    # where a batch's calls run at once (orders.pipeline.calls); None: one after another
+    callers: Callers | None = None
     worker: str = field(default_factory=worker_name)
 
     def simulate_step_latency(self, step: str | None = None) -> None:

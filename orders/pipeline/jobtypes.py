@@ -31,22 +31,6 @@ QUEUES = (ORDERS, PAYMENTS, NOTIFICATIONS)
 
 
 @dataclass(frozen=True)
-class Batching:
-    """When one run may take many jobs of a type (up to ``PIPELINE_BATCH``).
-
-    Never while the step has simulated work (``SIM_<WORK>_LATENCY_MS``): its latency
-    stands for work done per checkout, and one wait for many would flatter the
-    pipeline. ``instant_gateway``: the step calls the payment gateway, one call after
-    another, so it batches only with the simulated gateway and no payments rate limit
-    (a real gateway's calls overlap across jobs run alone; the rate limit is taken per
-    message).
-    """
-
-    work: str
-    instant_gateway: bool = False
-
-
-@dataclass(frozen=True)
 class JobType:
     name: str
     queue: str
@@ -55,7 +39,7 @@ class JobType:
     stage: CheckoutStage | None = None  # the checkout stage this job performs
     source: CheckoutStage | None = None  # the stage its checkout comes from
     follow_up: str | None = None  # the job type added when the step succeeds
-    batching: Batching | None = None  # None: always one job per run
+    batches: bool = False  # False: always one job per run
     rate_limited: bool = False  # takes a token of the payments rate limit per message
 
     @property
@@ -77,13 +61,14 @@ class JobType:
         return float(settings.retry_delay_seconds * settings.retry_backoff ** max(attempt - 1, 0))
 
     def batch_size(self, settings: Settings) -> int:
-        """How many jobs one run of this type may take (1: jobs run alone)."""
-        batching = self.batching
-        if batching is None or settings.pipeline_batch < 2:
+        """How many jobs one run of this type may take (1: jobs run alone), up to
+        ``PIPELINE_BATCH``. A batch's calls to the outside (the gateway, mail, simulated
+        work) run at once, each item waiting its own (:mod:`orders.pipeline.calls`); a
+        rate-limited type takes its token per message, so it runs alone while the
+        payments rate limit is on."""
+        if not self.batches or settings.pipeline_batch < 2:
             return 1
-        if batching.instant_gateway and (settings.gateway_url or settings.payments_rate_limit > 0):
-            return 1
-        if settings.step_latency_ms(batching.work)[1] > 0:
+        if self.rate_limited and settings.payments_rate_limit > 0:
             return 1
         return settings.pipeline_batch
 
@@ -97,7 +82,7 @@ RESERVE_STOCK = JobType(
     S.RESERVING_STOCK,
     S.QUEUED,
     "process-payment",
-    Batching("validate"),
+    batches=True,
 )
 PROCESS_PAYMENT = JobType(
     "process-payment",
@@ -107,7 +92,7 @@ PROCESS_PAYMENT = JobType(
     S.CHARGING_PAYMENT,
     S.RESERVING_STOCK,
     "create-order",
-    Batching("gateway", instant_gateway=True),
+    batches=True,
     rate_limited=True,
 )
 CREATE_ORDER = JobType(
@@ -118,7 +103,7 @@ CREATE_ORDER = JobType(
     S.CREATING_ORDER,
     S.CHARGING_PAYMENT,
     "update-inventory",
-    Batching("order"),
+    batches=True,
 )
 UPDATE_INVENTORY = JobType(
     "update-inventory",
@@ -128,14 +113,14 @@ UPDATE_INVENTORY = JobType(
     S.UPDATING_INVENTORY,
     S.CREATING_ORDER,
     "send-order-confirmation",
-    Batching("inventory"),
+    batches=True,
 )
 SEND_ORDER_CONFIRMATION = JobType(
     "send-order-confirmation",
     NOTIFICATIONS,
     SeedPriority.NORMAL,
     "send_email",
-    batching=Batching("email"),
+    batches=True,
 )
 SEND_RECOVERY_EMAIL = JobType("send-recovery-email", NOTIFICATIONS, SeedPriority.LOW, "send_email")
 REFUND_PAYMENT = JobType("refund-payment", PAYMENTS, SeedPriority.CRITICAL, "refund_payment")

@@ -1,5 +1,5 @@
-"""How jobs travel as broker messages: grouped when their type batches, and the
-jobs this process completed (a late message of one of them costs no statement)."""
+"""How jobs travel as broker messages: grouped when their type batches; and the jobs
+this process runs or completed (a late message of one of them costs no statement)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,34 @@ class _Recent:
 
 
 COMPLETED_HERE = _Recent()
+
+
+class _Running:
+    """Ids of the jobs a run of this process has claimed and not yet finished: a
+    message of one of them (its own, sent before a batch took it) is moot, since that
+    run completes it or sends it again (a retry's new message comes after the run)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] = set()
+
+    def add(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._ids.update(job_ids)
+
+    def discard(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._ids.difference_update(job_ids)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids
+
+
+RUNNING_HERE = _Running()
+
+
+def handled_here(job_ids: Sequence[str]) -> bool:
+    """Whether a run of this process completed or is running every one of ``job_ids``."""
+    return bool(job_ids) and all(
+        job_id in RUNNING_HERE or COMPLETED_HERE.has_all([job_id]) for job_id in job_ids
+    )

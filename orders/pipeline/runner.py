@@ -37,15 +37,16 @@ from sqlalchemy.orm import Session
 
 from orders.domain.states import TERMINAL, check_move
 from orders.errors import GatewayCircuitOpen, IllegalTransition, LeaseLost, ShopError, StepFailed
-from orders.infra.tracing import TracedJob, run_spans
+from orders.infra.tracing import RunSpans, TracedJob, run_spans
 from orders.logcontext import bind_checkout
 from orders.models import Checkout, CheckoutStage, Job, JobStatus
 from orders.pipeline import compensation
+from orders.pipeline.calls import in_groups
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, ref, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
 from orders.pipeline.leases import Claim, claim, close, close_all, reschedule
-from orders.pipeline.messages import COMPLETED_HERE
+from orders.pipeline.messages import COMPLETED_HERE, RUNNING_HERE, handled_here
 from orders.pipeline.step import Item, Step, checkouts_of
 from orders.pipeline.timeline import EVENTS_RECORDED, move_all, record_event
 
@@ -71,8 +72,8 @@ def run(
     """Claim ``job_ids`` (a message's) and, if ``job_type`` batches, the oldest waiting
     jobs of that type; run their step. The outcome of each job claimed (none: nothing
     was claimable: done, taken, not due, or its queue paused when ``unless_paused``)."""
-    if COMPLETED_HERE.has_all(job_ids):
-        return []  # a batch of this process took them: no statement at all
+    if handled_here(job_ids):
+        return []  # a run of this process took them: no statement at all
     extra = 0
     if job_type is not None:
         extra = max(JOB_TYPES[job_type].batch_size(ctx.settings) - len(job_ids), 0)
@@ -90,11 +91,16 @@ def run(
         log.info("job(s) %s not claimable (done, taken, not due or paused)", ", ".join(job_ids))
         return []
     outcomes: dict[str, str] = {}
-    for kind in dict.fromkeys(c.type for c in claims):  # one type, but for a mixed message
-        outcomes.update(
-            _run_claimed(session, JOB_TYPES[kind], [c for c in claims if c.type == kind], ctx)
-        )
-    COMPLETED_HERE.add([job_id for job_id, outcome in outcomes.items() if outcome == "completed"])
+    claimed = [c.job_id for c in claims]
+    RUNNING_HERE.add(claimed)
+    try:
+        for kind in dict.fromkeys(c.type for c in claims):  # one type, unless a mixed message
+            outcomes.update(
+                _run_claimed(session, JOB_TYPES[kind], [c for c in claims if c.type == kind], ctx)
+            )
+        COMPLETED_HERE.add([job_id for job_id, result in outcomes.items() if result == "completed"])
+    finally:
+        RUNNING_HERE.discard(claimed)
     return [outcomes[c.job_id] for c in claims]
 
 
@@ -113,18 +119,31 @@ def _run_claimed(
         return {c.job_id: "lease_lost" for c in claims}
     _publish(session, ctx, [item.checkout for item in items])
     spans = run_spans([_traced(job_type, item) for item in items])
-    for item in items:
+
+    def call(item: Item) -> None:
         with _bound(item), spans.of(item.claim.job_id):
             try:
                 item.result = step.call(item, ctx)
-            except Exception as exc:  # the item's outcome, recorded below
+            except Exception as exc:  # the item's outcome, recorded by _finish
                 item.raised = exc
+
+    for group in in_groups(items, call, ctx.callers):
+        outcomes.update(_finish(session, job_type, group, ctx, spans))
+    return outcomes
+
+
+def _finish(
+    session: Session, job_type: JobType, items: list[Item], ctx: PipelineContext, spans: RunSpans
+) -> dict[str, str]:
+    """Write the items whose calls returned (set-wise; job by job if that raises),
+    record the failures, send the follow-ups: each item's outcome."""
+    step = job_type.runs
     follow_ups: list[JobRef] = []
     written = [item for item in items if item.raised is None]
     failed = [(item, item.raised) for item in items if item.raised is not None]
     if written:
         try:
-            with spans.shared():
+            with spans.shared([item.claim.job_id for item in written]):
                 follow_ups += _write(session, step, written, ctx)
         except Exception as exc:
             session.rollback()
@@ -140,9 +159,7 @@ def _run_claimed(
                         session.rollback()
                         failed.append((item, alone))
     done = {item.claim.job_id for item, _ in failed}
-    outcomes.update(
-        {item.claim.job_id: "completed" for item in written if item.claim.job_id not in done}
-    )
+    outcomes = {item.claim.job_id: "completed" for item in written if item.claim.job_id not in done}
     for item, error in failed:
         with spans.of(item.claim.job_id):
             refs, outcomes[item.claim.job_id] = _after_failure(session, item, error, ctx)
@@ -159,7 +176,7 @@ def _run_claimed(
                     item.claim.type,
                     item.claim.attempt,
                     outcomes[item.claim.job_id],
-                    f" (in a batch of {len(items)})" if len(items) > 1 else "",
+                    f" (written with {len(items) - 1} more)" if len(items) > 1 else "",
                 )
     return outcomes
 
