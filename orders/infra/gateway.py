@@ -82,6 +82,10 @@ class SimulatedGateway:
         if conn is None:
             conn = sqlite3.connect(self.ledger_path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
+            # no fsync per charge: a killed process loses nothing in WAL mode (only a
+            # power cut could), and a charge's write lock blocks a consumer's greenlets
+            # (0.40 ms a charge with the fsync, 0.11 ms without, on this machine's disk)
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
