@@ -99,6 +99,18 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             "measured": f"{ops:.1f} orders/s",
         }
     )
+    logcost = micro.get("logging")
+    out.append(
+        {
+            "goal": "logging at the shipped level costs the web at most a tenth",
+            "met": bool(logcost and logcost["cost"] <= 0.10),
+            "measured": (
+                f"{100 * logcost['cost']:+.0f} % web CPU a checkout at INFO vs WARNING"
+                if logcost
+                else "not measured"
+            ),
+        }
+    )
     s1000, a1000 = rows.get(("sync", 1000)), rows.get(("async", 1000))
     if s1000 and a1000:
         floor = seed_floor_ms(data.get("time_factor", 1.0))

@@ -5,6 +5,7 @@
   open-model arrival-rate sweep, the consumers stopped (:mod:`bench.capacity`);
 - the pipeline with zero simulated latency (the backlog the capacity sweep left,
   drained by restarted consumers) vs raw Huey no-op tasks on the same consumer flags;
+- what logging at the shipped level costs the web (:mod:`bench.logcost`);
 - CPU ms per order by process (web, each consumer, PostgreSQL), with py-spy flame
   graphs when py-spy is installed.
 """
@@ -22,6 +23,8 @@ from sqlalchemy import text
 from bench.capacity import lines as capacity_lines
 from bench.capacity import run_capacity
 from bench.drain import database_work, fill_backlog, pending, sample_drain, wait_drained
+from bench.logcost import line as logcost_line
+from bench.logcost import run_logcost
 from bench.procs import BenchStack, finish, flame
 from orders.db import utcnow
 
@@ -40,6 +43,7 @@ def run_micro(
     before = pending(stack)
     found = run_capacity(stack, profile, out, stem, skus, say)
     ids = found.ids
+    logging = run_logcost(stack, profile, skus, say, ids)
 
     backlog = fill_backlog(stack, profile["pipeline_orders"], skus, ids) - before
     say(
@@ -113,6 +117,7 @@ def run_micro(
         "database_work_per_order": db_per_order,
         "drain_sessions_opened": drain_sessions,
         "flame_graphs": sorted(p.name for p in out.glob(f"{stem}-flame-*.svg")),
+        "logging": logging,
     }
     result["lines"] = [
         *capacity_lines(found),
@@ -120,6 +125,7 @@ def run_micro(
         f"5 jobs each = {orders_per_s * 5:.0f} jobs/s) vs Huey no-op {noop_per_s:.0f} tasks/s "
         f"= {100 * orders_per_s * 5 / noop_per_s if noop_per_s else 0:.0f} % of the broker's "
         "task rate (goal >= 400 orders/s)",
+        logcost_line(logging),
         "flame graphs: " + (", ".join(result["flame_graphs"]) or "none (py-spy not installed)"),
     ]
     if db_per_order:

@@ -37,6 +37,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "floor_rates": [20],
         "capacity_step_s": 1,
         "capacity_refine": 1,
+        "logcost_rate": 20,
+        "logcost_s": 1,
         "flame_s": 2,
         "noop_tasks": 200,
         "pipeline_orders": 60,
@@ -71,6 +73,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bare_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200, 3600],
         "floor_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200],  # bench.bare's /bare/record
         "capacity_refine": 2,
+        "logcost_rate": 150,  # three runs: INFO, WARNING, INFO (bench.logcost)
+        "logcost_s": 3,
         # 1.2 s steps and a 5 s flame window keep the backlog the sweep leaves (and
         # the zero-latency phase drains) near 2,000 checkouts: make bench < 5 min
         "capacity_step_s": 1.2,
@@ -105,6 +109,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "floor_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200, 3600],
         "capacity_step_s": 3,
         "capacity_refine": 3,
+        "logcost_rate": 150,
+        "logcost_s": 5,
         "flame_s": 10,
         "noop_tasks": 20000,
         "pipeline_orders": 2000,
