@@ -2,6 +2,9 @@
 
 The web layer translates these to problem+json in one place; the job runner
 retries ``retryable`` ones with backoff and ends the checkout for the rest.
+
+A class names what it changes from its parent in its header, e.g.
+``class NotFound(ShopError, code="not_found", status=404, title="Not found")``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ class ShopError(Exception):
     status = 500
     title = "Internal error"
 
+    def __init_subclass__(
+        cls,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        title: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        """Set what the class header names; the rest is inherited."""
+        super().__init_subclass__()
+        named = {"code": code, "status": status, "title": title, "retryable": retryable}
+        for name, value in named.items():
+            if value is not None:
+                setattr(cls, name, value)
+
     def __init__(self, message: str = "", *, code: str | None = None) -> None:
         super().__init__(message or self.title)
         self.message = message or self.title
@@ -33,57 +51,39 @@ class ShopError(Exception):
 # --- request errors (4xx) ---------------------------------------------------------
 
 
-class ValidationFailed(ShopError):
-    code = "validation_error"
-    status = 422
-    title = "Validation failed"
-
+class ValidationFailed(ShopError, code="validation_error", status=422, title="Validation failed"):
     def __init__(self, errors: list[FieldError], message: str = "") -> None:
         super().__init__(message or "; ".join(f"{e.field}: {e.message}" for e in errors))
         self.errors = errors
 
 
-class NotFound(ShopError):
-    code = "not_found"
-    status = 404
-    title = "Not found"
+class NotFound(ShopError, code="not_found", status=404, title="Not found"): ...
 
 
-class Conflict(ShopError):
-    code = "conflict"
-    status = 409
-    title = "Conflict"
+class Conflict(ShopError, code="conflict", status=409, title="Conflict"): ...
 
 
-class IdempotencyMismatch(ShopError):
-    code = "idempotency_key_reused"
-    status = 422
-    title = "Idempotency-Key reused with a different body"
+class IdempotencyMismatch(
+    ShopError,
+    code="idempotency_key_reused",
+    status=422,
+    title="Idempotency-Key reused with a different body",
+): ...
 
 
-class Overloaded(ShopError):
-    retryable = True
-    code = "overloaded"
-    status = 503
-    title = "Service overloaded"
-
+class Overloaded(
+    ShopError, retryable=True, code="overloaded", status=503, title="Service overloaded"
+):
     def __init__(self, message: str = "", *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class DatabaseUnavailable(Overloaded):
+class DatabaseUnavailable(Overloaded, code="database_unavailable", title="Database unavailable"):
     """No database connection within ``DB_POOL_TIMEOUT``, or the database is down."""
 
-    code = "database_unavailable"
-    title = "Database unavailable"
 
-
-class RateLimited(ShopError):
-    code = "rate_limited"
-    status = 429
-    title = "Too many requests"
-
+class RateLimited(ShopError, code="rate_limited", status=429, title="Too many requests"):
     def __init__(self, message: str = "", retry_after: int = 1, *, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
@@ -92,59 +92,42 @@ class RateLimited(ShopError):
 # --- pipeline errors ----------------------------------------------------------------
 
 
-class StepFailed(ShopError):
+class StepFailed(ShopError, code="processing_error"):
     """A permanent business outcome that ends the checkout as failed."""
 
-    code = "processing_error"
+
+class OutOfStock(StepFailed, code="out_of_stock", title="Out of stock"): ...
 
 
-class OutOfStock(StepFailed):
-    code = "out_of_stock"
-    title = "Out of stock"
+class PaymentDeclined(StepFailed, code="payment_declined", title="Payment declined"): ...
 
 
-class PaymentDeclined(StepFailed):
-    code = "payment_declined"
-    title = "Payment declined"
-
-
-class TransientError(ShopError):
+class TransientError(ShopError, retryable=True, code="transient_error", title="Temporary failure"):
     """Something outside us failed for now; the job is retried with backoff."""
 
-    retryable = True
-    code = "transient_error"
-    title = "Temporary failure"
+
+class GatewayError(
+    TransientError, code="payment_unavailable", title="Payment gateway unavailable"
+): ...
 
 
-class GatewayError(TransientError):
-    code = "payment_unavailable"
-    title = "Payment gateway unavailable"
-
-
-class GatewayCircuitOpen(GatewayError):
+class GatewayCircuitOpen(
+    GatewayError, code="payment_unavailable", title="Payment gateway circuit open"
+):
     """The breaker is open: wait and retry without using up an attempt."""
 
-    code = "payment_unavailable"
-    title = "Payment gateway circuit open"
+
+class MailError(TransientError, code="mail_unavailable", title="Mail server unavailable"): ...
 
 
-class MailError(TransientError):
-    code = "mail_unavailable"
-    title = "Mail server unavailable"
+class BrokerUnavailable(
+    TransientError, code="broker_unavailable", title="Queue broker unavailable"
+): ...
 
 
-class BrokerUnavailable(TransientError):
-    code = "broker_unavailable"
-    title = "Queue broker unavailable"
-
-
-class LeaseLost(ShopError):
+class LeaseLost(ShopError, code="lease_lost"):
     """Another worker took this job over (our lease expired); drop our work."""
 
-    code = "lease_lost"
 
-
-class IllegalTransition(ShopError):
+class IllegalTransition(ShopError, code="illegal_transition"):
     """A checkout was asked to move where the state table does not allow."""
-
-    code = "illegal_transition"

@@ -93,22 +93,20 @@ class BreakerGateway:
 
     def charge(self, *, amount_cents: int, token: str, idempotency_key: str) -> ChargeResult:
         return self._call(
-            self.inner.charge,
-            amount_cents=amount_cents,
-            token=token,
-            idempotency_key=idempotency_key,
+            lambda: self.inner.charge(
+                amount_cents=amount_cents, token=token, idempotency_key=idempotency_key
+            )
         )
 
     def refund(self, *, gateway_ref: str, amount_cents: int, idempotency_key: str) -> str:
         return self._call(
-            self.inner.refund,
-            gateway_ref=gateway_ref,
-            amount_cents=amount_cents,
-            idempotency_key=idempotency_key,
+            lambda: self.inner.refund(
+                gateway_ref=gateway_ref, amount_cents=amount_cents, idempotency_key=idempotency_key
+            )
         )
 
     def find_charge(self, *, idempotency_key: str) -> ChargeResult | None:
-        return self._call(self.inner.find_charge, idempotency_key=idempotency_key)
+        return self._call(lambda: self.inner.find_charge(idempotency_key=idempotency_key))
 
     def _thread_breaker(self) -> pybreaker.CircuitBreaker:
         """This thread's breaker: a sibling of :attr:`breaker` over the same storage.
@@ -134,10 +132,12 @@ class BreakerGateway:
             self._local.breaker = mine
         return mine
 
-    def _call(self, func: Callable[..., T], **kwargs: Any) -> T:
+    def _call(self, call: Callable[[], T]) -> T:
+        """Run ``call`` through this thread's breaker: a closure over one of the inner
+        gateway's methods, so its arguments are type-checked where they are written."""
         breaker = self._thread_breaker()
         try:
-            return breaker.call(func, **kwargs)
+            return breaker.call(call)
         except pybreaker.CircuitBreakerError as exc:
             failed = exc.__context__
             if failed is not None:  # this call was made, failed, and (re)opened the circuit

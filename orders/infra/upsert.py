@@ -44,28 +44,20 @@ def _statement(
 
 
 def insert_unless_present(
-    session: Session,
-    table: Table,
-    values: Mapping[str, Any],
-    keys: Sequence[str],
-    *,
-    returning: Sequence[str] = (),
+    session: Session, table: Table, values: Mapping[str, Any], keys: Sequence[str]
 ) -> Row[Any] | None:
-    """Insert ``values`` unless a row with the same ``keys`` exists: the inserted key
-    columns (and the ``returning`` ones) back, or None. While another transaction holds
-    an uncommitted row with the same key, this waits for it to end (on PostgreSQL the
-    unique index; on SQLite the write lock) and then sees what it left."""
+    """Insert ``values`` unless a row with the same ``keys`` exists: the new row's primary
+    key back, or None. While another transaction holds an uncommitted row with the same
+    key, this waits for it to end (on PostgreSQL the unique index; on SQLite the write
+    lock) and then sees what it left."""
     dialect = session.get_bind().dialect.name
-    stmt = _unless_present(dialect, table, tuple(keys), tuple(returning))
-    return session.execute(stmt, dict(values)).first()
+    return session.execute(_unless_present(dialect, table, tuple(keys)), dict(values)).first()
 
 
 @cache
-def _unless_present(
-    dialect: str, table: Table, keys: tuple[str, ...], returning: tuple[str, ...]
-) -> Executable:
+def _unless_present(dialect: str, table: Table, keys: tuple[str, ...]) -> Executable:
     stmt = _insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
-    return stmt.returning(*(table.c[name] for name in (*keys, *returning)))
+    return stmt.returning(*table.primary_key.columns)
 
 
 def _insert(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:

@@ -26,10 +26,9 @@ from orders.ops.passwords import hash_password, spend_verify_time, verify_passwo
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 
 
-class AccountRefused(ShopError):
-    status = 422
-    code = "account_refused"
-    title = "Account change refused"
+class AccountRefused(
+    ShopError, code="account_refused", status=422, title="Account change refused"
+): ...
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,7 @@ RETRYABLE = (JobStatus.FAILED, JobStatus.DISCARDED)
 DISCARDABLE = (JobStatus.FAILED, JobStatus.QUEUED, JobStatus.SCHEDULED)
 
 
-class ActionRefused(ShopError):
-    status = 409
-    code = "action_refused"
-    title = "Action refused"
+class ActionRefused(ShopError, code="action_refused", status=409, title="Action refused"): ...
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def record_email(
         "message_id": _message_id(settings, dedupe_key),
         "created_at": utcnow(),
     }
-    added = insert_unless_present(session, EMAILS, row, ["dedupe_key"], returning=["id"])
+    added = insert_unless_present(session, EMAILS, row, ["dedupe_key"])
     if added is not None:
         return int(added.id)
     return session.scalars(select(Email.id).where(Email.dedupe_key == dedupe_key)).one()

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
@@ -43,15 +43,21 @@ def ref(job: Job, delay: float = 0.0) -> JobRef:
     return JobRef(job.id, job.type, delay)
 
 
+class JobLinks(TypedDict, total=False):
+    """The rows besides its checkout that a job acts on (a column left out is None)."""
+
+    cart_id: str | None
+    email_id: int | None
+    payment_id: int | None
+
+
 def new_job(
     session: Session,
     settings: Settings,
     job_type: JobType,
     *,
     checkout: Checkout | None = None,
-    cart_id: str | None = None,
-    email_id: int | None = None,
-    payment_id: int | None = None,
+    **links: Unpack[JobLinks],
 ) -> Job:
     """Insert a queued job row in the session's transaction (the caller commits, then
     dispatches). Returns the row as a detached object (its id and type name the message).
@@ -60,29 +66,30 @@ def new_job(
         settings,
         job_type,
         checkout_id=checkout.id if checkout else None,
-        cart_id=cart_id,
-        email_id=email_id,
-        payment_id=payment_id,
         trace_context=context_for_new_job(
             checkout.trace_context if checkout else None, job_type.name
         ),
+        **links,
     )
     session.execute(insert(JOBS), values)
     return Job(**values)
 
 
-def new_jobs(
+def next_jobs(
     session: Session,
     settings: Settings,
-    job_type: JobType,
+    job_type: str,
     checkouts: Sequence[Checkout],
     email_ids: Sequence[int] | None = None,
 ) -> list[Job]:
-    """:func:`new_job` for many checkouts (``email_ids``: one each), in one INSERT."""
+    """The job that follows ``job_type`` (the table's ``follow_up``) for each checkout
+    (``email_ids``: one each), in one INSERT."""
+    follow_up = JOB_TYPES[job_type].follow_up
+    assert follow_up is not None, f"{job_type} has no follow-up job"
     rows = [
         job_row(
             settings,
-            job_type,
+            JOB_TYPES[follow_up],
             checkout_id=checkout.id,
             email_id=email_ids[index] if email_ids is not None else None,
             trace_context=checkout.trace_context,  # tracing: the checkout's trace
@@ -99,10 +106,8 @@ def job_row(
     job_type: JobType,
     *,
     checkout_id: int | None = None,
-    cart_id: str | None = None,
-    email_id: int | None = None,
-    payment_id: int | None = None,
     trace_context: str | None = None,
+    **links: Unpack[JobLinks],
 ) -> dict[str, Any]:
     """The row of a new queued job (``trace_context``: the trace its runs continue)."""
     now = utcnow()
@@ -113,28 +118,15 @@ def job_row(
         "priority": job_type.huey_priority,
         "status": JobStatus.QUEUED,
         "checkout_id": checkout_id,
-        "cart_id": cart_id,
-        "email_id": email_id,
-        "payment_id": payment_id,
+        "cart_id": links.get("cart_id"),
+        "email_id": links.get("email_id"),
+        "payment_id": links.get("payment_id"),
         "attempts": 0,
         "max_attempts": job_type.max_attempts(settings),
         "created_at": now,
         "enqueued_at": now,
         "trace_context": trace_context,
     }
-
-
-def next_jobs(
-    session: Session,
-    settings: Settings,
-    job_type: str,
-    checkouts: Sequence[Checkout],
-    email_ids: Sequence[int] | None = None,
-) -> list[Job]:
-    """The job that follows ``job_type`` (the table's ``follow_up``) for each checkout."""
-    follow_up = JOB_TYPES[job_type].follow_up
-    assert follow_up is not None, f"{job_type} has no follow-up job"
-    return new_jobs(session, settings, JOB_TYPES[follow_up], checkouts, email_ids)
 
 
 _WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)

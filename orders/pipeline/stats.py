@@ -52,18 +52,13 @@ def record_outcome(session: Session, job: Attempt, outcome: str) -> None:
 
 
 def record_checkout_end(
-    session: Session,
-    placed_at: datetime,
-    outcome: str,
-    code: str | None = None,
-    ended_at: datetime | None = None,
+    session: Session, placed_at: datetime, outcome: str, code: str | None, ended_at: datetime
 ) -> None:
     """Count a checkout that ended (``completed``/``failed``, with its error code) or was
     sent back to the queue from failed (``requeued``, with the code it leaves), in the
-    caller's transaction, with its placed-to-ended time (``ended_at``: now)."""
-    now = ended_at or utcnow()
-    duration_ms = max((now - placed_at).total_seconds() * 1000, 0.0)
-    _count(session, folds.CHECKOUT_STATS, now, (outcome, code or ""), duration_ms)
+    caller's transaction, with its placed-to-ended time."""
+    duration_ms = max((ended_at - placed_at).total_seconds() * 1000, 0.0)
+    _count(session, folds.CHECKOUT_STATS, ended_at, (outcome, code or ""), duration_ms)
 
 
 def _count(

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from orders.web.openapi_schemas import SCHEMAS
-
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
+from orders.web.openapi_schemas import SCHEMAS, Schema, ref, string
 
 
 def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/problem+json": {"schema": PROBLEM}},
+        "content": {"application/problem+json": {"schema": ref("Problem")}},
     }
     if retry_after:
         response["headers"] = {
@@ -25,38 +23,31 @@ def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
     return response
 
 
-def _json(ref: str, description: str) -> dict[str, Any]:
+def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+        "content": {"application/json": {"schema": ref(schema)}},
     }
 
 
-CHECKOUT_HEADERS = [
-    {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    },
-    {
-        "name": "X-Session-Id",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "maxLength": 255},
-    },
-]
-CHECKOUT_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}},
-}
+def _body(schema: str) -> dict[str, Any]:
+    """A required JSON request body of the component schema ``schema``."""
+    return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
 
-JOB_ID = {
-    "name": "jobId",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-}
+
+def _param(name: str, where: str, schema: Schema) -> dict[str, Any]:
+    """A parameter ``where`` (path, query or header); only a path parameter is required."""
+    return {"name": name, "in": where, "required": where == "path", "schema": schema}
+
+
+SESSION_ID = _param("X-Session-Id", "header", string(maxLength=255))
+CHECKOUT_HEADERS = [
+    _param("Idempotency-Key", "header", string(minLength=1, maxLength=255)),
+    SESSION_ID,
+]
+CHECKOUT_BODY = _body("CheckoutRequest")
+
+JOB_ID = _param("jobId", "path", string(minLength=1, maxLength=64))
 
 
 CHECKOUT_ERRORS = {
@@ -126,18 +117,8 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "checkoutProgressStream",
                     "parameters": [
                         JOB_ID,
-                        {
-                            "name": "Last-Event-ID",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        },
-                        {
-                            "name": "lastEventId",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        },
+                        _param("Last-Event-ID", "header", string()),
+                        _param("lastEventId", "query", string()),
                     ],
                     "responses": {
                         "200": {
@@ -158,14 +139,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/payments": {
                 "post": {
                     "operationId": "retryPayment",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/PaymentRetry"}
-                            }
-                        },
-                    },
+                    "requestBody": _body("PaymentRetry"),
                     "responses": {
                         "202": _json("Accepted", "Queued again with the new card"),
                         "400": _problem("Malformed JSON"),
@@ -200,30 +174,10 @@ def openapi_document() -> dict[str, Any]:
                     "checkout's jobId (X-Job-Id or ?jobId=) or the session it was placed "
                     "from (X-Session-Id) gives the full view.",
                     "parameters": [
-                        {
-                            "name": "orderNumber",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                        },
-                        {
-                            "name": "X-Job-Id",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 64},
-                        },
-                        {
-                            "name": "jobId",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 64},
-                        },
-                        {
-                            "name": "X-Session-Id",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "maxLength": 255},
-                        },
+                        _param("orderNumber", "path", string(minLength=1, maxLength=64)),
+                        _param("X-Job-Id", "header", string(maxLength=64)),
+                        _param("jobId", "query", string(maxLength=64)),
+                        SESSION_ID,
                     ],
                     "responses": {
                         "200": _json("OrderDetail", "The order: public or full view"),

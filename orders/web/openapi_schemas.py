@@ -1,219 +1,218 @@
-"""Component schemas of the OpenAPI document (``orders.web.openapi``)."""
+"""Component schemas of the OpenAPI document (``orders.web.openapi``), and the helpers
+that write the JSON Schema they are made of."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "code": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message"],
-                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    """A reference to the component schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def string(**keywords: Any) -> Schema:
+    return {"type": "string", **keywords}
+
+
+def boolean() -> Schema:
+    return {"type": "boolean"}
+
+
+def integer(**keywords: Any) -> Schema:
+    return {"type": "integer", **keywords}
+
+
+def nullable(type_: str) -> Schema:
+    return {"type": [type_, "null"]}
+
+
+def enum(*values: str) -> Schema:
+    return {"enum": list(values)}
+
+
+def array(items: Schema, **keywords: Any) -> Schema:
+    return {"type": "array", **keywords, "items": items}
+
+
+def obj(required: Sequence[str] = (), properties: Schema | None = None, **keywords: Any) -> Schema:
+    """An object: the names it requires, its properties, then any other ``keywords``."""
+    schema: Schema = {"type": "object"}
+    if required:
+        schema["required"] = list(required)
+    if properties is not None:
+        schema["properties"] = properties
+    return schema | keywords
+
+
+CHECKOUT_STATUS = enum("queued", "processing", "completed", "failed")
+# an order's public view carries none of the full view's properties; the full view all
+_VIEWS = {
+    "if": {"properties": {"view": {"const": "public"}}},
+    "then": {
+        "not": {
+            "anyOf": [
+                {"required": ["email"]},
+                {"required": ["items"]},
+                {"required": ["payments"]},
+                {"required": ["timeline"]},
+            ]
+        }
     },
-    "Product": {
-        "type": "object",
-        "required": ["sku", "name", "priceCents", "stock"],
-        "properties": {
-            "sku": {"type": "string"},
-            "name": {"type": "string"},
-            "priceCents": {"type": "integer"},
-            "stock": {"type": "integer"},
+    "else": {"required": ["email", "totalCents", "items", "payments", "timeline"]},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Problem": obj(
+        ["type", "title", "status", "detail"],
+        {
+            "type": string(),
+            "title": string(),
+            "status": integer(),
+            "detail": string(),
+            "code": string(),
+            "errors": array(obj(["field", "message"], {"field": string(), "message": string()})),
         },
-    },
-    "Products": {
-        "type": "object",
-        "required": ["products"],
-        "properties": {
-            "products": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}}
-        },
-    },
-    "CheckoutRequest": {
-        "type": "object",
-        "required": ["email"],
-        "properties": {
-            "email": {"type": "string", "format": "email", "maxLength": 254},
-            "items": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 50,
-                "items": {
-                    "type": "object",
-                    "required": ["sku", "quantity"],
-                    "properties": {
-                        "sku": {"type": "string", "minLength": 1, "maxLength": 64},
-                        "quantity": {"type": "integer", "minimum": 1, "maximum": 20},
+    ),
+    "Product": obj(
+        ["sku", "name", "priceCents", "stock"],
+        {"sku": string(), "name": string(), "priceCents": integer(), "stock": integer()},
+    ),
+    "Products": obj(["products"], {"products": array(ref("Product"))}),
+    "CheckoutRequest": obj(
+        ["email"],
+        {
+            "email": string(format="email", maxLength=254),
+            "items": array(
+                obj(
+                    ["sku", "quantity"],
+                    {
+                        "sku": string(minLength=1, maxLength=64),
+                        "quantity": integer(minimum=1, maximum=20),
                     },
+                ),
+                minItems=1,
+                maxItems=50,
+            ),
+            "cartId": string(maxLength=64),
+            "customerId": string(maxLength=100),
+            "discountCode": string(maxLength=64),
+            "paymentToken": string(maxLength=100),
+        },
+    ),
+    "PaymentRetry": obj(
+        ["jobId", "paymentToken"],
+        {"jobId": string(minLength=1, maxLength=64), "paymentToken": string(maxLength=100)},
+    ),
+    "Accepted": obj(
+        ["success", "message", "data"],
+        {
+            "success": boolean(),
+            "message": string(),
+            "data": obj(
+                ["jobId", "status", "trackingUrl", "streamUrl"],
+                {
+                    "jobId": string(),
+                    "status": string(),
+                    "estimatedProcessingTime": string(),
+                    "trackingUrl": string(),
+                    "streamUrl": string(),
+                    "result": ref("Status"),
                 },
-            },
-            "cartId": {"type": "string", "maxLength": 64},
-            "customerId": {"type": "string", "maxLength": 100},
-            "discountCode": {"type": "string", "maxLength": 64},
-            "paymentToken": {"type": "string", "maxLength": 100},
+            ),
         },
-    },
-    "PaymentRetry": {
-        "type": "object",
-        "required": ["jobId", "paymentToken"],
-        "properties": {
-            "jobId": {"type": "string", "minLength": 1, "maxLength": 64},
-            "paymentToken": {"type": "string", "maxLength": 100},
+    ),
+    "Status": obj(
+        ["status"],
+        {
+            "status": CHECKOUT_STATUS,
+            "progress": integer(minimum=0, maximum=100),
+            "step": string(),
+            "message": string(),
+            "error": string(),
+            "code": string(),
+            "order": obj(
+                properties={
+                    "orderId": nullable("integer"),
+                    "orderNumber": nullable("string"),
+                    "totalCents": integer(),
+                }
+            ),
         },
-    },
-    "Accepted": {
-        "type": "object",
-        "required": ["success", "message", "data"],
-        "properties": {
-            "success": {"type": "boolean"},
-            "message": {"type": "string"},
-            "data": {
-                "type": "object",
-                "required": ["jobId", "status", "trackingUrl", "streamUrl"],
-                "properties": {
-                    "jobId": {"type": "string"},
-                    "status": {"type": "string"},
-                    "estimatedProcessingTime": {"type": "string"},
-                    "trackingUrl": {"type": "string"},
-                    "streamUrl": {"type": "string"},
-                    "result": {"$ref": "#/components/schemas/Status"},
-                },
-            },
+    ),
+    "SyncResult": obj(
+        ["success", "data"],
+        {
+            "success": boolean(),
+            "data": obj(
+                ["jobId", "trackingUrl", "status"],
+                {"jobId": string(), "trackingUrl": string(), "status": CHECKOUT_STATUS},
+            ),
         },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"enum": ["queued", "processing", "completed", "failed"]},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "step": {"type": "string"},
-            "message": {"type": "string"},
-            "error": {"type": "string"},
-            "code": {"type": "string"},
-            "order": {
-                "type": "object",
-                "properties": {
-                    "orderId": {"type": ["integer", "null"]},
-                    "orderNumber": {"type": ["string", "null"]},
-                    "totalCents": {"type": "integer"},
-                },
-            },
-        },
-    },
-    "SyncResult": {
-        "type": "object",
-        "required": ["success", "data"],
-        "properties": {
-            "success": {"type": "boolean"},
-            "data": {
-                "type": "object",
-                "required": ["jobId", "trackingUrl", "status"],
-                "properties": {
-                    "jobId": {"type": "string"},
-                    "trackingUrl": {"type": "string"},
-                    "status": {"enum": ["queued", "processing", "completed", "failed"]},
-                },
-            },
-        },
-    },
-    "QueueHealth": {
-        "type": "object",
-        "required": ["status", "queues", "workers"],
-        "properties": {
-            "status": {"enum": ["healthy", "unhealthy"]},
-            "queues": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "required": [
+    ),
+    "QueueHealth": obj(
+        ["status", "queues", "workers"],
+        {
+            "status": enum("healthy", "unhealthy"),
+            "queues": obj(
+                additionalProperties=obj(
+                    [
                         "waiting",
                         "active",
                         "scheduled",
                         "completed",
                         "failed",
                         "oldestWaitingSeconds",
-                    ],
-                },
-            },
-            "workers": {
-                "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "required": ["alive", "dead", "concurrency"],
-                    "properties": {
-                        "alive": {"type": "integer"},
-                        "dead": {"type": "integer"},
-                        "concurrency": {"type": "integer"},
-                    },
-                    "additionalProperties": False,
-                },
-            },
+                    ]
+                )
+            ),
+            "workers": obj(
+                additionalProperties=obj(
+                    ["alive", "dead", "concurrency"],
+                    {"alive": integer(), "dead": integer(), "concurrency": integer()},
+                    additionalProperties=False,
+                )
+            ),
         },
-    },
-    "OrderDetail": {
-        "type": "object",
-        "required": ["orderNumber", "status", "view"],
-        "properties": {
-            "orderNumber": {"type": "string"},
-            "status": {"type": "string"},
-            "view": {"enum": ["public", "full"]},
-            "email": {"type": "string"},
-            "totalCents": {"type": "integer"},
-            "subtotalCents": {"type": "integer"},
-            "discountCents": {"type": "integer"},
-            "jobId": {"type": "string"},
-            "createdAt": {"type": ["string", "null"]},
-            "items": {"type": "array", "items": {"type": "object"}},
-            "payments": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["status", "amountCents"],
-                    "properties": {
-                        "status": {"enum": ["captured", "refunded", "declined", "failed"]},
-                        "amountCents": {"type": "integer"},
+    ),
+    "OrderDetail": obj(
+        ["orderNumber", "status", "view"],
+        {
+            "orderNumber": string(),
+            "status": string(),
+            "view": enum("public", "full"),
+            "email": string(),
+            "totalCents": integer(),
+            "subtotalCents": integer(),
+            "discountCents": integer(),
+            "jobId": string(),
+            "createdAt": nullable("string"),
+            "items": array(obj()),
+            "payments": array(
+                obj(
+                    ["status", "amountCents"],
+                    {
+                        "status": enum("captured", "refunded", "declined", "failed"),
+                        "amountCents": integer(),
                     },
-                    "additionalProperties": False,
-                },
-            },
-            "timeline": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "type", "message", "at"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "type": {"enum": ["progress", "completed", "failed"]},
-                        "message": {"type": "string"},
-                        "at": {"type": ["string", "null"]},
+                    additionalProperties=False,
+                )
+            ),
+            "timeline": array(
+                obj(
+                    ["id", "type", "message", "at"],
+                    {
+                        "id": integer(),
+                        "type": enum("progress", "completed", "failed"),
+                        "message": string(),
+                        "at": nullable("string"),
                     },
-                },
-            },
+                )
+            ),
         },
-        "if": {"properties": {"view": {"const": "public"}}},
-        "then": {
-            "not": {
-                "anyOf": [
-                    {"required": ["email"]},
-                    {"required": ["items"]},
-                    {"required": ["payments"]},
-                    {"required": ["timeline"]},
-                ]
-            }
-        },
-        "else": {"required": ["email", "totalCents", "items", "payments", "timeline"]},
-    },
+        **_VIEWS,
+    ),
 }
