@@ -258,7 +258,7 @@ def _after_failure(
             return [], "lease_lost"
         try:
             if isinstance(exc, StepFailed):
-                jobs = _end_checkout(session, taken, ctx, exc.code, exc.message, JobStatus.FAILED)
+                jobs = _fail_checkout(session, taken, ctx, exc.code, exc.message)
                 refs, outcome = [ref(job) for job in jobs], "failed"
             elif isinstance(exc, GatewayCircuitOpen):
                 refs, outcome = _wait_for_breaker(session, taken, ctx, exc), "waiting"
@@ -271,19 +271,18 @@ def _after_failure(
         return refs, outcome
 
 
-def _end_checkout(
+def _fail_checkout(
     session: Session,
     taken: Claim,
     ctx: PipelineContext,
     code: str,
     message: str,
-    job_status: JobStatus,
     *,
     needs_attention: bool = False,
     trace: str | None = None,
 ) -> list[Job]:
-    """End the job and fail its checkout, with compensation (the jobs it adds)."""
-    close(session, taken, job_status, message, trace)
+    """Fail the job and its checkout, with compensation (the jobs it adds)."""
+    close(session, taken, JobStatus.FAILED, message, trace)
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
     if checkout is None:
         return []
@@ -318,9 +317,7 @@ def give_up(
     step = JOB_TYPES[taken.type].runs
     what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
     if step.give_up is None:
-        jobs = _end_checkout(
-            session, taken, ctx, code, what, JobStatus.FAILED, needs_attention=True, trace=trace
-        )
+        jobs = _fail_checkout(session, taken, ctx, code, what, needs_attention=True, trace=trace)
         return [ref(job) for job in jobs]
     close(session, taken, JobStatus.FAILED, what, trace)
     checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
