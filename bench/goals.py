@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bench.audit import failures
+from bench.live import describe as describe_live
 from bench.report import SEED, max_users_under
+
+LIVE_P99_MS = 100.0  # step event → browser, with 1,000 progress streams open
 
 
 def system_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -40,6 +43,21 @@ def system_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             ),
         },
     ]
+    live = system.get("live")
+    if live:
+        out.append(
+            {
+                "goal": "live progress under load: p99 < 100 ms with 1,000 streams open",
+                "met": bool(
+                    live["streams_asked"] >= 1000  # its events: made while that many were open
+                    and live["events"] > 0
+                    and live["delay_p99_ms"] < LIVE_P99_MS
+                    and not live["errors"]
+                ),
+                "measured": f"{live['rate']:g} checkouts/s for {live['seconds']:g} s: "
+                + describe_live(live),
+            }
+        )
     shipped = next((r for r in system["confirmation"] if r["latencies"] == "shipped"), None)
     if shipped:
         out.append(

@@ -207,10 +207,12 @@ async def run_rate(
     duration: float,
     timeout: float,
     clients: int = CLIENTS,
+    on_accepted: Callable[[str], None] | None = None,
 ) -> PhaseResult:
     """POST ``url`` at ``rate`` per second for ``duration`` seconds (open model), from
     ``clients`` client addresses in turn. ``result.started`` is the wall-clock time
-    (epoch seconds) the schedule started at."""
+    (epoch seconds) the schedule started at. ``on_accepted`` is called with each
+    accepted checkout's job id, right after its answer."""
     result = PhaseResult(f"rate-{rate:g}", duration)
     total = int(rate * duration)
     start = time.monotonic() + 0.2
@@ -228,6 +230,8 @@ async def run_rate(
         job_id = ((body or {}).get("data") or {}).get("jobId") if ok else None
         if job_id:
             result.job_ids.append(job_id)
+            if on_accepted is not None:
+                on_accepted(job_id)
 
     async with Clients(clients) as sessions:
         await asyncio.gather(*(one(sessions[n], n) for n in range(total)))

@@ -2,7 +2,9 @@
 
 ``system`` is the system phase's (bench.system): the steady rates it steps through
 (each for ``step_s``, every checkout then given ``drain_limit_s`` to finish), one
-``refine`` halving between the last rate that held and the first that did not, the
+``refine`` halving between the last rate that held and the first that did not; live
+progress under load (bench.live: ``live_streams`` progress streams open while the
+steady load runs for ``live_s``, then ``live_wait_s`` for the streams to end); the
 burst (twice the steady rate, ``burst_s``), and the time to confirmation at a fixed
 rate with the shipped simulated latencies and with the seed's.
 """
@@ -17,6 +19,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "rates": [20, 40],
             "step_s": 2,
             "refine": 0,
+            "live_streams": 50,
+            "live_s": 2,
+            "live_wait_s": 30,
             "burst_s": 2,
             "drain_limit_s": 10,
             "confirm_rate": 10,
@@ -49,6 +54,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "rates": [100, 200, 300, 400, 500, 600],
             "step_s": 8,
             "refine": 1,
+            "live_streams": 1000,
+            "live_s": 10,
+            "live_wait_s": 20,
             "burst_s": 10,
             "drain_limit_s": 10,
             "confirm_rate": 100,
@@ -88,6 +96,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "rates": [100, 200, 300, 400, 500, 600, 800],
             "step_s": 20,
             "refine": 2,
+            "live_streams": 1000,
+            "live_s": 20,
+            "live_wait_s": 20,
             "burst_s": 10,
             "drain_limit_s": 10,
             "confirm_rate": 100,

@@ -12,7 +12,9 @@ at once. Then it starts the consumers and follows every stream to its end.
 Reports: streams that got their first event, streams that delivered every step and
 closed on ``completed``, and the delay from a step change (the event row's
 ``created_at``) to the moment the client read that event: p50 / p99 / max. Bounded
-by ``--deadline`` seconds after the consumers start.
+by ``--deadline`` seconds after the consumers start. The stream client and the delay
+are :mod:`bench.streams`', which the system phase's live progress under load
+(:mod:`bench.live`) uses too.
 """
 
 from __future__ import annotations
@@ -27,64 +29,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import bindparam, text  # noqa: E402
-
+from bench.report import percentile  # noqa: E402
+from bench.streams import OPEN_PACE_S, StreamResult, event_delays, follow  # noqa: E402
 from tests.stack import WORKERS, Stack, postgres_database  # noqa: E402
-
-
-@dataclass
-class StreamResult:
-    job_id: str
-    opened: asyncio.Event = field(default_factory=asyncio.Event)
-    events: list[tuple[int, str, float]] = field(default_factory=list)  # id, name, wall time
-    closed: bool = False
-    error: str | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.closed and bool(self.events) and self.events[-1][1] == "completed"
-
-
-async def follow(port: int, result: StreamResult) -> None:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            f"GET /api/orders/status/{result.job_id}/stream HTTP/1.0\r\n"
-            f"Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n", 1)[0]:
-            result.error = head.split(b"\r\n", 1)[0].decode()
-            return
-        buffer = b""
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                result.closed = True
-                break
-            now = time.time()
-            buffer += chunk
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                fields = dict(
-                    line.split(": ", 1) for line in block.decode().split("\n") if ": " in line
-                )
-                if "id" in fields and "event" in fields:
-                    result.events.append((int(fields["id"]), fields["event"], now))
-                    result.opened.set()
-        writer.close()
-    except Exception as exc:  # counted as a stream that failed
-        result.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        result.opened.set()
 
 
 def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
@@ -95,13 +47,6 @@ def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 async def run_streams(
     stack: Stack, job_ids: list[str], open_timeout: float, deadline: float
 ) -> tuple[list[StreamResult], float, float]:
@@ -109,11 +54,11 @@ async def run_streams(
     tasks = []
     for result in results:
         tasks.append(asyncio.create_task(follow(stack.port, result)))
-        await asyncio.sleep(0.002)  # ~500 connects/s: a browser crowd, not a SYN flood
+        await asyncio.sleep(OPEN_PACE_S)
     opened_at = time.monotonic()
     try:
         await asyncio.wait_for(
-            asyncio.gather(*(r.opened.wait() for r in results)), timeout=open_timeout
+            asyncio.gather(*(r.first.wait() for r in results)), timeout=open_timeout
         )
     except TimeoutError:
         pass
@@ -129,23 +74,7 @@ async def run_streams(
 
 
 def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) -> dict:
-    with stack.engine.connect() as conn:
-        created = {
-            row[0]: row[1].replace(tzinfo=UTC).timestamp()
-            for row in conn.execute(
-                text(
-                    "SELECT e.id, e.created_at FROM checkout_events e "
-                    "JOIN checkouts c ON c.id = e.checkout_id WHERE c.public_id IN :ids"
-                ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": [r.job_id for r in results]},
-            )
-        }
-    delays = [
-        (wall - created[event_id]) * 1000
-        for r in results
-        for event_id, _name, wall in r.events[1:]  # the first event is the state at connect
-        if event_id in created
-    ]
+    delays = [ms for _at, ms in event_delays(stack.engine, [r.plain() for r in results])]
     errors: dict[str, int] = {}
     for r in results:
         if r.error:
@@ -168,8 +97,8 @@ def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) 
         "first_event": sum(1 for r in results if r.events),
         "completed": sum(1 for r in results if r.completed),
         "events": len(delays),
-        "delay_ms_p50": round(percentile(delays, 0.50), 1),
-        "delay_ms_p99": round(percentile(delays, 0.99), 1),
+        "delay_ms_p50": round(percentile(delays, 50), 1),
+        "delay_ms_p99": round(percentile(delays, 99), 1),
         "delay_ms_max": round(max(delays), 1) if delays else None,
         "errors": errors,
         "incomplete": samples,

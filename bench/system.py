@@ -5,6 +5,9 @@ load from outside its processes (latency counted from when each request was due)
   keeps p99 < 100 ms with every answer a 202, and every checkout is final within
   ``drain_limit_s`` (10 s) of the last request's due time. Rates are stepped up until
   one misses, then halved between (``refine``).
+- **Live progress under load**: at that rate (or the profile's first rate if none
+  held), how late a step's event reaches the browser while ``live_streams`` (1,000)
+  progress streams are open: :mod:`bench.live` says how they are held open.
 - **Burst**: twice that rate for ``burst_s``: p99, errors, how long after the last
   request the backlog took to drain, and whether every accepted checkout is there and
   final (the closing audit checks money and stock).
@@ -31,6 +34,8 @@ from typing import Any
 from sqlalchemy import bindparam, text
 
 from bench.drain import pending
+from bench.live import describe as describe_live
+from bench.live import run_live
 from bench.load import PhaseResult, checkout_body, run_rate
 from bench.procs import SHIPPED_LATENCY, ZERO_LATENCY, BenchStack, seed_env
 from bench.report import percentile, summarize
@@ -169,6 +174,10 @@ def run_system(
     data["steady_rate"] = low
     data["steady_topped"] = missed is None  # every rate held: a lower bound
 
+    data["live"], placed = run_live(stack, low or plan["rates"][0], plan, skus, say)
+    ids.extend(placed)
+    _settle(stack)
+
     burst = 2 * (low or plan["rates"][0])
     say(f"system: a burst at twice that, {burst:g}/s for {plan['burst_s']:g} s")
     data["burst"] = step(burst, plan["burst_s"], "burst")
@@ -218,6 +227,15 @@ def lines(system: dict[str, Any]) -> list[str]:
         f"p99 {burst['p99_ms']:,.0f} ms, {burst['errors']} errors of {burst['requests']}, "
         f"{_drain(burst)}, {burst['not_final']} not final |",
     ]
+    live = system.get("live")
+    if live:
+        out.insert(
+            -1,
+            f"| live progress under load: {live['streams_asked']:,} progress streams asked "
+            f"(on checkouts placed just before the load, their pipeline still to run), the "
+            f"steady load at {live['rate']:g}/s for {live['seconds']:g} s (zero simulated "
+            f"latency), each 202 followed by a stream | {describe_live(live)} |",
+        )
     for row in system["confirmation"]:
         floor = row["floor"]
         out.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.load import PhaseResult, Sample
 from bench.report import summarize
 
@@ -262,3 +264,92 @@ def test_the_report_leads_with_the_system_figures_and_judges_their_goals() -> No
     assert "| steady rate: checkout p99 < 100 ms" in md and "| 200 checkouts/s |" in md
     assert "| steady | 300 | 10 | 3000 | 0 | 5.0 | 400.0 | 3000/3000 | - |" in md
     assert "floor p50 1.15 s, p95 1.40 s" in md and "Load average 1.50/1.20/1.00" in md
+
+
+def _stream(opened: float | None, ended: float | None) -> dict[str, Any]:
+    return {"opened_at": opened, "ended_at": ended, "events": []}
+
+
+def test_streams_open_at_once_are_counted_over_the_load_only() -> None:
+    from bench.streams import OpenStreams
+
+    streams = OpenStreams(
+        [
+            _stream(0.0, 12.0),  # standing: open before the load, ends during it
+            _stream(1.0, 15.0),  # standing: outlives the load
+            _stream(2.0, 3.0),  # ended before the load
+            _stream(None, 4.0),  # refused: never open
+            _stream(11.0, 11.5),  # the load's: opened and ended during it
+            _stream(11.2, 13.0),  # the load's: outlives the standing one
+        ]
+    )
+    assert [streams.at(t) for t in (0.5, 2.5, 3.5, 11.3, 12.5, 20.0)] == [1, 3, 2, 4, 2, 0]
+    over = streams.over(10.0, 14.0, at_least=3)
+    assert {k: over[k] for k in ("at_start", "most", "fewest")} == {
+        "at_start": 2,
+        "most": 4,
+        "fewest": 1,
+    }
+    assert abs(over["held_s"] - 1.0) < 1e-9  # 3 or more from 11.0 to 12.0
+
+
+def _live(**extra: Any) -> dict[str, Any]:
+    row = {
+        "rate": 200,
+        "seconds": 10,
+        "streams_asked": 1000,
+        "streams": 3000,
+        "open_at_start": 1000,
+        "most_open": 1250,
+        "fewest_open": 400,
+        "held_s": 7.5,
+        "events": 12000,
+        "load_events": 15000,
+        "load_delay_p99_ms": 95.0,
+        "delay_p50_ms": 20.0,
+        "delay_p99_ms": 80.0,
+        "delay_max_ms": 150.0,
+        "final": 3000,
+        "errors": 0,
+        "error_kinds": {},
+    }
+    row.update(extra)
+    return row
+
+
+def test_live_progress_is_met_only_with_1000_streams_open_and_every_stream_served() -> None:
+    from bench.goals import system_goals
+    from bench.system import lines
+
+    def judged(live: dict[str, Any]) -> bool:
+        system = {
+            "steady_rate": 200,
+            "steady_topped": False,
+            "burst": _run(400, 180.0, 8.5),
+            "confirmation": [],
+            "live": live,
+        }
+        goal = next(g for g in system_goals({"system": system, "audit": {}}) if "live" in g["goal"])
+        assert goal["goal"] == "live progress under load: p99 < 100 ms with 1,000 streams open"
+        return bool(goal["met"])
+
+    assert judged(_live())
+    assert not judged(_live(delay_p99_ms=100.0))
+    assert not judged(_live(streams_asked=50))  # the tiny profile's: not 1,000
+    assert not judged(_live(events=0, delay_p99_ms=float("nan")))  # never 1,000 open
+    assert not judged(_live(errors=1, error_kinds={"HTTP/1.1 429 TOO MANY REQUESTS": 1}))
+    system = {
+        "load_average_start": (1.0, 1.0, 1.0),
+        "load_average_end": (1.0, 1.0, 1.0),
+        "steady": [_run(200, 60.0, 4.0)],
+        "steady_rate": 200,
+        "steady_topped": False,
+        "burst": _run(400, 180.0, 8.5),
+        "confirmation": [],
+        "live": _live(),
+    }
+    table = "\n".join(lines(system))
+    assert "| live progress under load: 1,000 progress streams asked" in table
+    assert "p99 80 ms, max 150 ms over the 12,000 events made while 1,000 or more" in table
+    assert "(7.5 s of the load's 10 s); all 15,000 events made during the load: p99 95" in table
+    assert table.index("| live progress") < table.index("| burst at twice that")

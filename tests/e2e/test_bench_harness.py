@@ -79,6 +79,22 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     # validate, order and inventory, 300-800 ms for the payment)
     assert 600 < shipped["floor"]["p50_ms"] < shipped["floor"]["p95_ms"] < 1700
     assert shipped["final_p50_ms"] > 600  # no checkout beat the simulated work
+    # live progress under load: every standing stream asked for was open at once before
+    # the load, each of the load's checkouts got its own stream, every stream read the
+    # pipeline's events and ended on its checkout's final status
+    live = system["live"]
+    assert live["streams_asked"] == live["standing"] == live["standing_opened"] == 50
+    assert live["rate"] == (system["steady_rate"] or 20) and live["load_requests"] > 0
+    assert live["streams"] == live["standing"] + live["load_requests"] - live["load_errors"]
+    assert live["errors"] == 0 and live["opened"] == live["final"] == live["streams"]
+    assert 0 < live["open_at_start"] <= live["most_open"] <= live["streams"]
+    assert live["fewest_open"] <= live["open_at_start"]
+    assert 0 <= live["held_s"] <= live["seconds"]
+    assert live["events"] <= live["load_events"] <= live["events_all"] and live["load_events"] > 0
+    assert live["load_delay_p99_ms"] > 0  # read after it was made (one machine, one clock)
+    judged = {g["goal"]: g for g in data["goals"]}
+    live_goal = judged["live progress under load: p99 < 100 ms with 1,000 streams open"]
+    assert not live_goal["met"]  # 50 streams are not 1,000, whatever the delay
 
     md = (tmp_path / f"{data['paths']['md'].rsplit('/', 1)[1]}").read_text()
     # the report leads with the system figures; the parts follow as where the time goes
@@ -86,6 +102,8 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     assert md.index("# Where the time goes") < md.index("## Sync vs async")
     assert "| figure | seed sync | seed async | ours sync | ours async |" in md
     assert "stuck_checkouts_must_be_0: 0" in md
+    assert "| live progress under load: 50 progress streams asked" in md
+    assert "live progress under load: p99 < 100 ms with 1,000 streams open —" in md
     assert "| async | 3 | create-order |" in md and "## Where the time went" in md
     saved = json.loads((tmp_path / data["paths"]["json"].rsplit("/", 1)[1]).read_text())
     assert saved["audit"] == audit
