@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select, text, update
+from sqlalchemy.orm import Session
 
 from orders.config import ConfigError, Settings
 from orders.db import make_engine, make_session_factory, utcnow
@@ -493,3 +495,25 @@ def test_a_batch_writes_the_jobs_whose_calls_returned_while_a_slow_call_waits(
     for public_id in ids:
         assert client.get(f"/api/orders/status/{public_id}").get_json()["status"] == "completed"
     assert session.scalar(select(func.count()).select_from(Order)) == 4
+
+
+def test_a_claim_starts_its_lease_once_it_has_a_connection(session, settings, monkeypatch):
+    job = _waiting(session, settings)
+    session.commit()
+    engine = make_engine(settings)
+    got_connection = []
+    real = Session.connection
+
+    def slow_pool(self, *args, **kwargs):  # a busy pool: the connection comes late
+        time.sleep(0.3)
+        got_connection.append(utcnow())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "connection", slow_pool)
+    try:
+        with make_session_factory(engine)() as other:
+            (taken,) = claim(other, [job], "w", 30)
+            other.commit()
+    finally:
+        engine.dispose()
+    assert taken.started_at >= got_connection[0]  # not the time the claim began to wait

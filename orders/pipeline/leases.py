@@ -100,6 +100,7 @@ def claim(
     holds, while holding rows that claim wants, deadlocked two consumers); the status
     check in the UPDATE keeps a job from being claimed twice either way.
     """
+    session.connection()  # a busy pool can keep a claim waiting: the lease starts after
     now = utcnow()
     params = {
         "p_due": now + timedelta(seconds=1),
