@@ -81,7 +81,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bare_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200, 3600],
         "floor_rates": [400, 800, 1200, 1600, 2000, 2400, 2800, 3200],  # bench.bare's /bare/record
         "capacity_refine": 2,
-        "logcost_rate": 150,  # three runs: INFO, WARNING, INFO (bench.logcost)
+        "logcost_rate": 150,  # four runs: INFO, WARNING, WARNING, INFO (bench.logcost)
         "logcost_s": 3,
         # 1.2 s steps and a 5 s flame window keep the backlog the sweep leaves (and
         # the zero-latency phase drains) near 2,000 checkouts: make bench < 5 min
