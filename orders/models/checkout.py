@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orders.db import Base, utcnow
 from orders.domain.statuses import CheckoutStage, CheckoutStatus, EventType
-from orders.models.types import enum_column
+from orders.models.types import ProductLine, enum_column
 
 if TYPE_CHECKING:
     from orders.models.sales import Payment
@@ -52,17 +52,12 @@ class Checkout(Base):
     payments: Mapped[list[Payment]] = relationship(viewonly=True, order_by="Payment.id")
 
 
-class CheckoutLine(Base):
+class CheckoutLine(ProductLine, Base):
     __tablename__ = "checkout_lines"
     __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checkout_id: Mapped[int] = mapped_column(ForeignKey("checkouts.id"), index=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
-    sku: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
-    quantity: Mapped[int]
-    unit_price_cents: Mapped[int]
 
     checkout: Mapped[Checkout] = relationship(back_populates="lines")
 

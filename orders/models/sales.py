@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orders.db import Base, utcnow
 from orders.domain.statuses import HoldStatus, PaymentStatus
-from orders.models.types import enum_column
+from orders.models.types import ProductLine, enum_column
 
 
 class StockHold(Base):
@@ -44,16 +44,11 @@ class Order(Base):
     )
 
 
-class OrderLine(Base):
+class OrderLine(ProductLine, Base):
     __tablename__ = "order_lines"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
-    sku: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
-    quantity: Mapped[int]
-    unit_price_cents: Mapped[int]
 
     order: Mapped[Order] = relationship(back_populates="lines")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Enum
+from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
 
 
 def enum_column(enum_cls: type[StrEnum]) -> Enum:
@@ -16,3 +17,14 @@ def enum_column(enum_cls: type[StrEnum]) -> Enum:
         length=32,
         validate_strings=True,
     )
+
+
+class ProductLine:
+    """The columns a checkout line and an order line share: so many of a product, named
+    and priced as it was when the shopper checked out (a mixin; each table has its own)."""
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int]
+    unit_price_cents: Mapped[int]
