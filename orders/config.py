@@ -247,12 +247,17 @@ class Settings:
         postgres = self.sqlalchemy_url.startswith("postgresql")
         return "greenlet" if postgres and self.uses_redis else "thread"
 
+    def jobs_in_flight(self, queue: str) -> int:
+        """The most jobs a consumer of ``queue`` holds at once (``*_CONCURRENCY``), the
+        jobs its batches take included."""
+        return int(getattr(self, f"{queue}_concurrency", 1))
+
     def consumer_workers(self, queue: str) -> int:
         """Huey's ``-w`` for a queue's consumer: its jobs in flight (greenlets), or as
         many threads, at most :data:`THREAD_WORKERS_MAX`."""
         if queue not in ("orders", "payments", "notifications"):
             return 1  # the scheduler: its sweeper and periodic tasks
-        in_flight = int(getattr(self, f"{queue}_concurrency"))
+        in_flight = self.jobs_in_flight(queue)
         if self.consumer_worker_class == "greenlet":
             return in_flight
         return min(in_flight, THREAD_WORKERS_MAX)

@@ -517,3 +517,37 @@ def test_a_claim_starts_its_lease_once_it_has_a_connection(session, settings, mo
     finally:
         engine.dispose()
     assert taken.started_at >= got_connection[0]  # not the time the claim began to wait
+
+
+def test_a_batch_takes_no_more_jobs_than_the_queue_may_hold_in_flight(
+    client, session, settings, dispatched
+):
+    make_product(session, sku="TEE", stock=10)
+    for _ in range(5):
+        place(client, ("TEE", 1))
+    first = dispatched.take()[0].id
+    engine = make_engine(settings)
+    try:  # ORDERS_CONCURRENCY=2: the message's own job and one more, not all five
+        drain = Drain(
+            replace(settings, orders_concurrency=2),
+            make_session_factory(engine),
+            dispatched,
+            batched=True,
+        )
+        assert drain.run(first, RESERVE_STOCK.name) == "completed,completed"
+    finally:
+        engine.dispose()
+
+
+def test_jobs_in_flight_count_the_running_and_the_reserved():
+    from orders.pipeline.messages import _Running
+
+    running = _Running()
+    assert running.reserve(limit=5, wanted=3) == 3
+    assert running.reserve(limit=5, wanted=3) == 2  # 3 reserved by a claim under way
+    running.settle(3, ["a", "b"])  # that claim took two
+    running.settle(2, [])
+    assert running.reserve(limit=5, wanted=9) == 3  # a and b run
+    running.settle(3, [])
+    running.discard(["a", "b"])
+    assert running.reserve(limit=5, wanted=9) == 5

@@ -123,6 +123,7 @@ def claim(
         picked = (
             select(JOBS.c.id)
             .where(JOBS.c.type == job_type, _WAITING, due)  # the partial index's predicate
+            .where(JOBS.c.id.not_in(list(job_ids)))  # more than the message's own
             .order_by(JOBS.c.created_at)
             .limit(extra)
             .with_for_update(skip_locked=True)

@@ -63,15 +63,28 @@ COMPLETED_HERE = _Recent()
 class _Running:
     """Ids of the jobs a run of this process has claimed and not yet finished: a
     message of one of them (its own, sent before a batch took it) is moot, since that
-    run completes it or sends it again (a retry's new message comes after the run)."""
+    run completes it or sends it again (a retry's new message comes after the run).
+    Also what bounds a batch: the jobs a consumer holds at once, counted whether they
+    came as messages or with a batch (a consumer runs one queue)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids: set[str] = set()
+        self._reserved = 0
 
-    def add(self, job_ids: Sequence[str]) -> None:
+    def reserve(self, limit: int, wanted: int) -> int:
+        """Room for up to ``wanted`` more jobs while at most ``limit`` are held (those
+        running and those reserved by claims under way); :meth:`settle` after the claim."""
         with self._lock:
-            self._ids.update(job_ids)
+            room = max(min(wanted, limit - len(self._ids) - self._reserved), 0)
+            self._reserved += room
+            return room
+
+    def settle(self, reserved: int, claimed: Sequence[str]) -> None:
+        """A claim that reserved ``reserved`` took ``claimed``: they run here now."""
+        with self._lock:
+            self._reserved -= reserved
+            self._ids.update(claimed)
 
     def discard(self, job_ids: Sequence[str]) -> None:
         with self._lock:

@@ -75,24 +75,30 @@ def run(
     if handled_here(job_ids):
         return []  # a run of this process took them: no statement at all
     extra = 0
-    if job_type is not None:
-        extra = max(JOB_TYPES[job_type].batch_size(ctx.settings) - len(job_ids), 0)
-    claims = claim(
-        session,
-        job_ids,
-        ctx.worker,
-        ctx.settings.lease_seconds,
-        job_type=job_type,
-        extra=extra,
-        unless_paused=unless_paused,
-    )
+    if job_type is not None:  # more jobs, within the queue's jobs in flight (*_CONCURRENCY)
+        batched = JOB_TYPES[job_type]
+        wanted = batched.batch_size(ctx.settings) - len(job_ids)
+        limit = ctx.settings.jobs_in_flight(batched.queue) - len(job_ids)
+        extra = RUNNING_HERE.reserve(limit, wanted)
+    claims: list[Claim] = []
+    try:
+        claims = claim(
+            session,
+            job_ids,
+            ctx.worker,
+            ctx.settings.lease_seconds,
+            job_type=job_type,
+            extra=extra,
+            unless_paused=unless_paused,
+        )
+    finally:
+        claimed = [c.job_id for c in claims]
+        RUNNING_HERE.settle(extra, claimed)
     if not claims:
         session.rollback()
         log.info("job(s) %s not claimable (done, taken, not due or paused)", ", ".join(job_ids))
         return []
     outcomes: dict[str, str] = {}
-    claimed = [c.job_id for c in claims]
-    RUNNING_HERE.add(claimed)
     try:
         for kind in dict.fromkeys(c.type for c in claims):  # one type, unless a mixed message
             outcomes.update(
