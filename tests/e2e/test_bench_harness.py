@@ -15,6 +15,8 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.xdist_group("bench"),
+    # every phase of the real harness, restarts included: minutes on a busy CI machine
+    pytest.mark.timeout(900),
 ]
 
 
