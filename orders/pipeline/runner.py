@@ -134,15 +134,21 @@ def _run_claimed(
                 item.raised = exc
 
     for group in in_groups(items, call, ctx.callers):
-        outcomes.update(_finish(session, job_type, group, ctx, spans))
+        outcomes.update(_finish(session, job_type, group, ctx, spans, len(items)))
     return outcomes
 
 
 def _finish(
-    session: Session, job_type: JobType, items: list[Item], ctx: PipelineContext, spans: RunSpans
+    session: Session,
+    job_type: JobType,
+    items: list[Item],
+    ctx: PipelineContext,
+    spans: RunSpans,
+    batch: int,
 ) -> dict[str, str]:
     """Write the items whose calls returned (set-wise; job by job if that raises),
-    record the failures, send the follow-ups: each item's outcome."""
+    record the failures, send the follow-ups: each item's outcome (``batch``: how
+    many jobs the run took, for the log)."""
     step = job_type.runs
     follow_ups: list[JobRef] = []
     written = [item for item in items if item.raised is None]
@@ -182,7 +188,7 @@ def _finish(
                     item.claim.type,
                     item.claim.attempt,
                     outcomes[item.claim.job_id],
-                    f" (written with {len(items) - 1} more)" if len(items) > 1 else "",
+                    f" (in a batch of {batch})" if batch > 1 else "",
                 )
     return outcomes
 
