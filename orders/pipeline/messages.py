@@ -56,6 +56,9 @@ class _Recent:
         with self._lock:
             return bool(job_ids) and all(job_id in self._ids for job_id in job_ids)
 
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids
+
 
 COMPLETED_HERE = _Recent()
 
@@ -100,5 +103,5 @@ RUNNING_HERE = _Running()
 def handled_here(job_ids: Sequence[str]) -> bool:
     """Whether a run of this process completed or is running every one of ``job_ids``."""
     return bool(job_ids) and all(
-        job_id in RUNNING_HERE or COMPLETED_HERE.has_all([job_id]) for job_id in job_ids
+        job_id in RUNNING_HERE or job_id in COMPLETED_HERE for job_id in job_ids
     )
