@@ -519,6 +519,35 @@ def test_a_claim_starts_its_lease_once_it_has_a_connection(session, settings, mo
     assert taken.started_at >= got_connection[0]  # not the time the claim began to wait
 
 
+def test_a_message_whose_job_a_batch_took_while_it_waited_for_a_connection_claims_nothing(
+    client, session, settings, dispatched, monkeypatch
+):
+    from orders.pipeline.messages import RUNNING_HERE
+
+    make_product(session, sku="TEE", stock=10)
+    place(client, ("TEE", 1))
+    (job,) = [ref.id for ref in dispatched.take()]
+    engine = make_engine(settings)
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    real = Session.connection
+
+    def busy_pool(self, *args, **kwargs):  # meanwhile a batch of this process takes the job
+        RUNNING_HERE.settle(0, [job])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "connection", busy_pool)
+    try:
+        drain = Drain(settings, make_session_factory(engine), dispatched, batched=True)
+        assert drain.run(job, RESERVE_STOCK.name) == ""
+    finally:
+        RUNNING_HERE.discard([job])
+        engine.dispose()
+    # no claim that could only find the job taken (SQLite's connection begins at once)
+    assert [s for s in statements if not s.startswith("BEGIN")] == []
+    assert session.scalar(select(Job.status).where(Job.id == job)) is JobStatus.QUEUED
+
+
 def test_a_batch_takes_no_more_jobs_than_the_queue_may_hold_in_flight(
     client, session, settings, dispatched
 ):

@@ -74,6 +74,12 @@ def run(
     was claimable: done, taken, not due, or its queue paused when ``unless_paused``)."""
     if handled_here(job_ids):
         return []  # a run of this process took them: no statement at all
+    # Wait for a connection before deciding what to claim: a busy consumer's messages
+    # queue here, and a batch that got one first may have taken this message's jobs
+    # (a claim that finds nothing still costs its round trips), or left room for more.
+    session.connection()
+    if handled_here(job_ids):
+        return []
     extra = 0
     if job_type is not None:  # more jobs, within the queue's jobs in flight (*_CONCURRENCY)
         batched = JOB_TYPES[job_type]
