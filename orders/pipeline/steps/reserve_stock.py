@@ -2,8 +2,9 @@
 
 Every product's units are taken with one conditional ``UPDATE ... WHERE stock >=
 units`` (in product id order, the one lock order of every stock move), for all the
-items at once; a product that runs short fails the set, and written one by one the
-checkout that asked too much fails ``out_of_stock`` with nothing held.
+items at once, as the write's last statements; a product that runs short fails the
+set, and written one by one the checkout that asked too much fails ``out_of_stock``
+with nothing held.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
         for line in checkout.lines:
             units[line.product_id] += line.quantity
             named.setdefault(line.product_id, line)
+    seconds = ctx.settings.stock_hold_seconds
+    rows = [row for checkout in to_hold for row in hold_rows(checkout, checkout.lines, seconds)]
+    if rows:
+        session.execute(insert(HOLDS), rows)  # one statement for every line
+    jobs = next_jobs(session, ctx.settings, items[0].claim.type, checkouts)
+    # the products last: every checkout's stock moves lock these few rows until the
+    # commit, so the transaction holds them for the fewest round trips
     for product_id in sorted(units):
         taken = session.execute(
             update(PRODUCTS)
@@ -54,11 +62,7 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
         if rowcount(taken) != 1:
             line = named[product_id]
             raise OutOfStock(f"{line.name} ({line.sku}) is out of stock")
-    seconds = ctx.settings.stock_hold_seconds
-    rows = [row for checkout in to_hold for row in hold_rows(checkout, checkout.lines, seconds)]
-    if rows:
-        session.execute(insert(HOLDS), rows)  # one statement for every line
-    return next_jobs(session, ctx.settings, items[0].claim.type, checkouts)
+    return jobs
 
 
 def hold_rows(

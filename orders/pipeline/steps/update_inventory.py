@@ -38,14 +38,13 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
         .values(status=HoldStatus.SOLD, closed_at=utcnow())
         .returning(HOLDS.c.checkout_id, HOLDS.c.product_id, HOLDS.c.quantity)
     ).all()
-    sold = apply_units(session, [(row.product_id, row.quantity) for row in closed], HoldStatus.SOLD)
     events: list[Event] = []
-    if sold:
+    if closed:  # the sale leaves stock as it is: read it before the counters change
         low = {
             row.id: f"Low stock: {row.sku} has {row.stock} left"
             for row in session.execute(
                 select(PRODUCTS.c.id, PRODUCTS.c.sku, PRODUCTS.c.stock).where(
-                    PRODUCTS.c.id.in_(sorted(sold)),
+                    PRODUCTS.c.id.in_(sorted({row.product_id for row in closed})),
                     PRODUCTS.c.stock <= ctx.settings.low_stock_threshold,
                 )
             )
@@ -71,7 +70,11 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
     if len(moved) != len(checkouts):
         raise LeaseLost("a checkout changed under us")
     emails = [order_confirmation(session, ctx.settings, c, orders[c.id]) for c in checkouts]
-    return next_jobs(session, ctx.settings, items[0].claim.type, checkouts, emails)
+    jobs = next_jobs(session, ctx.settings, items[0].claim.type, checkouts, emails)
+    # the products' sold counters last: every checkout's stock moves lock these few rows
+    # until the commit, so the transaction holds them for the fewest round trips
+    apply_units(session, [(row.product_id, row.quantity) for row in closed], HoldStatus.SOLD)
+    return jobs
 
 
 STEP = Step(write, call=call)
