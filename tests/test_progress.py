@@ -135,6 +135,39 @@ def test_an_opening_is_never_older_than_the_event_id_it_carries(
     assert order.index(sent.data["status"]) >= order.index(json.loads(row)["status"])
 
 
+def test_streams_read_together_get_what_each_would_read_alone_in_one_statement(
+    session, settings, dispatched, drain
+) -> None:
+    from sqlalchemy import event as sa_event
+
+    from orders.checkout.place import place_checkout
+    from orders.db import make_engine
+    from orders.models import Checkout
+    from orders.shop.progress import events_after, events_after_each
+    from tests.factories import checkout_body, make_product
+
+    make_product(session, sku="TEE", stock=5)
+    placed = [
+        place_checkout(session, settings, checkout_body(("TEE", 1)), dispatched) for _ in "ab"
+    ]
+    drain()  # both complete: a timeline of several rows each
+    a, b = (session.query(Checkout).filter_by(public_id=p.public_id).one().id for p in placed)
+    timeline_a = events_after(session, a, 0)
+    assert len(timeline_a) > 3
+    wanted = [(a, timeline_a[1].id), (b, 0), (a, timeline_a[-1].id), (a, 0)]
+    engine = make_engine(settings, immediate=False)  # SQLite: no BEGIN IMMEDIATE first
+    statements: list[str] = []
+    sa_event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.connect() as conn:
+            together = events_after_each(conn, wanted)
+    finally:
+        engine.dispose()
+    assert len(statements) == 1
+    assert together == [events_after(session, checkout, after) for checkout, after in wanted]
+    assert together[2] == [] and together[0] == timeline_a[2:]
+
+
 @pytest.mark.redis
 def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> None:
     import redis

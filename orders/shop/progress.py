@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,19 +88,39 @@ def open_progress(session: Session, public_id: str, last_event_id: int | None) -
 def events_after(
     session: Session | Connection, checkout_id: int, after_id: int, limit: int = 200
 ) -> list[ProgressEvent]:
-    """Timeline rows after ``after_id`` (a Core connection will do: streams read often)."""
-    rows = session.execute(
-        _EVENTS_AFTER, {"checkout_id": checkout_id, "after_id": after_id, "limit": limit}
-    )
-    return [ProgressEvent(row_id, json.loads(snapshot)) for row_id, snapshot in rows]
+    """Timeline rows after ``after_id``."""
+    return events_after_each(session, [(checkout_id, after_id)], limit)[0]
+
+
+def events_after_each(
+    session: Session | Connection, wanted: Sequence[tuple[int, int]], limit: int = 200
+) -> list[list[ProgressEvent]]:
+    """:func:`events_after` for many streams in one statement: for each (checkout row
+    id, after id) of ``wanted``, in order, its rows after that id. Each row is parsed
+    once, whatever number of streams share it."""
+    if not wanted:
+        return []
+    params = {
+        "ids": sorted({checkout for checkout, _ in wanted}),
+        "after_id": min(a for _, a in wanted),
+    }
+    rows: dict[int, list[ProgressEvent]] = {}
+    for checkout_id, row_id, snapshot in session.execute(_EVENTS_OF, params):
+        rows.setdefault(checkout_id, []).append(ProgressEvent(row_id, json.loads(snapshot)))
+    return [
+        [event for event in rows.get(checkout, ()) if event.id > after][:limit]
+        for checkout, after in wanted
+    ]
 
 
 # every open stream runs this on every wake-up: built once, its values bound
-_EVENTS_AFTER = (
-    select(EVENTS.c.id, EVENTS.c.status_json)
-    .where(EVENTS.c.checkout_id == bindparam("checkout_id"), EVENTS.c.id > bindparam("after_id"))
+_EVENTS_OF = (
+    select(EVENTS.c.checkout_id, EVENTS.c.id, EVENTS.c.status_json)
+    .where(
+        EVENTS.c.checkout_id.in_(bindparam("ids", expanding=True)),
+        EVENTS.c.id > bindparam("after_id"),
+    )
     .order_by(EVENTS.c.id)
-    .limit(bindparam("limit"))
 )
 
 

@@ -4,16 +4,19 @@ The view looks the checkout up and computes the first events in a short session 
 the streams' own pool, closed before the stream starts: an open stream holds no
 connection.
 While streaming it waits on this process's one Redis subscription (the hub) or,
-in embedded mode, polls; either way it reads new timeline rows in a short session
-of its own. Every stream ends: after its checkout's final event, or after
-``SSE_MAX_SECONDS``; and the process holds at most ``SSE_MAX_STREAMS`` of them
-(``SSE_MAX_STREAMS_PER_CLIENT`` per client).
+in embedded mode, polls; either way it then reads its new timeline rows, and the
+streams woken together share one read (:class:`~orders.infra.combiner.Combiner`: the
+reads asked while one is under way are the next one), so a crowd of streams costs a
+few statements per wake-up, not one each. Every stream ends: after its checkout's
+final event, or after ``SSE_MAX_SECONDS``; and the process holds at most
+``SSE_MAX_STREAMS`` of them (``SSE_MAX_STREAMS_PER_CLIENT`` per client).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, create_engine
@@ -22,10 +25,11 @@ from sqlalchemy.orm import Session
 from orders.config import Settings
 from orders.db import ping_when_idle
 from orders.errors import FieldError, ValidationFailed
+from orders.infra.combiner import Combiner
 from orders.infra.pubsub import Hub
 from orders.shop.progress import (
     ProgressEvent,
-    events_after,
+    events_after_each,
     follow_progress,
     is_finished,
     open_progress,
@@ -71,6 +75,24 @@ def stream_engine(config: Settings) -> Engine | None:
         isolation_level="AUTOCOMMIT",
     )
     return ping_when_idle(engine)
+
+
+Wanted = tuple[int, int]  # a stream's checkout row id, and the last row id it sent
+READS_AT_ONCE = 500  # the most streams one timeline read serves
+
+
+def timeline_reads(engine: Engine) -> Combiner[Wanted, list[ProgressEvent]]:
+    """This process's shared timeline read (built on first use)."""
+    reads: Combiner[Wanted, list[ProgressEvent]] | None
+    reads = current_app.extensions.get("shop.timeline_reads")
+    if reads is None:
+
+        def read(wanted: Sequence[Wanted]) -> list[list[ProgressEvent]]:
+            with engine.connect() as conn:  # Core, no ORM session: cheap per wake-up
+                return events_after_each(conn, wanted)
+
+        reads = current_app.extensions["shop.timeline_reads"] = Combiner(read, READS_AT_ONCE)
+    return reads
 
 
 def hub() -> Hub:
@@ -130,9 +152,10 @@ def progress_stream(job_id: str) -> Response:
     config = settings()
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
 
+    reads = timeline_reads(engine)
+
     def read_after(after_id: int) -> list[ProgressEvent]:
-        with engine.connect() as conn:  # Core, no ORM session: cheap per wake-up
-            return events_after(conn, opening.checkout_id, after_id)
+        return reads.submit((opening.checkout_id, after_id))
 
     body = follow_progress(
         opening,
