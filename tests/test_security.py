@@ -44,6 +44,38 @@ def test_redis_windows_are_shared_by_every_web_worker():
     client.close()
 
 
+@pytest.mark.redis
+def test_hits_at_once_share_round_trips_and_each_counts_once():
+    import threading
+
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    limiter = FixedWindowLimiter([Limit(30, 60), Limit(1000, 3600)], REDIS_URL, prefix)
+    start = threading.Barrier(40)
+    waits: list[int | None] = []
+
+    def shopper(n: int) -> None:
+        start.wait()
+        waits.append(limiter.hit("crowd" if n % 2 else "other", 7200.0))
+
+    threads = [threading.Thread(target=shopper, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert waits.count(None) == 40  # 20 each, under both limits
+    assert limiter.hit("crowd", 7201.0) is None  # the 21st of "crowd"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert int(client.get(f"{prefix}:ratelimit:checkout:crowd:60:120") or 0) == 21
+        assert int(client.get(f"{prefix}:ratelimit:checkout:other:3600:2") or 0) == 20
+        assert limiter._hits.items == 41 and limiter._hits.batches < 41  # shared pipelines
+    finally:
+        client.delete(*client.keys(f"{prefix}:*"))
+        client.close()
+
+
 @pytest.fixture
 def limited_client(settings):
     from app import create_app

@@ -2,7 +2,9 @@
 
 Each limit counts hits per client in the current window (``INCR`` + ``EXPIRE`` in
 Redis, shared by every web worker; a dict in this process when Redis is not
-configured). If Redis is unreachable the limiter lets the request through: a broker
+configured). The hits counted while a round trip is under way share the next one
+(:class:`~orders.infra.combiner.Combiner`): under load one pipeline counts many
+requests. If Redis is unreachable the limiter lets the request through: a broker
 outage must not stop checkouts (the overload policy deals with that).
 """
 
@@ -12,9 +14,12 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from orders.config import ConfigError
+from orders.infra.combiner import Combiner
 
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*(second|minute|hour|day)s?\s*$")
@@ -56,6 +61,8 @@ class FixedWindowLimiter:
         self.name = name  # what is counted: one limiter's keys never meet another's
         self._counts: dict[tuple[str, int, int], int] = {}
         self._lock = threading.Lock()
+        self._redis: Any = None  # the client, made on first use
+        self._hits: Combiner[list[str], list[int]] = Combiner(self._incr_redis)
 
     def hit(self, client: str, now: float | None = None) -> int | None:
         """Count one request; None if allowed, else seconds until the client may retry."""
@@ -63,7 +70,13 @@ class FixedWindowLimiter:
             return None
         now = time.time() if now is None else now
         windows = [(limit, int(now // limit.seconds)) for limit in self.limits]
-        counts = self._incr_redis(client, windows) if self.redis_url else None
+        counts = None
+        if self.redis_url:
+            keys = [
+                f"{self.prefix}:ratelimit:{self.name}:{client}:{limit.seconds}:{window}"
+                for limit, window in windows
+            ]
+            counts = self._hits.submit(keys)
         if counts is None:
             counts = self._incr_local(client, windows)
         waits = [
@@ -85,18 +98,23 @@ class FixedWindowLimiter:
                 self._counts = {k: v for k, v in self._counts.items() if k[1:] in current}
             return counts
 
-    def _incr_redis(self, client: str, windows: list[tuple[Limit, int]]) -> list[int] | None:
+    def _incr_redis(self, hits: Sequence[list[str]]) -> list[list[int]]:
+        """Count the hits (each its window keys) in one pipelined round trip; zeros (let
+        through) if Redis is away."""
         import redis
 
         from orders.infra.redis_pool import redis_pool
 
+        if self._redis is None:
+            self._redis = redis.Redis(connection_pool=redis_pool(self.redis_url or ""))
+        seconds = [limit.seconds for limit in self.limits]
         try:
-            pipe = redis.Redis(connection_pool=redis_pool(self.redis_url)).pipeline()
-            for limit, window in windows:
-                key = f"{self.prefix}:ratelimit:{self.name}:{client}:{limit.seconds}:{window}"
-                pipe.incr(key)
-                pipe.expire(key, limit.seconds + 1)
-            replies = pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)  # INCR is atomic on its own
+            for keys in hits:
+                for key, window in zip(keys, seconds, strict=True):
+                    pipe.incr(key)
+                    pipe.expire(key, window + 1)
+            replies = iter(pipe.execute()[::2])
         except redis.RedisError:
-            return [0] * len(windows)  # fail open
-        return [int(count) for count in replies[::2]]
+            return [[0] * len(keys) for keys in hits]  # fail open
+        return [[int(next(replies)) for _ in keys] for keys in hits]
