@@ -52,10 +52,6 @@ class _Recent:
             while len(self._order) > self.size:
                 self._ids.discard(self._order.popleft())
 
-    def has_all(self, job_ids: Sequence[str]) -> bool:
-        with self._lock:
-            return bool(job_ids) and all(job_id in self._ids for job_id in job_ids)
-
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._ids
 
