@@ -22,13 +22,13 @@ Outcomes of a job:
   ``give_up`` runs (a checkout step fails the checkout and flags it for an operator);
 - :class:`LeaseLost`: someone else owns the job now; we write nothing.
 
-The runner owns every transaction: steps never commit.
+What a failure writes is :mod:`orders.pipeline.failures`'s; the runner owns every
+transaction: steps never commit.
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -39,13 +39,13 @@ from orders.domain.states import TERMINAL, check_move
 from orders.errors import GatewayCircuitOpen, IllegalTransition, LeaseLost, ShopError, StepFailed
 from orders.infra.tracing import RunSpans, TracedJob, run_spans
 from orders.logcontext import bind_checkout
-from orders.models import Checkout, CheckoutStage, Job, JobStatus
-from orders.pipeline import compensation
+from orders.models import Checkout, CheckoutStage, JobStatus
+from orders.pipeline import failures
 from orders.pipeline.calls import in_groups
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, ref, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
-from orders.pipeline.leases import Claim, claim, close, close_all, reschedule
+from orders.pipeline.leases import Claim, claim, close, close_all
 from orders.pipeline.messages import COMPLETED_HERE, RUNNING_HERE, handled_here
 from orders.pipeline.step import Item, Step, checkouts_of
 from orders.pipeline.timeline import EVENTS_RECORDED, move_all, record_event
@@ -276,94 +276,17 @@ def _after_failure(
             return [], "lease_lost"
         try:
             if isinstance(exc, StepFailed):
-                jobs = _fail_checkout(session, taken, ctx, exc.code, exc.message)
+                jobs = failures.fail_checkout(session, taken, ctx, exc.code, exc.message)
                 refs, outcome = [ref(job) for job in jobs], "failed"
             elif isinstance(exc, GatewayCircuitOpen):
-                refs, outcome = _wait_for_breaker(session, taken, ctx, exc), "waiting"
+                refs, outcome = failures.wait_for_breaker(session, taken, ctx, exc), "waiting"
             else:
-                refs, outcome = _retry_or_give_up(session, taken, ctx, exc)
+                refs, outcome = failures.retry_or_give_up(session, taken, ctx, exc)
             session.commit()
         except LeaseLost:
             session.rollback()
             return [], "lease_lost"
         return refs, outcome
-
-
-def _fail_checkout(
-    session: Session,
-    taken: Claim,
-    ctx: PipelineContext,
-    code: str,
-    message: str,
-    *,
-    needs_attention: bool = False,
-    trace: str | None = None,
-) -> list[Job]:
-    """Fail the job and its checkout, with compensation (the jobs it adds)."""
-    close(session, taken, JobStatus.FAILED, message, trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-    if checkout is None:
-        return []
-    return compensation.fail_checkout(
-        session, ctx.settings, checkout, code, message, needs_attention=needs_attention
-    )
-
-
-def _wait_for_breaker(
-    session: Session, taken: Claim, ctx: PipelineContext, exc: GatewayCircuitOpen
-) -> list[JobRef]:
-    delay = max(ctx.settings.retry_delay_seconds, 1.0)
-    reschedule(session, taken, delay, exc.message, count_attempt=False)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-    if checkout is not None:
-        record_event(
-            session, checkout, f"Payment gateway unavailable (circuit open); waiting {delay:g} s"
-        )
-    return [JobRef(taken.job_id, taken.type, delay)]
-
-
-def give_up(
-    session: Session,
-    taken: Claim,
-    ctx: PipelineContext,
-    message: str,
-    code: str = "processing_error",
-    trace: str | None = None,
-) -> list[JobRef]:
-    """The last attempt failed: end the job, and the checkout if it was a checkout step
-    (in the caller's transaction; :class:`LeaseLost` if the job is no longer ours)."""
-    step = JOB_TYPES[taken.type].runs
-    what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
-    if step.give_up is None:
-        jobs = _fail_checkout(session, taken, ctx, code, what, needs_attention=True, trace=trace)
-        return [ref(job) for job in jobs]
-    close(session, taken, JobStatus.FAILED, what, trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-    step.give_up(session, taken, checkout, message)
-    return []
-
-
-def _retry_or_give_up(
-    session: Session, taken: Claim, ctx: PipelineContext, exc: Exception
-) -> tuple[list[JobRef], str]:
-    trace = "".join(traceback.format_exception(exc))
-    message = exc.message if isinstance(exc, ShopError) else f"{type(exc).__name__}: {exc}"
-    if not isinstance(exc, ShopError):
-        log.error("job %s (%s) raised unexpectedly:\n%s", taken.job_id, taken.type, trace)
-    if taken.final:
-        code = exc.code if isinstance(exc, ShopError) and exc.retryable else "processing_error"
-        return give_up(session, taken, ctx, message, code, trace), "failed"
-    delay = JOB_TYPES[taken.type].retry_delay(ctx.settings, taken.attempt)
-    reschedule(session, taken, delay, message, trace=trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
-    if checkout is not None:
-        record_event(
-            session,
-            checkout,
-            f"{taken.type} attempt {taken.attempt}/{taken.max_attempts} failed ({message}); "
-            f"retrying in {delay:g} s",
-        )
-    return [JobRef(taken.job_id, taken.type, delay)], "retrying"
 
 
 def _log_set_failure(job_type: JobType, size: int, exc: Exception) -> None:

@@ -24,10 +24,10 @@ from orders.db import rowcount, utcnow
 from orders.errors import LeaseLost
 from orders.models import Checkout, Job, JobStatus
 from orders.pipeline.context import PipelineContext
+from orders.pipeline.failures import give_up
 from orders.pipeline.holds import expired_hold_checkouts, release_expired
 from orders.pipeline.jobs import JobRef, ref, send_after_commit
 from orders.pipeline.leases import Claim
-from orders.pipeline.runner import give_up
 from orders.pipeline.timeline import record_event
 
 log = logging.getLogger(__name__)
