@@ -168,6 +168,79 @@ def test_streams_read_together_get_what_each_would_read_alone_in_one_statement(
     assert together[2] == [] and together[0] == timeline_a[2:]
 
 
+def test_streams_opened_together_get_what_each_would_alone_in_one_statement(
+    session, settings, dispatched, drain
+) -> None:
+    """New streams (the latest row), resumes (the rows missed; ``ended`` after the
+    final one), an id beyond the latest, and an unknown job, opened in one read."""
+    from sqlalchemy import event as sa_event
+
+    from orders.checkout.place import place_checkout
+    from orders.db import make_engine
+    from orders.errors import NotFound
+    from orders.models import Checkout
+    from orders.shop.progress import events_after, open_each
+    from tests.factories import checkout_body, make_product
+
+    make_product(session, sku="TEE", stock=5)
+    done = place_checkout(session, settings, checkout_body(("TEE", 1)), dispatched).public_id
+    drain()  # completes: a timeline of several rows
+    waiting = place_checkout(session, settings, checkout_body(("TEE", 1)), dispatched).public_id
+    row_id = session.query(Checkout).filter_by(public_id=done).one().id
+    timeline = events_after(session, row_id, 0)
+    assert len(timeline) > 3 and timeline[-1].final
+    wanted: list[tuple[str, int | None]] = [
+        (done, None),  # from now: the final state, under the latest row's id
+        (waiting, None),
+        (done, timeline[1].id),  # resumed: the rows after that one
+        (done, timeline[-1].id),  # resumed after the final row: ended
+        (done, timeline[-1].id + 10_000),  # beyond the latest: from now
+        ("nope", None),
+    ]
+    engine = make_engine(settings, immediate=False)  # SQLite: no BEGIN IMMEDIATE first
+    statements: list[str] = []
+    sa_event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.connect() as conn:
+            now = open_each(conn, wanted[:2])
+            assert len(statements) == 1  # nobody resumes: one statement
+            together = open_each(conn, wanted)
+    finally:
+        engine.dispose()
+    assert len(statements) == 3  # the latest rows, and the rows missed
+    fresh, queued, resumed, ended, beyond, unknown = together
+    assert now == [fresh, queued]
+    assert [(e.id, e.data) for e in fresh.events] == [(timeline[-1].id, timeline[-1].data)]
+    assert fresh.events[0].name == "completed" and not fresh.ended
+    assert queued.events[0].data["status"] == "queued" and queued.after_id == 0
+    final = next(n for n, e in enumerate(timeline) if e.final)  # rows after it: no matter
+    assert resumed.events == timeline[2 : final + 1] and resumed.after_id == timeline[1].id
+    assert ended.events == [] and ended.ended
+    assert beyond == fresh
+    assert isinstance(unknown, NotFound)
+
+
+def test_each_wake_up_is_one_write() -> None:
+    """The opening (retry advice and its events) and every batch read after a wake-up
+    leave as one text each: one socket send, not one per event."""
+    clock = Clock()
+    batches = [[event(3, "processing", 35), event(4, "processing", 60)], [event(5, "completed")]]
+    writes = list(
+        follow_progress(
+            Opening(1, "job", [event(2, "queued", 0)], 0),
+            lambda _after: batches.pop(0),
+            clock.wait,
+            heartbeat_seconds=15,
+            poll_seconds=1,
+            clock=clock,
+        )
+    )
+    assert len(writes) == 3
+    assert writes[0].startswith("retry: 2000") and "id: 2\n" in writes[0]
+    assert "id: 3\n" in writes[1] and "id: 4\n" in writes[1]
+    assert writes[2].startswith("id: 5\nevent: completed")
+
+
 @pytest.mark.redis
 def test_one_subscription_rings_only_the_watchers_of_that_checkout(request) -> None:
     import redis

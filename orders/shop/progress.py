@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from orders.models import CheckoutEvent
-from orders.models.tables import EVENTS
-from orders.pipeline.timeline import status_payload
-from orders.shop.status import find_checkout_and_latest_event
+from orders.domain.validation import plausible_id
+from orders.errors import NotFound
+from orders.models.tables import CHECKOUTS, EVENTS
+from orders.shop.status import unknown_job
 
 TERMINAL = ("completed", "failed")
 log = logging.getLogger(__name__)
@@ -55,34 +55,79 @@ class Opening:
     public_id: str
     events: list[ProgressEvent]
     after_id: int  # the client has everything up to this row id
+    ended: bool = False  # resumed after the final event: nothing more will come
 
     @property
     def finished(self) -> bool:
         return any(e.final for e in self.events)
 
 
-def open_progress(session: Session, public_id: str, last_event_id: int | None) -> Opening:
+Wanted = tuple[str, "int | None"]  # a stream's checkout public id and its Last-Event-ID
+
+
+def open_progress(
+    session: Session | Connection, public_id: str, last_event_id: int | None
+) -> Opening:
     """The first events of a stream.
 
     Without ``last_event_id``, or with one beyond this checkout's latest row (another
-    checkout's, or made up): "from now", one event, the current state, carrying the
-    id of the latest timeline row. Otherwise the rows after that id (nothing if none
-    were missed). Raises ``NotFound`` for an unknown job.
+    checkout's, or made up): "from now", one event, the current state: the latest
+    timeline row (every change of state writes one, in its transaction, and a
+    checkout is placed with its first). Otherwise the rows after that id (nothing if
+    none were missed; ``ended`` if the last one the client has is final). Raises
+    ``NotFound`` for an unknown job.
 
     A stream never waits after an id beyond the latest: the final event would come
     with a smaller id and never be sent, and the stream would never end.
     """
-    # the state and the latest row's id from one statement, so from one snapshot:
-    # read one after the other, a checkout that moved in between could be sent in
-    # its old state under the new row's id, and the stream would then wait for an
-    # event that had already happened
-    checkout, latest = find_checkout_and_latest_event(session, public_id)
-    if last_event_id is None or last_event_id > latest:
-        events = [ProgressEvent(latest, status_payload(session, checkout))]
-        last_event_id = None
-    else:
-        events = events_after(session, checkout.id, last_event_id)
-    return Opening(checkout.id, checkout.public_id, _until_final(events), last_event_id or 0)
+    opening = open_each(session, [(public_id, last_event_id)])[0]
+    if isinstance(opening, NotFound):
+        raise opening
+    return opening
+
+
+def open_each(session: Session | Connection, wanted: Sequence[Wanted]) -> list[Opening | NotFound]:
+    """:func:`open_progress` for many streams: one statement reads every checkout and
+    its latest row (the state and its id come from that one row, so they agree), and
+    one more reads the missed rows of those that resume. In order, an opening or the
+    ``NotFound`` of an unknown job."""
+    ids = sorted({public_id for public_id, _ in wanted if plausible_id(public_id)})
+    latest = {row.public_id: row for row in session.execute(_LATEST, {"ids": ids})} if ids else {}
+    resuming = [
+        (latest[public_id].checkout_id, after)
+        for public_id, after in wanted
+        if public_id in latest and after is not None and after <= latest[public_id].id
+    ]
+    missed = iter(events_after_each(session, resuming))
+    openings: list[Opening | NotFound] = []
+    for public_id, after in wanted:
+        row = latest.get(public_id)
+        if row is None:
+            openings.append(unknown_job(public_id))
+            continue
+        now = ProgressEvent(row.id, json.loads(row.status_json))
+        if after is None or after > row.id:
+            openings.append(Opening(row.checkout_id, public_id, [now], 0))
+        else:
+            events = _until_final(next(missed))
+            ended = not events and now.final
+            openings.append(Opening(row.checkout_id, public_id, events, after, ended))
+    return openings
+
+
+_NEWER = EVENTS.alias("newer")
+# every stream opening runs this: built once, its values bound
+_LATEST = (
+    select(CHECKOUTS.c.public_id, EVENTS.c.checkout_id, EVENTS.c.id, EVENTS.c.status_json)
+    .join(EVENTS, EVENTS.c.checkout_id == CHECKOUTS.c.id)
+    .where(
+        CHECKOUTS.c.public_id.in_(bindparam("ids", expanding=True)),
+        EVENTS.c.id
+        == select(func.max(_NEWER.c.id))
+        .where(_NEWER.c.checkout_id == CHECKOUTS.c.id)
+        .scalar_subquery(),
+    )
+)
 
 
 def events_after(
@@ -124,17 +169,6 @@ _EVENTS_OF = (
 )
 
 
-def is_finished(session: Session, checkout_id: int) -> bool:
-    """True when the last timeline row shows a final state (nothing more will come)."""
-    row = session.execute(
-        select(CheckoutEvent.status_json)
-        .where(CheckoutEvent.checkout_id == checkout_id)
-        .order_by(CheckoutEvent.id.desc())
-        .limit(1)
-    ).scalar()
-    return row is not None and json.loads(row).get("status") in TERMINAL
-
-
 def _until_final(events: list[ProgressEvent]) -> list[ProgressEvent]:
     for index, event in enumerate(events):
         if event.final:
@@ -163,13 +197,10 @@ def follow_progress(
     fails (the database is briefly away or out of connections) the stream stays
     open and reads again after ``retry_seconds``.
     """
-    yield "retry: 2000\n\n"
-    last_id = opening.after_id
-    for event in opening.events:
-        yield event.encode()
-        last_id = event.id
-        if event.final:
-            return
+    text, last_id, final = _encoded(opening.events, opening.after_id)
+    yield "retry: 2000\n\n" + text  # one write: the socket sends once per wake-up
+    if final:
+        return
     next_beat = clock() + heartbeat_seconds
     end = clock() + max_seconds
     interval = poll_seconds
@@ -182,11 +213,21 @@ def follow_progress(
             batch, interval = [], min(poll_seconds, retry_seconds)
         else:
             interval = poll_seconds
-        for event in _until_final(batch):
-            yield event.encode()
-            last_id = event.id
-            if event.final:
-                return
+        text, last_id, final = _encoded(batch, last_id)
+        if final:
+            yield text
+            return
         if clock() >= next_beat:
-            yield ": heartbeat\n\n"
+            text += ": heartbeat\n\n"
             next_beat = clock() + heartbeat_seconds
+        if text:
+            yield text
+
+
+def _encoded(events: list[ProgressEvent], last_id: int) -> tuple[str, int, bool]:
+    """The events up to the first final one, framed as one text; the id of the last
+    of them (``last_id`` if none), and whether it is final."""
+    events = _until_final(events)
+    if not events:
+        return "", last_id, False
+    return "".join(event.encode() for event in events), events[-1].id, events[-1].final

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from orders.domain.disclosure import shopper_error
@@ -28,29 +28,11 @@ def find_checkout(session: Session, public_id: str) -> Checkout:
     if plausible_id(public_id):
         checkout = session.scalar(select(Checkout).where(Checkout.public_id == public_id))
     if checkout is None:
-        raise _unknown(public_id)
+        raise unknown_job(public_id)
     return checkout
 
 
-def find_checkout_and_latest_event(session: Session, public_id: str) -> tuple[Checkout, int]:
-    """The checkout and the id of its latest timeline row (0: none), read by one
-    statement, so from one snapshot: the state is the one that row recorded."""
-    latest = (
-        select(func.max(CheckoutEvent.id))
-        .where(CheckoutEvent.checkout_id == Checkout.id)
-        .scalar_subquery()
-    )
-    row = None
-    if plausible_id(public_id):
-        row = session.execute(
-            select(Checkout, latest).where(Checkout.public_id == public_id)
-        ).first()
-    if row is None:
-        raise _unknown(public_id)
-    return row[0], row[1] or 0
-
-
-def _unknown(public_id: str) -> NotFound:
+def unknown_job(public_id: str) -> NotFound:
     return NotFound(f"no checkout job with id {public_id}", code="job_not_found")
 
 

@@ -1,13 +1,12 @@
 """``GET /api/orders/status/<jobId>/stream``: live progress as Server-Sent Events.
 
-The view looks the checkout up and computes the first events in a short session on
-the streams' own pool, closed before the stream starts: an open stream holds no
-connection.
-While streaming it waits on this process's one Redis subscription (the hub) or,
-in embedded mode, polls; either way it then reads its new timeline rows, and the
-streams woken together share one read (:class:`~orders.infra.combiner.Combiner`: the
-reads asked while one is under way are the next one), so a crowd of streams costs a
-few statements per wake-up, not one each. Every stream ends: after its checkout's
+The view reads the checkout's first events on the streams' own pool, closed before
+the stream starts (an open stream holds no connection). While streaming it waits on
+this process's one Redis subscription (the hub) or, in embedded mode, polls; either
+way it then reads its new timeline rows. Openings and reads share statements: those
+asked while one is under way are the next one
+(:class:`~orders.infra.combiner.Combiner`), so a crowd of streams costs a few
+statements per wake-up, not one each. Every stream ends: after its checkout's
 final event, or after ``SSE_MAX_SECONDS``; and the process holds at most
 ``SSE_MAX_STREAMS`` of them (``SSE_MAX_STREAMS_PER_CLIENT`` per client).
 """
@@ -20,7 +19,6 @@ from collections.abc import Sequence
 
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import ping_when_idle
@@ -28,11 +26,12 @@ from orders.errors import FieldError, ValidationFailed
 from orders.infra.combiner import Combiner
 from orders.infra.pubsub import Hub
 from orders.shop.progress import (
+    Opening,
     ProgressEvent,
+    Wanted,
     events_after_each,
     follow_progress,
-    is_finished,
-    open_progress,
+    open_each,
 )
 from orders.web.extensions import db, settings
 from orders.web.stream_slots import StreamSlots, build_stream_slots
@@ -77,18 +76,33 @@ def stream_engine(config: Settings) -> Engine | None:
     return ping_when_idle(engine)
 
 
-Wanted = tuple[int, int]  # a stream's checkout row id, and the last row id it sent
-READS_AT_ONCE = 500  # the most streams one timeline read serves
+Reading = tuple[int, int]  # a stream's checkout row id, and the last row id it sent
+READS_AT_ONCE = 500  # the most streams one read serves
 
 
-def timeline_reads(engine: Engine) -> Combiner[Wanted, list[ProgressEvent]]:
+def stream_openings(engine: Engine) -> Combiner[Wanted, Opening]:
+    """This process's shared opening read (built on first use)."""
+    openings: Combiner[Wanted, Opening] | None
+    openings = current_app.extensions.get("shop.stream_openings")
+    if openings is None:
+
+        def read(wanted: Sequence[Wanted]) -> Sequence[Opening | BaseException]:
+            with engine.connect() as conn:  # Core, no ORM session: cheap per opening
+                return open_each(conn, wanted)
+
+        openings = Combiner(read, READS_AT_ONCE)
+        current_app.extensions["shop.stream_openings"] = openings
+    return openings
+
+
+def timeline_reads(engine: Engine) -> Combiner[Reading, list[ProgressEvent]]:
     """This process's shared timeline read (built on first use)."""
-    reads: Combiner[Wanted, list[ProgressEvent]] | None
+    reads: Combiner[Reading, list[ProgressEvent]] | None
     reads = current_app.extensions.get("shop.timeline_reads")
     if reads is None:
 
-        def read(wanted: Sequence[Wanted]) -> list[list[ProgressEvent]]:
-            with engine.connect() as conn:  # Core, no ORM session: cheap per wake-up
+        def read(wanted: Sequence[Reading]) -> list[list[ProgressEvent]]:
+            with engine.connect() as conn:
                 return events_after_each(conn, wanted)
 
         reads = current_app.extensions["shop.timeline_reads"] = Combiner(read, READS_AT_ONCE)
@@ -138,15 +152,13 @@ def progress_stream(job_id: str) -> Response:
 
     engine = current_app.extensions["shop.stream_engine"] or db.engine
     try:
-        # the streams' own pool, and a session closed before streaming: an open stream
-        # holds no connection
-        with Session(engine) as reader:
-            opening = open_progress(reader, job_id, after)
-            finished = not opening.events and is_finished(reader, opening.checkout_id)
+        # the streams' own pool, the openings asked meanwhile in one read, closed
+        # before streaming: an open stream holds no connection
+        opening = stream_openings(engine).submit((job_id, after))
     except Exception:
         release()
         raise
-    if after is not None and finished:
+    if opening.ended:
         release()
         return Response(status=204, headers={"Cache-Control": "no-cache"})  # stops EventSource
     config = settings()
