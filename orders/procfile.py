@@ -91,7 +91,11 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: we signal it, the terminal does not
+                # a process group of its own (we signal it, the terminal does not) in our
+                # session: Linux's scheduler shares the CPU between sessions first
+                # (autogroups), so in a session of its own a `nice -n 10` consumer
+                # would get as much as the web
+                process_group=0,
             )
             self.processes[name] = process
             self.say(name, f"started with pid {process.pid}: {command}")

@@ -113,7 +113,7 @@ class Stack:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,  # signalled as a group; one session, as the Procfile runner
         )
         log.close()
 

@@ -142,6 +142,25 @@ def test_named_lines_run_through_sh_with_port_and_prefixed_output(
     )
 
 
+def test_each_line_has_a_process_group_of_its_own_in_the_runners_session(
+    tmp_path: Path, runners: list[Runner]
+) -> None:
+    """Signalled as a group, and ranked by ``nice`` against the other lines: Linux
+    shares the CPU between sessions first (autogroups), so a line in a session of its
+    own would get as much as the web whatever its nice value."""
+    text = 'web: echo "pid=$$"; exec sleep 600\nworker: echo "pid=$$"; exec nice -n 10 sleep 600\n'
+    runner = Runner(tmp_path, text)
+    runners.append(runner)
+    web = pid_in(runner.read_until(lambda line: line.startswith("web    | pid=")))
+    worker = pid_in(runner.read_until(lambda line: line.startswith("worker | pid=")))
+    session = os.getsid(runner.process.pid)
+    assert os.getsid(web) == os.getsid(worker) == session
+    assert len({os.getpgid(web), os.getpgid(worker), os.getpgid(runner.process.pid)}) == 3
+    assert os.getpgid(web) == web and os.getpgid(worker) == worker  # the shell leads it
+    runner.process.send_signal(signal.SIGTERM)
+    assert runner.finish() == 0
+
+
 def test_port_defaults_to_8000(tmp_path: Path, runners: list[Runner]) -> None:
     runner = Runner(tmp_path, 'web: echo "port=$PORT"; exec sleep 600\n')
     runners.append(runner)
