@@ -37,6 +37,9 @@ def slow_payments_stack(tmp_path):
             require_redis(),
             SIM_GATEWAY_LATENCY_MS="2000",  # each charge takes 2 s: SIGTERM lands mid-step
             PAYMENTS_CONCURRENCY="2",
+            # jobs one at a time: a batch's next jobs leave in one message, and a
+            # message's own jobs all run, so two charges at once holds only unbatched
+            PIPELINE_BATCH="1",
             LEASE_SECONDS="30",
         )
         try:
