@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from huey import Huey, PriorityRedisExpireHuey, SqliteHuey, crontab
+from huey import Huey, crontab
 from huey.api import TaskWrapper
 
 from orders.config import Settings
 from orders.infra import tracing
 from orders.infra.consumer_metrics import instrument
+from orders.infra.hueys import EmbeddedHuey, RedisHuey
 from orders.infra.redis_pool import redis_pool
 from orders.pipeline.jobtypes import (
     JOB_TYPES,
@@ -40,12 +41,10 @@ tracing.setup("worker")  # on only with the OTEL_* variables (docs/operations.md
 def make_huey(queue: str) -> Huey:
     name = f"{settings.queue_prefix}-{queue}"
     if settings.redis_url:
-        return PriorityRedisExpireHuey(
-            name, connection_pool=redis_pool(settings.redis_url), results=False
-        )
+        return RedisHuey(name, connection_pool=redis_pool(settings.redis_url), results=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir.resolve() / f"huey-{queue}.db"
-    return SqliteHuey(name, filename=str(path), results=False)
+    return EmbeddedHuey(name, filename=str(path), results=False)
 
 
 QUEUES: dict[str, Huey] = {queue: make_huey(queue) for queue in (ORDERS, PAYMENTS, NOTIFICATIONS)}

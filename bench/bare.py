@@ -7,7 +7,7 @@
   under load, as the shop's checkouts are), then does the LPUSH: the floor of any
   checkout that records durably before it answers (DESIGN.md's rule), so the report
   can say how much of the gap to the ceiling is that rule's.
-- ``huey``: a Huey instance with the shop's broker settings and one no-op task, for
+- ``huey``: a Huey instance of the consumers' class and broker settings, one no-op task, for
   ``huey_consumer bench.bare.huey`` with the shop's consumer flags.
 
 Benchmark-only code: it is not part of the product.
@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Sequence
 
 from flask import Flask, Response, jsonify
-from huey import PriorityRedisExpireHuey
 from sqlalchemy import Engine, create_engine
 
 from orders.infra.combiner import Combiner
+from orders.infra.hueys import RedisHuey
 from orders.infra.redis_pool import redis_pool
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -107,7 +107,7 @@ def ready() -> Response:
     return jsonify({"ok": True})
 
 
-huey = PriorityRedisExpireHuey(
+huey = RedisHuey(  # the consumers' class
     f"{PREFIX}-noop", connection_pool=redis_pool(REDIS_URL), results=False
 )
 
