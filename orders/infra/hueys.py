@@ -6,7 +6,7 @@ task's revocation flag after (a DEL): two of the 25 Redis commands an order cost
 30 checkouts/s. This shop never revokes a Huey task: a job is discarded or retried in its row, and a
 queue paused in the database, which a claim reads before every step
 (docs/operations.md). So neither is done, and revoking, which would then do nothing,
-refuses.
+raises :class:`RevokingRefused`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from huey import PriorityRedisExpireHuey, SqliteHuey
+
+
+class RevokingRefused(RuntimeError):
+    """Revoking a Huey task would do nothing here: a job is discarded in its row."""
+
 
 REFUSED = "a job is discarded in its row (the ops dashboard), never revoked in Huey"
 
@@ -30,12 +35,12 @@ class NeverRevoked:
         return super().delete(key)  # type: ignore[misc]  # the Huey class mixed with
 
     def revoke(self, task: Any, revoke_until: Any = None, revoke_once: bool = False) -> None:
-        raise NotImplementedError(REFUSED)
+        raise RevokingRefused(REFUSED)
 
     def revoke_all(
         self, task_class: Any, revoke_until: Any = None, revoke_once: bool = False
     ) -> None:
-        raise NotImplementedError(REFUSED)
+        raise RevokingRefused(REFUSED)
 
 
 class RedisHuey(NeverRevoked, PriorityRedisExpireHuey):  # type: ignore[misc]  # untyped
