@@ -2,9 +2,9 @@
 
 Around each task Huey asks the broker whether the task, or its kind, was revoked (a
 read of two keys before it runs: Redis MGET, or a SELECT on SQLite) and clears the
-task's revocation flag after (a DEL): two of the 25 Redis commands an order cost at
-30 checkouts/s. This shop never revokes a Huey task: a job is discarded or retried in its row, and a
-queue paused in the database, which a claim reads before every step
+task's revocation flag after (a DEL): 6.6 of the 24.8 Redis commands an order cost
+at 30 checkouts/s. This shop never revokes a Huey task: a job is discarded or retried in
+its row, and a queue paused in the database, which a claim reads before every step
 (docs/operations.md). So neither is done, and revoking, which would then do nothing,
 raises :class:`RevokingRefused`.
 """

@@ -37,7 +37,7 @@ def fail_checkout(
 ) -> list[Job]:
     """Fail the job and its checkout, with compensation (the jobs it adds)."""
     close(session, taken, JobStatus.FAILED, message, trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    checkout = _checkout_of(session, taken)
     if checkout is None:
         return []
     return compensation.fail_checkout(
@@ -50,7 +50,7 @@ def wait_for_breaker(
 ) -> list[JobRef]:
     delay = max(ctx.settings.retry_delay_seconds, 1.0)
     reschedule(session, taken, delay, exc.message, count_attempt=False)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    checkout = _checkout_of(session, taken)
     if checkout is not None:
         record_event(
             session, checkout, f"Payment gateway unavailable (circuit open); waiting {delay:g} s"
@@ -74,7 +74,7 @@ def give_up(
         jobs = fail_checkout(session, taken, ctx, code, what, needs_attention=True, trace=trace)
         return [ref(job) for job in jobs]
     close(session, taken, JobStatus.FAILED, what, trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    checkout = _checkout_of(session, taken)
     step.give_up(session, taken, checkout, message)
     return []
 
@@ -91,7 +91,7 @@ def retry_or_give_up(
         return give_up(session, taken, ctx, message, code, trace), "failed"
     delay = JOB_TYPES[taken.type].retry_delay(ctx.settings, taken.attempt)
     reschedule(session, taken, delay, message, trace=trace)
-    checkout = session.get(Checkout, taken.checkout_id) if taken.checkout_id else None
+    checkout = _checkout_of(session, taken)
     if checkout is not None:
         record_event(
             session,
@@ -100,3 +100,8 @@ def retry_or_give_up(
             f"retrying in {delay:g} s",
         )
     return [JobRef(taken.job_id, taken.type, delay)], "retrying"
+
+
+def _checkout_of(session: Session, taken: Claim) -> Checkout | None:
+    """The job's checkout, if it is a checkout's job (the session's copy when it has one)."""
+    return session.get(Checkout, taken.checkout_id) if taken.checkout_id else None

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, request
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 
 from orders.config import Settings
 from orders.db import ping_when_idle
@@ -26,9 +27,7 @@ from orders.errors import FieldError, ValidationFailed
 from orders.infra.combiner import Combiner
 from orders.infra.pubsub import Hub
 from orders.shop.progress import (
-    Opening,
     ProgressEvent,
-    Wanted,
     events_after_each,
     follow_progress,
     open_each,
@@ -76,36 +75,26 @@ def stream_engine(config: Settings) -> Engine | None:
     return ping_when_idle(engine)
 
 
-Reading = tuple[int, int]  # a stream's checkout row id, and the last row id it sent
 READS_AT_ONCE = 500  # the most streams one read serves
+Asked = TypeVar("Asked")
+Answer = TypeVar("Answer")
 
 
-def stream_openings(engine: Engine) -> Combiner[Wanted, Opening]:
-    """This process's shared opening read (built on first use)."""
-    openings: Combiner[Wanted, Opening] | None
-    openings = current_app.extensions.get("shop.stream_openings")
-    if openings is None:
-
-        def read(wanted: Sequence[Wanted]) -> Sequence[Opening | BaseException]:
-            with engine.connect() as conn:  # Core, no ORM session: cheap per opening
-                return open_each(conn, wanted)
-
-        openings = Combiner(read, READS_AT_ONCE)
-        current_app.extensions["shop.stream_openings"] = openings
-    return openings
-
-
-def timeline_reads(engine: Engine) -> Combiner[Reading, list[ProgressEvent]]:
-    """This process's shared timeline read (built on first use)."""
-    reads: Combiner[Reading, list[ProgressEvent]] | None
-    reads = current_app.extensions.get("shop.timeline_reads")
+def shared_read(
+    name: str,
+    engine: Engine,
+    read: Callable[[Connection, Sequence[Asked]], Sequence[Answer | BaseException]],
+) -> Combiner[Asked, Answer]:
+    """This process's shared read ``name`` (built on first use): what the streams ask
+    while one is under way is the next one, on one Core connection (no ORM session)."""
+    reads: Combiner[Asked, Answer] | None = current_app.extensions.get(name)
     if reads is None:
 
-        def read(wanted: Sequence[Reading]) -> list[list[ProgressEvent]]:
+        def run(asked: Sequence[Asked]) -> Sequence[Answer | BaseException]:
             with engine.connect() as conn:
-                return events_after_each(conn, wanted)
+                return read(conn, asked)
 
-        reads = current_app.extensions["shop.timeline_reads"] = Combiner(read, READS_AT_ONCE)
+        reads = current_app.extensions[name] = Combiner(run, READS_AT_ONCE)
     return reads
 
 
@@ -154,7 +143,7 @@ def progress_stream(job_id: str) -> Response:
     try:
         # the streams' own pool, the openings asked meanwhile in one read, closed
         # before streaming: an open stream holds no connection
-        opening = stream_openings(engine).submit((job_id, after))
+        opening = shared_read("shop.stream_openings", engine, open_each).submit((job_id, after))
     except Exception:
         release()
         raise
@@ -164,7 +153,7 @@ def progress_stream(job_id: str) -> Response:
     config = settings()
     poll = config.sse_heartbeat_seconds if progress_hub.wakes else config.sse_poll_seconds
 
-    reads = timeline_reads(engine)
+    reads = shared_read("shop.timeline_reads", engine, events_after_each)
 
     def read_after(after_id: int) -> list[ProgressEvent]:
         return reads.submit((opening.checkout_id, after_id))
