@@ -246,24 +246,24 @@ def test_inline_run_completes_a_checkout_in_the_calling_thread(client, session, 
 
 
 def test_an_email_is_recorded_once_per_dedupe_key(session, settings):
-    from orders.pipeline.emails import record_email
+    from orders.pipeline.emails import email_row, record_emails
 
-    def record(subject):
-        return record_email(
-            session,
+    def row(subject, key="order-confirmation:test"):
+        return email_row(
             settings,
             kind="order_confirmation",
-            dedupe_key="order-confirmation:test",
+            dedupe_key=key,
             to_addr="shopper@example.com",
             subject=subject,
             lines=["Thank you <3"],
         )
 
-    first = record("first")
-    again = record("second")  # the same key: the first row stands
+    (first,) = record_emails(session, [row("first")])
+    # the same key again, beside a new one: the first row stands, the new one is added
+    again, other = record_emails(session, [row("second"), row("other", "order-confirmation:2")])
     session.commit()
-    emails = session.scalars(select(Email)).all()
-    assert first == again == emails[0].id and len(emails) == 1
+    emails = session.scalars(select(Email).order_by(Email.id)).all()
+    assert first == again == emails[0].id and other == emails[1].id and len(emails) == 2
     assert emails[0].subject == "first" and emails[0].status is EmailStatus.PENDING
     assert emails[0].body_html == "<p>Thank you &lt;3</p>" and emails[0].created_at is not None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 
 from orders.db import make_engine, make_session_factory
 from orders.models import (
@@ -179,3 +179,35 @@ def test_a_step_run_again_after_its_work_is_done_writes_nothing_twice(
     assert counting.charges == 0  # a recorded payment is never charged again
     drain.dispatched.take()
     drain.dispatched.refs.extend(follow_ups)
+
+
+def statements_of_one_batch(client, drain, job_type: str, size: int) -> list[str]:
+    """The statements of one run of the step for ``size`` new checkouts' jobs."""
+    place(client, size)
+    ids = run_until(drain, job_type)
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    engine = drain.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert run_as_one_batch(drain, job_type, ids[:1]) == ["completed"] * size
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return sent
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("job_type", STEPS)
+def test_a_step_sends_as_many_statements_for_many_jobs_as_for_one(client, session, drain, job_type):
+    """A batch costs its step's statements once, whatever its size (on PostgreSQL,
+    which the shop ships on: on SQLite SQLAlchemy inserts new ORM rows one by one, as
+    the driver cannot return their keys in order)."""
+    make_product(session, sku="TEE", stock=50)
+    one = statements_of_one_batch(client, drain, job_type, 1)
+    drain.dispatched.take()  # its follow-up stays waiting, of another type
+    many = statements_of_one_batch(client, drain, job_type, 3)
+    assert len(many) == len(one), "\n".join(many)

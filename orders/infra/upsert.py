@@ -49,15 +49,27 @@ def insert_unless_present(
     """Insert ``values`` unless a row with the same ``keys`` exists: the new row's primary
     key back, or None. While another transaction holds an uncommitted row with the same
     key, this waits for it to end (on PostgreSQL the unique index; on SQLite the write
-    lock) and then sees what it left."""
+    lock) and then sees what it left. (The row added also carries ``keys``.)"""
     dialect = session.get_bind().dialect.name
     return session.execute(_unless_present(dialect, table, tuple(keys)), dict(values)).first()
+
+
+def insert_each_unless_present(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> list[Row[Any]]:
+    """:func:`insert_unless_present` for many rows in one statement: the rows added,
+    each as its primary key and ``keys``, in no particular order."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    stmt = _unless_present(dialect, table, tuple(keys))
+    return list(session.execute(stmt, [dict(row) for row in rows]).all())
 
 
 @cache
 def _unless_present(dialect: str, table: Table, keys: tuple[str, ...]) -> Executable:
     stmt = _insert(dialect)(table).on_conflict_do_nothing(index_elements=list(keys))
-    return stmt.returning(*table.primary_key.columns)
+    return stmt.returning(*table.primary_key.columns, *(table.c[key] for key in keys))
 
 
 def _insert(dialect: str) -> Callable[[Table], postgresql.Insert | sqlite.Insert]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 from orders.config import Settings
 from orders.db import utcnow
 from orders.infra.mail import OutgoingEmail
-from orders.infra.upsert import insert_unless_present
+from orders.infra.upsert import insert_each_unless_present
 from orders.models import Checkout, Email, EmailStatus, Order
 from orders.models.tables import EMAILS
 from orders.pipeline.context import PipelineContext
@@ -30,8 +32,7 @@ def _message_id(settings: Settings, key: str) -> str:
     return f"<{uuid.uuid5(uuid.NAMESPACE_URL, key).hex}@{domain}>"
 
 
-def record_email(
-    session: Session,
+def email_row(
     settings: Settings,
     *,
     kind: str,
@@ -41,9 +42,9 @@ def record_email(
     lines: list[str],
     checkout_id: int | None = None,
     cart_id: str | None = None,
-) -> int:
-    """Add the email row (once per ``dedupe_key``); return its id."""
-    row = {
+) -> dict[str, Any]:
+    """An email's row, composed (text and HTML) and pending."""
+    return {
         "kind": kind,
         "dedupe_key": dedupe_key,
         "checkout_id": checkout_id,
@@ -56,16 +57,34 @@ def record_email(
         "message_id": _message_id(settings, dedupe_key),
         "created_at": utcnow(),
     }
-    added = insert_unless_present(session, EMAILS, row, ["dedupe_key"])
-    if added is not None:
-        return int(added.id)
-    return session.scalars(select(Email.id).where(Email.dedupe_key == dedupe_key)).one()
 
 
-def order_confirmation(
-    session: Session, settings: Settings, checkout: Checkout, order: Order
-) -> int:
-    """Record the order's confirmation email; return its id."""
+def record_emails(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Add the email rows (each once per ``dedupe_key``: a re-run finds the one it
+    added before) in one statement; their ids, in order."""
+    ids = {
+        row.dedupe_key: row.id
+        for row in insert_each_unless_present(session, EMAILS, rows, ["dedupe_key"])
+    }
+    there = [row["dedupe_key"] for row in rows if row["dedupe_key"] not in ids]
+    if there:
+        found = session.execute(
+            select(Email.dedupe_key, Email.id).where(Email.dedupe_key.in_(there))
+        )
+        ids.update({key: email_id for key, email_id in found})
+    return [ids[row["dedupe_key"]] for row in rows]
+
+
+def order_confirmations(
+    session: Session, settings: Settings, orders: Sequence[tuple[Checkout, Order]]
+) -> list[int]:
+    """Record each order's confirmation email; their ids, in order."""
+    return record_emails(
+        session, [_confirmation(settings, checkout, order) for checkout, order in orders]
+    )
+
+
+def _confirmation(settings: Settings, checkout: Checkout, order: Order) -> dict[str, Any]:
     lines = [f"Thank you for your order {order.order_number}.", ""]
     lines += [
         f"{line.quantity} x {line.name} ({line.sku}) at {_money(line.unit_price_cents)}"
@@ -78,8 +97,7 @@ def order_confirmation(
         "",
         f"{settings.public_url}/orders/{order.order_number}",
     ]
-    return record_email(
-        session,
+    return email_row(
         settings,
         kind="order_confirmation",
         dedupe_key=f"order-confirmation:{checkout.id}",

@@ -79,15 +79,31 @@ Event = tuple[Checkout, str, EventType, Order | None]
 
 def record_events(session: Session, events: Sequence[Event]) -> None:
     """Append events (one INSERT for all), in the session's transaction."""
+    orders = _orders_of(session, events)
     rows = []
     for checkout, message, type_, order in events:
         progress_message = message if type_ is EventType.PROGRESS else None
+        order = order or orders.get(checkout.id)
         payload = status_payload(session, checkout, progress_message, order)
         rows.append(event_row(checkout, message, type_, payload))
     if rows:
         session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
         # one row: a plain execute, as the single path always did (not executemany)
         session.execute(insert(EVENTS), rows[0] if len(rows) == 1 else rows)
+
+
+def _orders_of(session: Session, events: Sequence[Event]) -> dict[int, Order]:
+    """The orders the events' status snapshots need and were not given (a completed
+    checkout's, such as a confirmation email's event), read in one statement."""
+    ids = {
+        checkout.id
+        for checkout, _, _, order in events
+        if order is None and checkout.status is CheckoutStatus.COMPLETED
+    }
+    if not ids:
+        return {}
+    found = session.scalars(select(Order).where(Order.checkout_id.in_(ids)))
+    return {order.checkout_id: order for order in found}
 
 
 def event_row(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from orders.config import Settings
 from orders.db import rowcount, utcnow
 from orders.models import Cart, CartItem
-from orders.pipeline.emails import record_email
+from orders.pipeline.emails import email_row, record_emails
 from orders.pipeline.jobs import JobRef, new_job, ref
 from orders.pipeline.jobtypes import SEND_RECOVERY_EMAIL
 from orders.shop.carts import find_open_cart, view_cart
@@ -68,8 +68,7 @@ def remind_abandoned_carts(
         lines = ["You left these in your cart:", ""]
         lines += [f"{line.quantity} x {line.name}" for line in view.lines]
         lines += ["", f"Pick up where you left off: {cart_link(settings, cart.id)}"]
-        email_id = record_email(
-            session,
+        row = email_row(
             settings,
             kind="cart_recovery",
             dedupe_key=f"cart-recovery:{cart.id}",
@@ -78,6 +77,7 @@ def remind_abandoned_carts(
             lines=lines,
             cart_id=cart.id,
         )
+        (email_id,) = record_emails(session, [row])
         refs.append(
             ref(new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email_id))
         )

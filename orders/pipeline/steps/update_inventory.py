@@ -19,7 +19,7 @@ from orders.models import CheckoutStage, EventType, HoldStatus, Job, Order
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.pipeline.compensation import apply_units
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.emails import order_confirmation
+from orders.pipeline.emails import order_confirmations
 from orders.pipeline.jobs import next_jobs
 from orders.pipeline.step import Item, Step, checkouts_of
 from orders.pipeline.timeline import Event, move_all, record_events
@@ -69,7 +69,7 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
     )
     if len(moved) != len(checkouts):
         raise LeaseLost("a checkout changed under us")
-    emails = [order_confirmation(session, ctx.settings, c, orders[c.id]) for c in checkouts]
+    emails = order_confirmations(session, ctx.settings, [(c, orders[c.id]) for c in checkouts])
     jobs = next_jobs(session, ctx.settings, items[0].claim.type, checkouts, emails)
     # the products' sold counters last: every checkout's stock moves lock these few rows
     # until the commit, so the transaction holds them for the fewest round trips
