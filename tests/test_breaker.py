@@ -152,3 +152,41 @@ def test_thread_breakers_share_one_state(tmp_path):
         thread.join()
     assert len(failures) == 3
     assert gw.breaker.current_state == "open"  # three threads' failures, one circuit
+
+
+@pytest.mark.redis
+def test_a_success_costs_one_round_trip_and_still_clears_failures(tmp_path):
+    import redis
+
+    class Counting(redis.Redis):
+        sent: list[str] = []
+
+        def execute_command(self, *args, **options):
+            self.sent.append(str(args[0]))
+            return super().execute_command(*args, **options)
+
+    client = Counting.from_url(REDIS_URL)
+    namespace = f"t{uuid.uuid4().hex[:8]}:payment-gateway"
+    counter = f"{namespace}:pybreaker:fail_counter"
+    try:
+        gw = gateway(tmp_path, client, namespace)
+        charge(gw, "tok_visa")  # builds the breaker (its keys set once)
+        client.sent.clear()
+        charge(gw, "tok_visa")
+        assert client.sent == ["MGET"]  # pybreaker's own: GET state, then SET the counter 0
+        with pytest.raises(GatewayError):
+            charge(gw, "tok_error")
+        assert client.get(counter) == b"1"
+        charge(gw, "tok_visa")  # a success after a failure clears it
+        assert client.get(counter) == b"0"
+        for _ in range(2):
+            with pytest.raises(GatewayError):
+                charge(gw, "tok_error")
+        charge(gw, "tok_visa")
+        for _ in range(2):
+            with pytest.raises(GatewayError):
+                charge(gw, "tok_error")
+        assert gw.breaker.current_state == "closed"  # never 3 in a row
+    finally:
+        client.delete(*client.keys(f"{namespace}:*"))
+        client.close()
