@@ -75,7 +75,8 @@ def shipped_processes() -> str:
         + f" (which runs: {' '.join(consumer_argv('payments', settings))}); gunicorn "
         "gevent (its choice on PostgreSQL), WEB_CONCURRENCY 2, database pool "
         f"{settings.db_pool_size}+{settings.db_max_overflow} per web worker, "
-        f"{settings.worker_db_pool} per consumer; PIPELINE_BATCH {settings.pipeline_batch}; "
+        f"{settings.worker_db_pool} per consumer; PIPELINE_BATCH {settings.pipeline_batch}, "
+        f"PIPELINE_GATHER_MS {settings.pipeline_gather_ms}; "
         "LOG_LEVEL INFO"
     )
 

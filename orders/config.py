@@ -169,6 +169,9 @@ class Settings:
     retry_backoff: float = 2.0
     lease_seconds: int = 30
     pipeline_batch: int = 50
+    # how long a batch waits for more of its jobs: a message close behind another of
+    # its type, before its claim; a group of returned calls, before its write (0: never)
+    pipeline_gather_ms: int = 100
     checkout_write_batch: int = 50
     sweep_interval_seconds: int = 10
     requeue_after_seconds: int = 60
@@ -325,6 +328,7 @@ class Settings:
             ("MAX_ATTEMPTS", "max_attempts"),
             ("LEASE_SECONDS", "lease_seconds"),
             ("PIPELINE_BATCH", "pipeline_batch"),
+            ("PIPELINE_GATHER_MS", "pipeline_gather_ms"),
             ("CHECKOUT_WRITE_BATCH", "checkout_write_batch"),
             ("SWEEP_INTERVAL_SECONDS", "sweep_interval_seconds"),
             ("REQUEUE_AFTER_SECONDS", "requeue_after_seconds"),
@@ -429,6 +433,8 @@ class Settings:
             )
         if min(self.pipeline_batch, self.checkout_write_batch) < 1:
             raise ConfigError("PIPELINE_BATCH and CHECKOUT_WRITE_BATCH must be >= 1 (1: none)")
+        if self.pipeline_gather_ms < 0:
+            raise ConfigError("PIPELINE_GATHER_MS must be >= 0 (0: never wait)")
         if not 0 <= self.autoscale_min <= self.autoscale_max or self.autoscale_max < 1:
             raise ConfigError("AUTOSCALE_MIN/MAX must satisfy 0 <= min <= max, max >= 1")
         if self.autoscale_down_depth >= self.autoscale_up_depth:

@@ -24,7 +24,7 @@ from orders.pipeline.calls import Callers
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES
-from orders.pipeline.messages import handled_here, message_groups
+from orders.pipeline.messages import GATHERING, handled_here, message_groups
 from orders.pipeline.runner import run
 from orders.pipeline.sweeper import sweep
 from orders.shop.recovery import remind_abandoned_carts
@@ -87,11 +87,15 @@ class Runtime:
 
     def run_message(self, job_type: str, job_id: str, more: Sequence[str] = ()) -> None:
         """Run a message's jobs (as one batch when the type batches here)."""
+        if handled_here([job_id, *more]):
+            return  # a run of this process took them (no session, no statement)
         ctx = self.context()
         batch = JOB_TYPES[job_type].batch_size(self.settings) > 1
         if more and not batch:  # sent together, but this consumer runs jobs alone
             ctx.dispatch([JobRef(other, job_type) for other in more])
             more = ()
+        if batch:
+            GATHERING.wait(job_type, self.settings.pipeline_gather_ms / 1000)
         with session_scope(self.sessions) as session:
             # the claim itself skips a paused queue's job (no extra statement per job)
             kind = job_type if batch else None

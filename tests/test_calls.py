@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from orders.pipeline.calls import Callers, in_groups
 
 
@@ -51,3 +53,27 @@ def test_callers_keep_their_thread_for_the_next_call():
     for _ in range(5):
         list(in_groups([1, 2], call, callers))
     assert names <= {"caller-1", "caller-2"}  # what a call keeps per thread serves the next
+
+
+def test_a_group_gathers_what_returns_within_the_window_after_its_first():
+    callers = Callers(8)
+    first_back = threading.Event()
+
+    def call(item: int) -> None:
+        if item == 0:
+            first_back.set()  # back at once
+        elif item in (1, 2):  # back a moment after the first: gathered with it
+            assert first_back.wait(10)
+            threading.Event().wait(0.1)
+        else:
+            threading.Event().wait(2)  # back long after the window
+
+    groups = [sorted(g) for g in in_groups([0, 1, 2, 3], call, callers, gather=0.5)]
+    assert groups == [[0, 1, 2], [3]]
+
+
+@pytest.mark.timeout(30)
+def test_a_group_ends_as_soon_as_every_call_returned():
+    callers = Callers(8)
+    groups = list(in_groups([0, 1, 2], lambda _i: None, callers, gather=60))
+    assert sorted(item for g in groups for item in g) == [0, 1, 2]  # no 60 s wait (timeout)

@@ -580,3 +580,18 @@ def test_jobs_in_flight_count_the_running_and_the_reserved():
     running.settle(3, [])
     running.discard(["a", "b"])
     assert running.reserve(limit=5, wanted=9) == 5
+
+
+def test_a_message_close_behind_another_of_its_type_waits_for_more(monkeypatch):
+    from orders.pipeline import messages
+
+    slept: list[float] = []
+    monkeypatch.setattr(messages.time, "sleep", slept.append)
+    gathering = messages._Gathering()
+    gathering.wait("reserve-stock", 0.1)  # alone: at once
+    gathering.wait("create-order", 0.1)  # another type: at once
+    assert slept == []
+    gathering.wait("reserve-stock", 0.1)  # close behind the first: its claim can take more
+    assert slept == [0.1]
+    gathering.wait("reserve-stock", 0)  # off
+    assert slept == [0.1]

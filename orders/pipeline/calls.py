@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TypeVar
@@ -66,11 +67,13 @@ class Callers:
 
 
 def in_groups(
-    items: Sequence[T], call: Callable[[T], None], callers: Callers | None
+    items: Sequence[T], call: Callable[[T], None], callers: Callers | None, gather: float = 0.0
 ) -> Iterator[list[T]]:
     """Call ``call`` for every item; yield the items in groups as their calls return,
-    each item once. In place, one group, when there is one item or no ``callers``.
-    ``call`` records its item's outcome and must not raise."""
+    each item once: a group is what returned while the one before it was handled, and
+    up to ``gather`` seconds after its first (sooner if every call returned). In
+    place, one group, when there is one item or no ``callers``. ``call`` records its
+    item's outcome and must not raise."""
     if len(items) < 2 or callers is None:
         for item in items:
             call(item)
@@ -90,9 +93,11 @@ def in_groups(
     left = len(items)
     while left:
         group = [returned.get()]
-        while True:
+        until = time.monotonic() + gather
+        while len(group) < left:
+            wait = until - time.monotonic()
             try:
-                group.append(returned.get_nowait())
+                group.append(returned.get(timeout=wait) if wait > 0 else returned.get_nowait())
             except queue.Empty:
                 break
         left -= len(group)

@@ -139,7 +139,8 @@ def _run_claimed(
             except Exception as exc:  # the item's outcome, recorded by _finish
                 item.raised = exc
 
-    for group in in_groups(items, call, ctx.callers):
+    gather = ctx.settings.pipeline_gather_ms / 1000
+    for group in in_groups(items, call, ctx.callers, gather):
         outcomes.update(_finish(session, job_type, group, ctx, spans, len(items)))
     return outcomes
 
