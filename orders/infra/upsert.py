@@ -50,8 +50,8 @@ def insert_unless_present(
     key back, or None. While another transaction holds an uncommitted row with the same
     key, this waits for it to end (on PostgreSQL the unique index; on SQLite the write
     lock) and then sees what it left. (The row added also carries ``keys``.)"""
-    dialect = session.get_bind().dialect.name
-    return session.execute(_unless_present(dialect, table, tuple(keys)), dict(values)).first()
+    added = insert_each_unless_present(session, table, [values], keys)
+    return added[0] if added else None
 
 
 def insert_each_unless_present(
