@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import redis
 from sqlalchemy import text
 
+from orders.db import utcnow
 from tests.stack import WORKERS, Stack, free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -95,23 +97,42 @@ class BenchStack(Stack):
         for name in ("web", *WORKERS):
             self.stop(name)
         self.env = {**self.shipped, **latency}
+        since = utcnow()
         for name in (*WORKERS, "web"):  # consumers first: they know every task name
             self.start(name)
         self.wait_http(120)  # a shared machine can take its time to start gunicorn
+        self.wait_consumers(since)
 
     def up(self, *names: str) -> BenchStack:
         self.release()
+        since = utcnow()
         for name in names or (*WORKERS, "web"):
             self.start(name)
         self.wait_http(120)
+        if not names:
+            self.wait_consumers(since)
         return self
 
     def restart_workers(self, **env: str) -> None:
         self.env.update(env)
         for name in WORKERS:
             self.stop(name)
+        since = utcnow()
         for name in WORKERS:
             self.start(name)
+        self.wait_consumers(since)
+
+    def wait_consumers(self, since: datetime, timeout: float = 120) -> None:
+        """Until every consumer started after ``since`` has beaten once (its first
+        heartbeat follows its imports and start-up): a consumer still starting takes a
+        CPU second or so from the first seconds of the load that follows."""
+        deadline = time.monotonic() + timeout
+        started = "SELECT COUNT(DISTINCT queue) FROM worker_heartbeats WHERE started_at >= :since"
+        while self.scalar(started, since=since) < len(WORKERS):
+            if time.monotonic() > deadline:
+                logs = "\n".join(self.log(name) for name in WORKERS)
+                raise RuntimeError(f"the consumers did not start in {timeout:g} s:\n{logs}")
+            time.sleep(0.2)
 
     def stop_workers(self) -> None:
         for name in WORKERS:

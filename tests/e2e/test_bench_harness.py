@@ -111,3 +111,31 @@ def test_tiny_bench_run_audits_clean_and_writes_the_report(tmp_path):
     assert saved["audit"] == audit
     png = tmp_path / data["paths"]["png"].rsplit("/", 1)[1]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_bench_loads_the_shop_only_once_every_consumer_has_started(tmp_path):
+    """A consumer still starting takes a CPU second or so from the first seconds of a
+    load: the bench's stack waits for every consumer's first heartbeat, and gives up
+    (with their logs) if one never comes."""
+    from bench.procs import BenchStack
+    from orders.db import utcnow
+    from tests.stack import WORKERS, postgres_database
+
+    assert POSTGRES_URL and REDIS_URL
+    with postgres_database(POSTGRES_URL) as url:
+        stack = BenchStack(tmp_path, url, REDIS_URL)
+        try:
+            stack.release()
+            since = utcnow()
+            with pytest.raises(RuntimeError, match="did not start"):
+                stack.wait_consumers(since, timeout=1)  # none was started
+            for name in WORKERS:
+                stack.start(name)
+            stack.wait_consumers(since)
+            started = stack.scalar(
+                "SELECT COUNT(DISTINCT queue) FROM worker_heartbeats WHERE started_at >= :since",
+                since=since,
+            )
+            assert started == len(WORKERS)  # orders, payments, notifications, maintenance
+        finally:
+            stack.close()
