@@ -170,10 +170,9 @@ class Settings:
     lease_seconds: int = 30
     pipeline_batch: int = 50
     # how long a batch waits for more of its jobs: a message close behind another of
-    # its type, before its claim; a group of returned calls, before its write. 0 (off):
-    # on, the consumers' CPU per order falls, but checkouts stalled in bursts
-    # (docs/performance.md)
-    pipeline_gather_ms: int = 0
+    # its type, before its claim; a group of returned calls, before its write (a job
+    # alone costs a consumer several times its share of a batch; docs/performance.md)
+    pipeline_gather_ms: int = 100
     checkout_write_batch: int = 50
     sweep_interval_seconds: int = 10
     requeue_after_seconds: int = 60
