@@ -18,6 +18,7 @@ from sqlalchemy import (
     ClauseElement,
     ColumnElement,
     Executable,
+    Integer,
     bindparam,
     exists,
     or_,
@@ -112,27 +113,11 @@ def claim(
         statement = _claim_one(unless_paused)
         rows = session.execute(statement, {**params, "p_job_id": job_ids[0]}).all()
         return [Claim(*row) for row in rows]
-    due = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due"))
-    own = (
-        select(JOBS.c.id)
-        .where(JOBS.c.id.in_(list(job_ids)), _WAITING, due)
-        .with_for_update(skip_locked=True)
-    )
-    chosen: ColumnElement[bool] = JOBS.c.id.in_(own.scalar_subquery())
-    if extra > 0 and job_type is not None:
-        picked = (
-            select(JOBS.c.id)
-            .where(JOBS.c.type == job_type, _WAITING, due)  # the partial index's predicate
-            .where(JOBS.c.id.not_in(list(job_ids)))  # more than the message's own
-            .order_by(JOBS.c.created_at)
-            .limit(extra)
-            .with_for_update(skip_locked=True)
-        )
-        chosen = or_(chosen, JOBS.c.id.in_(picked.scalar_subquery()))
-    conditions = [chosen, JOBS.c.status.in_(WAITING), due]
-    if unless_paused:
-        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
-    rows = session.execute(_claiming(*conditions), params).all()
+    more = extra > 0 and job_type is not None
+    if more:
+        params.update(p_type=job_type, p_extra=extra, p_not=list(job_ids))
+    statement = _claim_many(unless_paused, more)
+    rows = session.execute(statement, {**params, "p_job_ids": list(job_ids)}).all()
     return [Claim(*row) for row in rows]
 
 
@@ -144,6 +129,34 @@ def _claim_one(unless_paused: bool) -> Executable:
         JOBS.c.status.in_(WAITING),
         or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due")),
     ]
+    if unless_paused:
+        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
+    return _claiming(*conditions)
+
+
+@cache
+def _claim_many(unless_paused: bool, more: bool) -> Executable:
+    """The claim of a message's jobs (``p_job_ids``) and, with ``more``, up to
+    ``p_extra`` other waiting ones of ``p_type``, the oldest first; built once per
+    shape, its values bound."""
+    due = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due"))
+    own = (
+        select(JOBS.c.id)
+        .where(JOBS.c.id.in_(bindparam("p_job_ids", expanding=True)), _WAITING, due)
+        .with_for_update(skip_locked=True)
+    )
+    chosen: ColumnElement[bool] = JOBS.c.id.in_(own.scalar_subquery())
+    if more:
+        picked = (
+            select(JOBS.c.id)
+            .where(JOBS.c.type == bindparam("p_type"), _WAITING, due)  # the partial index's
+            .where(JOBS.c.id.not_in(bindparam("p_not", expanding=True)))  # not the message's
+            .order_by(JOBS.c.created_at)
+            .limit(bindparam("p_extra", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+        chosen = or_(chosen, JOBS.c.id.in_(picked.scalar_subquery()))
+    conditions = [chosen, JOBS.c.status.in_(WAITING), due]
     if unless_paused:
         conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
     return _claiming(*conditions)

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from orders.domain.states import TERMINAL, check_move
@@ -213,6 +213,9 @@ def _write(
     return [ref(job) for job in jobs]
 
 
+_CHECKOUTS = select(Checkout).where(Checkout.id.in_(bindparam("p_ids", expanding=True)))
+
+
 def _enter(
     session: Session, job_type: JobType, claims: list[Claim], outcomes: dict[str, str]
 ) -> list[Item]:
@@ -221,7 +224,7 @@ def _enter(
     ids = [c.checkout_id for c in claims if c.checkout_id is not None]
     checkouts = {}
     if ids:
-        checkouts = {c.id: c for c in session.scalars(select(Checkout).where(Checkout.id.in_(ids)))}
+        checkouts = {c.id: c for c in session.scalars(_CHECKOUTS, {"p_ids": ids})}
     items = [Item(c, checkouts.get(c.checkout_id) if c.checkout_id else None) for c in claims]
     stage, source = job_type.stage, job_type.source
     if stage is None:

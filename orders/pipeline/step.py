@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -69,15 +69,18 @@ def checkouts_of(items: Sequence[Item]) -> list[Checkout]:
     return checkouts
 
 
+_LINES_OF = (  # built once, its values bound
+    select(CheckoutLine)
+    .where(CheckoutLine.checkout_id.in_(bindparam("p_ids", expanding=True)))
+    .order_by(CheckoutLine.checkout_id, CheckoutLine.id)
+)
+
+
 def load_lines(session: Session, items: Sequence[Item]) -> None:
     """A ``load`` for steps that read the checkouts' lines: all of them in one SELECT."""
     checkouts = {item.checkout.id: item.checkout for item in items if item.checkout is not None}
     lines: dict[int, list[CheckoutLine]] = {checkout_id: [] for checkout_id in checkouts}
-    found = session.scalars(
-        select(CheckoutLine)
-        .where(CheckoutLine.checkout_id.in_(list(checkouts)))
-        .order_by(CheckoutLine.checkout_id, CheckoutLine.id)
-    )
+    found = session.scalars(_LINES_OF, {"p_ids": list(checkouts)})
     for line in found:
         lines[line.checkout_id].append(line)
     for checkout_id, checkout in checkouts.items():

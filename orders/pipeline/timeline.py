@@ -130,6 +130,17 @@ _MOVE = (
 )
 
 
+_MOVE_ALL = (
+    update(CHECKOUTS)
+    .where(
+        CHECKOUTS.c.id.in_(bindparam("p_ids", expanding=True)),
+        CHECKOUTS.c.stage == bindparam("p_from"),
+    )
+    .values({name: bindparam(f"p_{name}") for name in _MOVED})
+    .returning(CHECKOUTS.c.id)
+)
+
+
 def move_checkout(
     session: Session,
     checkout: Checkout,
@@ -173,17 +184,9 @@ def move_all(
     if not checkouts:
         return []
     values = _moved_values(target)
-    moved = set(
-        session.scalars(
-            update(CHECKOUTS)
-            .where(
-                CHECKOUTS.c.id.in_([checkout.id for checkout in checkouts]),
-                CHECKOUTS.c.stage == source,
-            )
-            .values(values)
-            .returning(CHECKOUTS.c.id)
-        )
-    )
+    params = {f"p_{name}": value for name, value in values.items()}
+    ids = [checkout.id for checkout in checkouts]
+    moved = set(session.scalars(_MOVE_ALL, {**params, "p_ids": ids, "p_from": source}))
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
         _count_end(session, checkout, target, values["updated_at"])
