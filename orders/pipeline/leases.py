@@ -109,54 +109,46 @@ def claim(
         "p_now": now,
         "p_worker": worker[:100],
     }
-    if extra < 1 and len(job_ids) == 1:  # the common message: one statement, built once
-        statement = _claim_one(unless_paused)
-        rows = session.execute(statement, {**params, "p_job_id": job_ids[0]}).all()
-        return [Claim(*row) for row in rows]
+    one = extra < 1 and len(job_ids) == 1  # the common message: the simplest statement
     more = extra > 0 and job_type is not None
+    if one:
+        params["p_job_id"] = job_ids[0]
+    else:
+        params["p_job_ids"] = list(job_ids)
     if more:
         params.update(p_type=job_type, p_extra=extra, p_not=list(job_ids))
-    statement = _claim_many(unless_paused, more)
-    rows = session.execute(statement, {**params, "p_job_ids": list(job_ids)}).all()
+    rows = session.execute(_claim_statement(one, more, unless_paused), params).all()
     return [Claim(*row) for row in rows]
 
 
-@cache
-def _claim_one(unless_paused: bool) -> Executable:
-    """The claim of one job by id (every message's), built once: values are bound."""
-    conditions = [
-        JOBS.c.id == bindparam("p_job_id"),
-        JOBS.c.status.in_(WAITING),
-        or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due")),
-    ]
-    if unless_paused:
-        conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
-    return _claiming(*conditions)
+_DUE = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due"))
 
 
 @cache
-def _claim_many(unless_paused: bool, more: bool) -> Executable:
-    """The claim of a message's jobs (``p_job_ids``) and, with ``more``, up to
-    ``p_extra`` other waiting ones of ``p_type``, the oldest first; built once per
-    shape, its values bound."""
-    due = or_(JOBS.c.run_at.is_(None), JOBS.c.run_at <= bindparam("p_due"))
-    own = (
-        select(JOBS.c.id)
-        .where(JOBS.c.id.in_(bindparam("p_job_ids", expanding=True)), _WAITING, due)
-        .with_for_update(skip_locked=True)
-    )
-    chosen: ColumnElement[bool] = JOBS.c.id.in_(own.scalar_subquery())
+def _claim_statement(one: bool, more: bool, unless_paused: bool) -> Executable:
+    """The claim, built once per shape with its values bound: of one job by id
+    (``p_job_id``: every message's), or of a message's jobs (``p_job_ids``) and, with
+    ``more``, up to ``p_extra`` other waiting ones of ``p_type``, the oldest first."""
+    if one:
+        chosen: ColumnElement[bool] = JOBS.c.id == bindparam("p_job_id")
+    else:
+        own = (
+            select(JOBS.c.id)
+            .where(JOBS.c.id.in_(bindparam("p_job_ids", expanding=True)), _WAITING, _DUE)
+            .with_for_update(skip_locked=True)
+        )
+        chosen = JOBS.c.id.in_(own.scalar_subquery())
     if more:
         picked = (
             select(JOBS.c.id)
-            .where(JOBS.c.type == bindparam("p_type"), _WAITING, due)  # the partial index's
+            .where(JOBS.c.type == bindparam("p_type"), _WAITING, _DUE)  # the partial index's
             .where(JOBS.c.id.not_in(bindparam("p_not", expanding=True)))  # not the message's
             .order_by(JOBS.c.created_at)
             .limit(bindparam("p_extra", type_=Integer))
             .with_for_update(skip_locked=True)
         )
         chosen = or_(chosen, JOBS.c.id.in_(picked.scalar_subquery()))
-    conditions = [chosen, JOBS.c.status.in_(WAITING), due]
+    conditions = [chosen, JOBS.c.status.in_(WAITING), _DUE]
     if unless_paused:
         conditions.append(~exists().where(QUEUE_PAUSES.c.queue == JOBS.c.queue))
     return _claiming(*conditions)
