@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from orders.db import rowcount, utcnow
+from orders.db import utcnow
 from orders.domain.disclosure import shopper_error
 from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
 from orders.errors import LeaseLost
@@ -122,15 +122,8 @@ def event_row(
 
 
 _MOVED = ("stage", "status", "progress", "updated_at", "error_code", "error_message", "finished_at")
-# every step entry runs this: built once, its values bound
+# every step entry runs this: built once, its values bound; the ids it moved back
 _MOVE = (
-    update(CHECKOUTS)
-    .where(CHECKOUTS.c.id == bindparam("p_id"), CHECKOUTS.c.stage == bindparam("p_from"))
-    .values({name: bindparam(f"p_{name}") for name in _MOVED})
-)
-
-
-_MOVE_ALL = (
     update(CHECKOUTS)
     .where(
         CHECKOUTS.c.id.in_(bindparam("p_ids", expanding=True)),
@@ -160,8 +153,8 @@ def move_checkout(
     check_move(checkout.stage, target)
     values = _moved_values(target, error_code, error_message)
     params = {f"p_{name}": value for name, value in values.items()}
-    result = session.execute(_MOVE, {**params, "p_id": checkout.id, "p_from": checkout.stage})
-    if rowcount(result) != 1:
+    moved = session.scalars(_MOVE, {**params, "p_ids": [checkout.id], "p_from": checkout.stage})
+    if not moved.all():
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
     _count_end(session, checkout, target, values["updated_at"], error_code)
     for key, value in values.items():
@@ -186,7 +179,7 @@ def move_all(
     values = _moved_values(target)
     params = {f"p_{name}": value for name, value in values.items()}
     ids = [checkout.id for checkout in checkouts]
-    moved = set(session.scalars(_MOVE_ALL, {**params, "p_ids": ids, "p_from": source}))
+    moved = set(session.scalars(_MOVE, {**params, "p_ids": ids, "p_from": source}))
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
         _count_end(session, checkout, target, values["updated_at"])
