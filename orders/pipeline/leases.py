@@ -111,12 +111,13 @@ def claim(
     }
     one = extra < 1 and len(job_ids) == 1  # the common message: the simplest statement
     more = extra > 0 and job_type is not None
+    ids = list(job_ids)
     if one:
-        params["p_job_id"] = job_ids[0]
+        params["p_job_id"] = ids[0]
     else:
-        params["p_job_ids"] = list(job_ids)
+        params["p_job_ids"] = ids
     if more:
-        params.update(p_type=job_type, p_extra=extra, p_not=list(job_ids))
+        params.update(p_type=job_type, p_extra=extra, p_not=ids)
     rows = session.execute(_claim_statement(one, more, unless_paused), params).all()
     return [Claim(*row) for row in rows]
 

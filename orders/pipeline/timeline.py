@@ -152,13 +152,8 @@ def move_checkout(
     """
     check_move(checkout.stage, target)
     values = _moved_values(target, error_code, error_message)
-    params = {f"p_{name}": value for name, value in values.items()}
-    moved = session.scalars(_MOVE, {**params, "p_ids": [checkout.id], "p_from": checkout.stage})
-    if not moved.all():
+    if not _move(session, [checkout], checkout.stage, target, values):
         raise LeaseLost(f"checkout {checkout.public_id} changed under us")
-    _count_end(session, checkout, target, values["updated_at"], error_code)
-    for key, value in values.items():
-        set_committed_value(checkout, key, value)  # already written; don't UPDATE again
     kind = _event_kind(target)
     record_event(session, checkout, message or DESCRIPTION[target], kind, order=order)
 
@@ -176,17 +171,29 @@ def move_all(
     check_move(source, target)
     if not checkouts:
         return []
-    values = _moved_values(target)
+    done = _move(session, checkouts, source, target, _moved_values(target))
+    kind, message = _event_kind(target), DESCRIPTION[target]
+    record_events(session, [(c, message, kind, orders.get(c.id) if orders else None) for c in done])
+    return done
+
+
+def _move(
+    session: Session,
+    checkouts: Sequence[Checkout],
+    source: CheckoutStage,
+    target: CheckoutStage,
+    values: dict[str, Any],
+) -> list[Checkout]:
+    """Write ``values`` (:func:`_moved_values`) to those of ``checkouts`` still in
+    ``source``, in one UPDATE; count their ends and return them, their attributes set."""
     params = {f"p_{name}": value for name, value in values.items()}
     ids = [checkout.id for checkout in checkouts]
     moved = set(session.scalars(_MOVE, {**params, "p_ids": ids, "p_from": source}))
     done = [checkout for checkout in checkouts if checkout.id in moved]
     for checkout in done:
-        _count_end(session, checkout, target, values["updated_at"])
+        _count_end(session, checkout, target, values["updated_at"], values["error_code"])
         for key, value in values.items():
-            set_committed_value(checkout, key, value)
-    kind, message = _event_kind(target), DESCRIPTION[target]
-    record_events(session, [(c, message, kind, orders.get(c.id) if orders else None) for c in done])
+            set_committed_value(checkout, key, value)  # already written; don't UPDATE again
     return done
 
 
