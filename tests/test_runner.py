@@ -43,7 +43,7 @@ from orders.pipeline.jobtypes import (
     RESERVE_STOCK,
     UPDATE_INVENTORY,
 )
-from orders.pipeline.leases import claim, close_all
+from orders.pipeline.leases import claim, close_all, postpone, reschedule
 from orders.pipeline.messages import message_groups
 from orders.pipeline.step import Step
 from orders.pipeline.steps import create_order
@@ -300,6 +300,24 @@ def _waiting(session, settings, job_type=RESERVE_STOCK, age=0.0, **values):
     row.update(values)
     session.execute(JOBS.insert(), row)
     return row["id"]
+
+
+def test_a_retry_spends_its_attempt_and_a_wait_for_the_breaker_gives_it_back(session, settings):
+    retried, waited = _waiting(session, settings), _waiting(session, settings)
+    session.commit()
+    taken = {c.job_id: c for c in claim_batch(session, RESERVE_STOCK.name, [], "w", 30, 2)}
+    session.commit()
+    reschedule(session, taken[retried], 5.0, "gateway error: " + "x" * 600, "Traceback")
+    postpone(session, taken[waited], 7.0, "circuit open")
+    session.commit()
+    rows = {row.id: row for row in session.execute(select(JOBS)).all()}
+    for job_id, attempts, delay in ((retried, 1, 5.0), (waited, 0, 7.0)):
+        row = rows[job_id]
+        assert (row.status, row.attempts, row.lease_until) == (JobStatus.SCHEDULED, attempts, None)
+        wait = (row.run_at - row.enqueued_at).total_seconds()
+        assert wait == pytest.approx(delay, abs=0.01)
+    assert len(rows[retried].last_error) == 500 and rows[retried].traceback == "Traceback"
+    assert (rows[waited].last_error, rows[waited].traceback) == ("circuit open", None)
 
 
 def test_a_claim_takes_the_oldest_due_jobs_of_its_type(session, settings):

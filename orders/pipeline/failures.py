@@ -19,7 +19,7 @@ from orders.pipeline import compensation
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.jobs import JobRef, ref
 from orders.pipeline.jobtypes import JOB_TYPES
-from orders.pipeline.leases import Claim, close, reschedule
+from orders.pipeline.leases import Claim, close, postpone, reschedule
 from orders.pipeline.timeline import record_event
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def wait_for_breaker(
     session: Session, taken: Claim, ctx: PipelineContext, exc: GatewayCircuitOpen
 ) -> list[JobRef]:
     delay = max(ctx.settings.retry_delay_seconds, 1.0)
-    reschedule(session, taken, delay, exc.message, count_attempt=False)
+    postpone(session, taken, delay, exc.message)
     checkout = _checkout_of(session, taken)
     if checkout is not None:
         record_event(
@@ -90,7 +90,7 @@ def retry_or_give_up(
         code = exc.code if isinstance(exc, ShopError) and exc.retryable else "processing_error"
         return give_up(session, taken, ctx, message, code, trace), "failed"
     delay = JOB_TYPES[taken.type].retry_delay(ctx.settings, taken.attempt)
-    reschedule(session, taken, delay, message, trace=trace)
+    reschedule(session, taken, delay, message, trace)
     checkout = _checkout_of(session, taken)
     if checkout is not None:
         record_event(

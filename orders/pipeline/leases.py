@@ -202,11 +202,8 @@ def close(
         "finished_at": utcnow(),
         "lease_until": None,
         "run_at": None,
+        **_failure(error, trace),
     }
-    if error is not None:
-        values["last_error"] = error[:500]
-    if trace is not None:
-        values["traceback"] = trace[-20000:]
     _guarded_update(session, job, values)
     record_outcome(session, job, status.value)  # ops counters, same txn
 
@@ -238,31 +235,39 @@ def close_all(session: Session, jobs: Sequence[Claim], status: JobStatus) -> lis
 
 
 def reschedule(
-    session: Session,
-    job: Claim,
-    delay: float,
-    error: str,
-    *,
-    count_attempt: bool = True,
-    trace: str | None = None,
+    session: Session, job: Claim, delay: float, error: str, trace: str | None = None
 ) -> None:
-    """Put the job back to wait ``delay`` seconds (our lease must still hold)."""
-    values: dict[str, object] = {
-        "status": JobStatus.SCHEDULED,
-        "run_at": utcnow() + timedelta(seconds=delay),
-        "lease_until": None,
-        "enqueued_at": utcnow(),
-        "last_error": error[:500],
-    }
-    if trace is not None:
-        values["traceback"] = trace[-20000:]
-    if not count_attempt:
-        values["attempts"] = _GIVE_BACK_ATTEMPT
-    _guarded_update(session, job, values)
-    record_outcome(session, job, "retried")  # ops counters, same txn
+    """Put the job back to run again in ``delay`` seconds, its attempt spent (our lease
+    must still hold)."""
+    _put_back(session, job, delay, _failure(error, trace))
+
+
+def postpone(session: Session, job: Claim, delay: float, reason: str) -> None:
+    """Put the job back to run in ``delay`` seconds, its attempt given back: it waited
+    for something outside it (an open circuit), it did not fail."""
+    _put_back(session, job, delay, {**_failure(reason, None), "attempts": _GIVE_BACK_ATTEMPT})
 
 
 _GIVE_BACK_ATTEMPT = JOBS.c.attempts - 1  # one object: the statement cache keys on it
+
+
+def _put_back(session: Session, job: Claim, delay: float, values: dict[str, object]) -> None:
+    """Schedule our job ``delay`` seconds from now, with ``values`` (why, its attempts)."""
+    now = utcnow()
+    run_at = now + timedelta(seconds=delay)
+    waiting = {"status": JobStatus.SCHEDULED, "run_at": run_at, "lease_until": None}
+    _guarded_update(session, job, {**waiting, "enqueued_at": now, **values})
+    record_outcome(session, job, "retried")  # ops counters, same txn
+
+
+def _failure(error: str | None, trace: str | None) -> dict[str, object]:
+    """A failure's message and traceback, cut to fit their columns."""
+    values: dict[str, object] = {}
+    if error is not None:
+        values["last_error"] = error[:500]
+    if trace is not None:
+        values["traceback"] = trace[-20000:]
+    return values
 
 
 def _guarded_update(session: Session, job: Claim, values: dict[str, object]) -> None:
