@@ -2,9 +2,12 @@
 load from outside its processes (latency counted from when each request was due).
 
 - **Steady**: the highest arrival rate (zero simulated latency) at which the checkout
-  keeps p99 < 100 ms with every answer a 202, and every checkout is final within
-  ``drain_limit_s`` (10 s) of the last request's due time. Rates are stepped up until
-  one misses, then halved between (``refine``).
+  keeps p99 < 100 ms with every answer a 202, and the pipeline keeps up: every
+  checkout is final within ``drain_limit_s`` (10 s) of the last request's due time
+  and within a quarter of the run's length (:data:`KEPT_UP`). Rates are stepped up
+  until one misses, then halved between (``refine``). With the 10 s alone, a run of
+  ``step_s`` (8 s) at twice what the pipeline finishes would still hold: its backlog
+  drains in 8 s.
 - **Live progress under load**: at that rate (or the profile's first rate if none
   held), how late a step's event reaches the browser while ``live_streams`` (1,000)
   progress streams are open: :mod:`bench.live` says how they are held open.
@@ -42,6 +45,10 @@ from bench.report import percentile, summarize
 from orders.config import Settings
 
 LIMIT_MS = 100.0
+# a run the pipeline kept up with leaves little backlog: at a rate r it finishes c
+# orders/s, a run of T seconds drains T (r / c - 1) after the last, so a quarter of T
+# allows r <= 1.25 c (the last checkout's own trip through the steps fits in it)
+KEPT_UP = 0.25
 STEPS = ("validate", "gateway", "order", "inventory")  # before the checkout completes
 
 _FINAL = text(
@@ -109,11 +116,12 @@ def measure(
 
 
 def held(row: dict[str, Any], drain_limit_s: float) -> bool:
+    """The web kept its latency and the pipeline kept up (module docstring)."""
     return bool(
         row["p99_ms"] < LIMIT_MS
         and not row["errors"]
         and row["drain_s"] is not None
-        and row["drain_s"] <= drain_limit_s
+        and row["drain_s"] <= min(drain_limit_s, KEPT_UP * row["seconds"])
     )
 
 
@@ -221,8 +229,9 @@ def lines(system: dict[str, Any]) -> list[str]:
         "",
         "| figure | measured |",
         "|---|---|",
-        f"| steady rate: checkout p99 < 100 ms, all 202, every checkout final within "
-        f"10 s of the last (zero simulated latency) | {bound}{steady:g} checkouts/s |",
+        f"| steady rate: checkout p99 < 100 ms, all 202, the pipeline keeping up (every "
+        f"checkout final within 10 s of the last and a quarter of the run's length; zero "
+        f"simulated latency) | {bound}{steady:g} checkouts/s{_end_to_end(system)} |",
         f"| burst at twice that ({burst['rate']:g}/s for {burst['seconds']:g} s) | "
         f"p99 {burst['p99_ms']:,.0f} ms, {burst['errors']} errors of {burst['requests']}, "
         f"{_drain(burst)}, {burst['not_final']} not final |",
@@ -262,6 +271,13 @@ def lines(system: dict[str, Any]) -> list[str]:
             f"{r['orders_per_s']:.1f} |"
         )
     return out
+
+
+def _end_to_end(system: dict[str, Any]) -> str:
+    """The orders/s completed in the steady rate's run (its last: the one that held),
+    from its first request to its last checkout's end."""
+    runs = [r for r in system["steady"] if r["rate"] == system["steady_rate"]]
+    return f" ({runs[-1]['orders_per_s']:,.0f} orders/s end to end)" if runs else ""
 
 
 def _load(avg: Any) -> str:
