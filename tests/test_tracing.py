@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import select
 
-from orders.infra import tracing
+from orders.infra import sql_spans, tracing
 from orders.infra.traced import traced_gateway
 from orders.models import Checkout, Job
 from orders.pipeline.jobs import send_after_commit
@@ -254,7 +254,7 @@ def test_trace_ids_and_links_from_a_stored_context():  # type: ignore[no-untyped
     ],
 )
 def test_sql_span_names(statement, name):  # type: ignore[no-untyped-def]
-    assert tracing.sql_span_name(statement) == name
+    assert sql_spans.sql_span_name(statement) == name
 
 
 def test_the_ops_job_page_links_the_trace(settings, dispatched, session, spans):  # type: ignore[no-untyped-def]

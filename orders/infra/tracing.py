@@ -17,7 +17,7 @@ How a checkout becomes one trace: the request's span continues the caller's W3C
 row made for it (``jobs.trace_context``). Whichever process runs a job later (a retry,
 a re-drive by the sweeper) opens the job's span (:func:`job_span`) as a child of that
 stored context; the gateway and SMTP calls (:func:`call_span`) and the SQL statements
-(a hook on SQLAlchemy's engine events) run inside it.
+(:mod:`orders.infra.sql_spans`) run inside it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from orders.infra import sql_spans
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -49,7 +51,6 @@ SWITCHES = (
 INSTRUMENTATION = "orders"
 STORED_LIMIT = 600  # a traceparent (55) and a tracestate (at most 512), one line apart
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?(\w+)", re.IGNORECASE)
 
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
@@ -110,9 +111,9 @@ def setup(
             for one in exporters:
                 provider.add_span_processor(BatchSpanProcessor(one))
             trace.set_tracer_provider(provider)
-        _install_sql_hooks()
         _provider = provider
         _tracer = provider.get_tracer(INSTRUMENTATION)
+        sql_spans.install(_tracer)
     log.info("tracing on (%s)", process)
     return True
 
@@ -162,7 +163,7 @@ def reset() -> None:
     with _lock:
         provider, _provider, _tracer = _provider, None, None
         if provider is not None:
-            _remove_sql_hooks()
+            sql_spans.remove()
             provider.shutdown()
 
 
@@ -376,78 +377,3 @@ def answered(span: object, status: int, error: BaseException | None = None) -> N
     if error is not None and status >= 500:
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-
-
-# --- SQL --------------------------------------------------------------------------------
-
-_SPAN_KEY = "_shop_trace_span"
-
-
-def _install_sql_hooks() -> None:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    event.listen(Engine, "before_cursor_execute", _before_execute)
-    event.listen(Engine, "after_cursor_execute", _after_execute)
-    event.listen(Engine, "handle_error", _on_error)
-
-
-def _remove_sql_hooks() -> None:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    event.remove(Engine, "before_cursor_execute", _before_execute)
-    event.remove(Engine, "after_cursor_execute", _after_execute)
-    event.remove(Engine, "handle_error", _on_error)
-
-
-def sql_span_name(statement: str) -> str:
-    """``SELECT jobs``: the statement's operation and its first table."""
-    operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
-    table = _TABLE.search(statement)
-    return f"{operation} {table.group(1)}" if table else operation
-
-
-def _before_execute(
-    conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
-) -> None:
-    tracer = _tracer
-    if tracer is None or context is None:
-        return
-    from opentelemetry.trace import SpanKind, get_current_span
-
-    if not get_current_span().is_recording():
-        return  # SQL outside a job or request (the sweeper, heartbeats) starts no trace
-    span = tracer.start_span(
-        sql_span_name(statement),
-        kind=SpanKind.CLIENT,
-        attributes={
-            "db.system.name": conn.dialect.name,
-            "db.namespace": str(conn.engine.url.database or ""),
-            "db.query.text": statement[:2000],
-        },
-    )
-    setattr(context, _SPAN_KEY, span)
-
-
-def _after_execute(
-    _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
-) -> None:
-    span = getattr(context, _SPAN_KEY, None)
-    if span is not None:
-        setattr(context, _SPAN_KEY, None)
-        span.end()
-
-
-def _on_error(exception_context: Any) -> None:
-    context = exception_context.execution_context
-    span = getattr(context, _SPAN_KEY, None) if context is not None else None
-    if span is None:
-        return
-    from opentelemetry.trace import Status, StatusCode
-
-    setattr(context, _SPAN_KEY, None)
-    error = exception_context.original_exception
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-    span.end()
