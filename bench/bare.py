@@ -90,8 +90,8 @@ def _database() -> Engine:
     """The bench database, pooled like the shop's web (DB_POOL_SIZE + DB_MAX_OVERFLOW)."""
     global _engine
     if _engine is None:
-        from orders.config import database_url_for_sqlalchemy
         from orders.db import warm_pool
+        from orders.environ import database_url_for_sqlalchemy
 
         _engine = create_engine(
             database_url_for_sqlalchemy(os.environ["DATABASE_URL"]),

@@ -5,8 +5,9 @@ Every value has an embedded default that runs on a laptop (SQLite + SqliteHuey u
 secret, a weak bootstrap password or the simulated gateway
 (:meth:`Settings.require_safe_start`); ``SHOP_ENV=development`` (``make run``, the
 tests) asks for the laptop defaults. Production sets ``DATABASE_URL`` and
-``REDIS_URL``; the seed's variables ``/``PORT``/``PASSWORD``/``DB``, ``MAX_JOB_CONCURRENCY``,
-``JOB_CLEANUP_INTERVAL``) are honoured too.
+``REDIS_URL``; the seed's variables (``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``,
+``MAX_JOB_CONCURRENCY``, ``JOB_CLEANUP_INTERVAL``) are honoured too. How a variable's
+string becomes a value, and the Redis URL, are :mod:`orders.environ`'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+
+from orders.environ import (
+    ConfigError,
+    database_url_for_sqlalchemy,
+    integer,
+    number,
+    parse_range_ms,
+    redis_url,
+    switch,
+)
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_OPS_PASSWORD = "ops-dev-password"
@@ -33,90 +43,6 @@ KNOWN_PASSWORDS = frozenset(
 # Thread workers (the embedded SQLite mode) per consumer: SQLite takes one writer at a
 # time, so more threads only wait for its lock.
 THREAD_WORKERS_MAX = 4
-
-
-class ConfigError(RuntimeError):
-    """The environment asks for something that cannot run."""
-
-
-def parse_range_ms(text: str, name: str) -> tuple[int, int]:
-    """Parse ``"min-max"`` (or a single number) in milliseconds."""
-    text = text.strip()
-    try:
-        if "-" in text:
-            low, high = (int(part) for part in text.split("-", 1))
-        else:
-            low = high = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be 'min-max' in milliseconds, got {text!r}") from None
-    if low < 0 or high < low:
-        raise ConfigError(f"{name} must satisfy 0 <= min <= max, got {text!r}")
-    return low, high
-
-
-def database_url_for_sqlalchemy(url: str) -> str:
-    """Accept ``postgres://`` and ``postgresql://`` and pick the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def _redis_url_from_parts(env: Mapping[str, str]) -> str | None:
-    host = env.get("REDIS_HOST")
-    if not host:
-        return None
-    port = env.get("REDIS_PORT", "6379")
-    db = env.get("REDIS_DB", "0")
-    password = env.get("REDIS_PASSWORD")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}"
-
-
-def _redis_password(env: Mapping[str, str]) -> str | None:
-    """``REDIS_PASSWORD``, else the password in ``REDIS_URL`` (so a Sentinel set-up that
-    keeps its password in the URL still authenticates to the master)."""
-    if env.get("REDIS_PASSWORD"):
-        return env["REDIS_PASSWORD"]
-    password = urlsplit(env.get("REDIS_URL", "")).password
-    return unquote(password) if password else None
-
-
-def _redis_url_with_password(env: Mapping[str, str]) -> str | None:
-    """``REDIS_URL``, carrying ``REDIS_PASSWORD`` when the URL has no password of its own
-    (compose keeps the password in one variable that Redis and the app both read)."""
-    url = env.get("REDIS_URL")
-    if not url or not env.get("REDIS_PASSWORD"):
-        return url or None
-    parts = urlsplit(url)
-    if parts.password or parts.scheme not in ("redis", "rediss"):
-        return url
-    user = quote(unquote(parts.username), safe="") if parts.username else ""
-    auth = f"{user}:{quote(env['REDIS_PASSWORD'], safe='')}@"
-    return parts._replace(netloc=auth + parts.netloc.rpartition("@")[2]).geturl()
-
-
-def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
-    """``REDIS_SENTINELS=h:p,h:p`` + ``REDIS_SENTINEL_MASTER`` -> one ``redis+sentinel://`` URL.
-
-    ``REDIS_PASSWORD`` authenticates to the data nodes, ``REDIS_SENTINEL_PASSWORD`` to
-    the sentinels. :func:`orders.infra.redis_pool.redis_pool` turns the URL into a pool that
-    asks the sentinels for the current master, so every Redis user follows failover.
-    """
-    sentinels = [s.strip() for s in env.get("REDIS_SENTINELS", "").split(",") if s.strip()]
-    if not sentinels:
-        return None
-    for node in sentinels:
-        host, _, port = node.rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()):
-            raise ConfigError(f"REDIS_SENTINELS must be 'host:port,host:port', got {node!r}")
-    master = env.get("REDIS_SENTINEL_MASTER", "mymaster")
-    password = _redis_password(env)
-    auth = f":{quote(password, safe='')}@" if password else ""
-    url = f"redis+sentinel://{auth}{','.join(sentinels)}/{master}/{env.get('REDIS_DB', '0')}"
-    if env.get("REDIS_SENTINEL_PASSWORD"):
-        url += f"?sentinel_password={quote(env['REDIS_SENTINEL_PASSWORD'], safe='')}"
-    return url
 
 
 @dataclass(frozen=True)
@@ -281,7 +207,7 @@ class Settings:
 
         def concurrency(queue: str, default: int) -> int:
             value = env.get(f"{queue.upper()}_CONCURRENCY") or max_concurrency
-            return _int(value, f"{queue.upper()}_CONCURRENCY") if value else default
+            return integer(value, f"{queue.upper()}_CONCURRENCY") if value else default
 
         environment = env.get("SHOP_ENV") or "production"
         development = environment == "development"
@@ -289,11 +215,7 @@ class Settings:
             "environment": environment,
             "data_dir": data_dir,
             "database_url": env.get("DATABASE_URL") or f"sqlite:///{data_dir.resolve()}/shop.db",
-            "redis_url": (
-                _redis_sentinel_url(env)
-                or _redis_url_with_password(env)
-                or _redis_url_from_parts(env)
-            ),
+            "redis_url": redis_url(env),
             "queue_prefix": env.get("QUEUE_PREFIX", "shop"),
             "secret_key": env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else ""),
             "ops_username": env.get("OPS_USERNAME") or "ops",
@@ -318,7 +240,7 @@ class Settings:
             if env.get(name):
                 values[name.lower()] = env[name]
         if env.get("SYNC_CHECKOUT_ENABLED"):
-            values["sync_checkout_enabled"] = _bool(
+            values["sync_checkout_enabled"] = switch(
                 env["SYNC_CHECKOUT_ENABLED"], "SYNC_CHECKOUT_ENABLED"
             )
         for step in ("GATEWAY", "STEP", "VALIDATE", "ORDER", "INVENTORY", "EMAIL"):
@@ -364,7 +286,7 @@ class Settings:
             ("LOGIN_WINDOW_SECONDS", "login_window_seconds"),
         ):
             if env.get(name):
-                values[key] = _int(env[name], name)
+                values[key] = integer(env[name], name)
         if not env.get("PAYMENTS_RATE_LIMIT") and not values["gateway_url"]:
             # the seed's 1000 charges per 60 s is a payment provider's contract: it binds
             # calls to a real gateway (GATEWAY_URL), not to the simulated one
@@ -382,7 +304,7 @@ class Settings:
             ("DB_POOL_TIMEOUT", "db_pool_timeout"),
         ):
             if env.get(name):
-                values[key] = _float(env[name], name)
+                values[key] = number(env[name], name)
         settings = cls(**values)
         if overrides:
             known = {f.name for f in fields(cls)}
@@ -506,26 +428,3 @@ def password_weakness(password: str) -> str | None:
     if password.lower() in KNOWN_PASSWORDS:
         return "is a published default"
     return None
-
-
-def _int(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-
-
-def _bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {value!r}")
-
-
-def _float(value: str, name: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None

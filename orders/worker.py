@@ -20,7 +20,8 @@ import os
 import shutil
 import sys
 
-from orders.config import ConfigError, Settings
+from orders.config import Settings
+from orders.environ import ConfigError
 
 FETCHERS = 2  # greenlet mode: workers that take messages for the pool of jobs in flight
 INSTANCES = {

@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from orders.config import Settings, database_url_for_sqlalchemy
+from orders.config import Settings
 from orders.db import Base, make_engine, make_session_factory
+from orders.environ import database_url_for_sqlalchemy
 from tests.support import Drain, RecordingDispatch, migrate_database
 
 # Unset, SHOP_ENV means production; the tests ask for development (the laptop defaults),

@@ -24,8 +24,8 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from orders.config import database_url_for_sqlalchemy
 from orders.db import configure_sqlite
+from orders.environ import database_url_for_sqlalchemy
 from orders.infra.gateway import SimulatedGateway
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,8 @@
 
 import pytest
 
-from orders.config import ConfigError, Settings
+from orders.config import Settings
+from orders.environ import ConfigError
 
 
 def test_embedded_defaults(tmp_path):

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from orders import db as orders_db
-from orders.config import database_url_for_sqlalchemy
+from orders.environ import database_url_for_sqlalchemy
 
 pytestmark = pytest.mark.postgres
 

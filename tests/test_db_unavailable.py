@@ -75,7 +75,7 @@ def test_a_connection_lost_during_the_checkouts_write_is_503_then_replaced(
     names the statement, not the shopper's email or payment token."""
     from sqlalchemy import create_engine, text
 
-    from orders.config import database_url_for_sqlalchemy
+    from orders.environ import database_url_for_sqlalchemy
     from orders.web.extensions import db
 
     admin = create_engine(database_url_for_sqlalchemy(postgres_database))

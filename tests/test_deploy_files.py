@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orders.config import ConfigError, Settings
+from orders.config import Settings
+from orders.environ import ConfigError
 from tests.stack import WORKERS, procfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,7 +271,13 @@ def test_env_example_names_only_real_settings_and_points_at_the_compose_services
     env = env_example()
     known = "\n".join(
         (ROOT / f).read_text()
-        for f in ("orders/config.py", "orders/wiring.py", "gunicorn.conf.py", "orders/worker.py")
+        for f in (
+            "orders/config.py",
+            "orders/environ.py",
+            "orders/wiring.py",
+            "gunicorn.conf.py",
+            "orders/worker.py",
+        )
     )
     computed = ("POSTGRES_", "ORDERS_CONCURRENCY", "PAYMENTS_", "NOTIFICATIONS_")
     unknown = [k for k in env if not k.startswith(computed) and f'"{k}"' not in known]

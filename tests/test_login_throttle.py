@@ -11,8 +11,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from orders.config import Settings, database_url_for_sqlalchemy
+from orders.config import Settings
 from orders.db import configure_sqlite
+from orders.environ import database_url_for_sqlalchemy
 from orders.ops.login_throttle import LoginThrottle
 from tests.conftest import REDIS_URL
 from tests.stack import free_port

@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-from orders.config import Settings, database_url_for_sqlalchemy
+from orders.config import Settings
 from orders.db import make_engine, make_session_factory
+from orders.environ import database_url_for_sqlalchemy
 from orders.ops.metrics import render_metrics
 from tests import bigshop
 from tests.conftest import POSTGRES_URL

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
-from orders.config import ConfigError, Settings
+from orders.config import Settings
 from orders.db import make_engine, make_session_factory, utcnow
+from orders.environ import ConfigError
 from orders.errors import GatewayCircuitOpen, GatewayError, MailError
 from orders.models import (
     Checkout,

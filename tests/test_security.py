@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from orders.config import ConfigError
+from orders.environ import ConfigError
 from orders.infra.ratelimit import FixedWindowLimiter, Limit, parse_limits
 from tests.conftest import REDIS_URL
 from tests.factories import checkout_body, make_product

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orders.config import ConfigError
+from orders.environ import ConfigError
 from orders.infra.combiner import Combiner
 
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

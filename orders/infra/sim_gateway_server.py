@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from orders.config import parse_range_ms
+from orders.environ import parse_range_ms
 from orders.errors import GatewayError
 from orders.infra.gateway import SimulatedGateway
 
