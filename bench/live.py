@@ -28,7 +28,9 @@ not make up for them: for how many of the load's seconds that held is reported);
 stream's first event is the state at connect, not a change, and is left out. Beside
 it: the p99 of every event made during the load, the streams open at once (at the
 load's start, the most and the fewest while it ran), events read, streams that ended
-on a final status, streams that failed (refused or broken). Bounded: the streams get
+on a final status, streams that failed (refused or broken); and, when the PostgreSQL
+server records commit times, how the delay splits at the event's commit
+(:func:`bench.streams.commit_split`). Bounded: the streams get
 ``live_wait_s`` after the load to end, the rest are cut (and not final); the caller
 lets the pipeline settle before its next run.
 """
@@ -45,7 +47,7 @@ from bench.drain import fill_backlog, pending
 from bench.load import CLIENTS, checkout_body, client_address, run_rate
 from bench.procs import BenchStack
 from bench.report import percentile
-from bench.streams import Browsers, OpenStreams, event_delays
+from bench.streams import Browsers, OpenStreams, commit_split, event_delays
 from tests.stack import WORKERS
 
 OPEN_TIMEOUT_S = 60.0  # for every standing stream's first event (a shared, loaded box)
@@ -121,6 +123,8 @@ def measure_live(
         "load_events": len(during),
         "load_delay_p99_ms": percentile([ms for _at, ms in during], 99),
         "events_all": len(timed),
+        # the same events' delay in two parts, when the server records commit times
+        "split": commit_split(stack.engine, streams, since, until),
         "final": sum(1 for r in streams if r["final"]),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
@@ -140,7 +144,20 @@ def describe(row: dict[str, Any]) -> str:
         f"load: p99 {_ms(row['load_delay_p99_ms'])}; open at once: "
         f"{row['open_at_start']:,} at the load's start, most {row['most_open']:,}, fewest "
         f"{row['fewest_open']:,}; {row['final']:,} of {row['streams']:,} streams ended on a "
-        f"final status; {row['errors']} errors" + (f" ({errors})" if errors else "")
+        f"final status; {row['errors']} errors" + (f" ({errors})" if errors else "") + _split(row)
+    )
+
+
+def _split(row: dict[str, Any]) -> str:
+    split = row.get("split")
+    if not split:
+        return ""
+    return (
+        f"; where it went (the server records commit times): from the event row to its "
+        f"transaction's commit p50 {_ms(split['commit_p50_ms'])}, p99 "
+        f"{_ms(split['commit_p99_ms'])}; from the commit to the read p50 "
+        f"{_ms(split['read_p50_ms'])}, p99 {_ms(split['read_p99_ms'])} "
+        f"({split['events']:,} events)"
     )
 
 

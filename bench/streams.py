@@ -9,7 +9,8 @@
   from the load generator's event loop, so a busy generator cannot delay a read.
 - :func:`event_delays`: from a step change (the event row's ``created_at``, written
   by the process that made the change) to the moment a client read that event;
-  :class:`OpenStreams`: how many streams were open when.
+  :class:`OpenStreams`: how many streams were open when; :func:`commit_split`: where
+  that delay went, when the server records commit times.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, text
+
+from bench.report import percentile
 
 OPEN_PACE_S = 0.002  # ~500 connects/s: a crowd of browsers, not a SYN flood
 
@@ -125,6 +128,57 @@ def event_delays(engine: Engine, results: Iterable[dict[str, Any]]) -> list[tupl
         for event_id, wall in read
         if event_id in created
     ]
+
+
+_COMMITTED = text(
+    "SELECT id, created_at, pg_xact_commit_timestamp(xmin) FROM checkout_events WHERE id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def commit_split(
+    engine: Engine, results: Iterable[dict[str, Any]], since: float, until: float
+) -> dict[str, float] | None:
+    """Where the delay of the events made from ``since`` to ``until`` (epoch seconds)
+    went, when the PostgreSQL server records commit times (``track_commit_timestamp``,
+    off by default; None then): from the row's ``created_at`` to its transaction's
+    commit (the step's own transaction), and from the commit to the client's read (the
+    wake-up, the stream's read, the socket). p50 and p99 of each, in ms."""
+    with engine.connect() as conn:
+        if conn.execute(text("SHOW track_commit_timestamp")).scalar() != "on":
+            return None
+        read = [(event_id, wall) for r in results for event_id, _name, wall in r["events"][1:]]
+        ids = sorted({event_id for event_id, _ in read})
+        times: dict[int, tuple[float, float]] = {}
+        for at in range(0, len(ids), 5000):
+            for event_id, created, committed in conn.execute(
+                _COMMITTED, {"ids": ids[at : at + 5000]}
+            ):
+                if committed is not None:  # a commit before the setting was on: not known
+                    times[event_id] = (
+                        created.replace(tzinfo=UTC).timestamp(),
+                        committed.timestamp(),
+                    )
+    return split(
+        [(*times[event_id], wall) for event_id, wall in read if event_id in times], since, until
+    )
+
+
+def split(
+    events: Iterable[tuple[float, float, float]], since: float, until: float
+) -> dict[str, float] | None:
+    """:func:`commit_split`'s figures from (created, committed, read) epoch seconds."""
+    made = [(c, m, r) for c, m, r in events if since <= c <= until]
+    if not made:
+        return None
+    to_commit = [(m - c) * 1000 for c, m, _ in made]
+    to_read = [(r - m) * 1000 for _, m, r in made]
+    return {
+        "events": len(made),
+        "commit_p50_ms": percentile(to_commit, 50),
+        "commit_p99_ms": percentile(to_commit, 99),
+        "read_p50_ms": percentile(to_read, 50),
+        "read_p99_ms": percentile(to_read, 99),
+    }
 
 
 class OpenStreams:

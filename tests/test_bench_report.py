@@ -358,3 +358,33 @@ def test_live_progress_is_met_only_with_1000_streams_open_and_every_stream_serve
     assert "p99 80 ms, max 150 ms over the 12,000 events made while 1,000 or more" in table
     assert "(7.5 s of the load's 10 s); all 15,000 events made during the load: p99 95" in table
     assert table.index("| live progress") < table.index("| burst at twice that")
+
+
+def test_the_live_delay_splits_at_the_event_commit_when_the_server_records_it() -> None:
+    from bench.live import describe
+    from bench.streams import split
+
+    # (created, committed, read) epoch seconds: three made during the load (10 to 20 s),
+    # one before it and one after
+    events = [
+        (10.0, 10.2, 10.21),
+        (11.0, 11.01, 11.05),
+        (12.0, 12.05, 12.07),
+        (9.0, 9.1, 9.2),
+        (20.5, 20.6, 20.7),
+    ]
+    figures = split(events, 10.0, 20.0)
+    assert figures is not None and figures["events"] == 3
+    rounded = {key: round(value) for key, value in figures.items()}
+    assert rounded == {
+        "events": 3,
+        "commit_p50_ms": 50,
+        "commit_p99_ms": 200,
+        "read_p50_ms": 20,
+        "read_p99_ms": 40,
+    }
+    assert split(events, 30.0, 40.0) is None  # nothing made then
+    assert "where it went" not in describe(_live())  # the server did not record commits
+    text = describe(_live(split=figures))
+    assert "to its transaction's commit p50 50 ms, p99 200 ms;" in text
+    assert "from the commit to the read p50 20 ms, p99 40 ms (3 events)" in text
