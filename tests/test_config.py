@@ -249,7 +249,7 @@ def test_database_pool_is_sized_from_the_environment():
         0,
     )
     consumer = engine_options(default, worker=True)  # WORKER_DB_POOL: kept, no burst
-    assert (consumer["pool_size"], consumer["max_overflow"]) == (4, 0)
+    assert (consumer["pool_size"], consumer["max_overflow"]) == (2, 0)
     sized = Settings.from_env(
         {"DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
     )
