@@ -20,13 +20,14 @@ import bisect
 import multiprocessing
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, TextClause, bindparam, text
+from sqlalchemy.engine import Connection as DbConnection
 
 from bench.report import percentile
 
@@ -113,26 +114,17 @@ def event_delays(engine: Engine, results: Iterable[dict[str, Any]]) -> list[tupl
     """For every event after each stream's first (the first is the state at connect,
     not a change the client waited for): when its row was created (epoch seconds) and
     the milliseconds from then to the client's read."""
-    read = [(event_id, wall) for r in results for event_id, _name, wall in r["events"][1:]]
-    created: dict[int, float] = {}
-    query = text("SELECT id, created_at FROM checkout_events WHERE id IN :ids").bindparams(
-        bindparam("ids", expanding=True)
-    )
-    ids = sorted({event_id for event_id, _ in read})
+    read = _reads(results)
     with engine.connect() as conn:
-        for at in range(0, len(ids), 5000):
-            for event_id, at_time in conn.execute(query, {"ids": ids[at : at + 5000]}):
-                created[event_id] = at_time.replace(tzinfo=UTC).timestamp()
+        created = {
+            event_id: at.replace(tzinfo=UTC).timestamp()
+            for event_id, at in _rows(conn, _CREATED, [event_id for event_id, _ in read])
+        }
     return [
         (created[event_id], (wall - created[event_id]) * 1000)
         for event_id, wall in read
         if event_id in created
     ]
-
-
-_COMMITTED = text(
-    "SELECT id, created_at, pg_xact_commit_timestamp(xmin) FROM checkout_events WHERE id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
 
 
 def commit_split(
@@ -143,24 +135,39 @@ def commit_split(
     off by default; None then): from the row's ``created_at`` to its transaction's
     commit (the step's own transaction), and from the commit to the client's read (the
     wake-up, the stream's read, the socket). p50 and p99 of each, in ms."""
+    read = _reads(results)
     with engine.connect() as conn:
         if conn.execute(text("SHOW track_commit_timestamp")).scalar() != "on":
             return None
-        read = [(event_id, wall) for r in results for event_id, _name, wall in r["events"][1:]]
-        ids = sorted({event_id for event_id, _ in read})
-        times: dict[int, tuple[float, float]] = {}
-        for at in range(0, len(ids), 5000):
-            for event_id, created, committed in conn.execute(
-                _COMMITTED, {"ids": ids[at : at + 5000]}
-            ):
-                if committed is not None:  # a commit before the setting was on: not known
-                    times[event_id] = (
-                        created.replace(tzinfo=UTC).timestamp(),
-                        committed.timestamp(),
-                    )
+        times = {
+            event_id: (created.replace(tzinfo=UTC).timestamp(), committed.timestamp())
+            for event_id, created, committed in _rows(
+                conn, _COMMITTED, [event_id for event_id, _ in read]
+            )
+            if committed is not None  # committed before the setting was on: not known
+        }
     return split(
         [(*times[event_id], wall) for event_id, wall in read if event_id in times], since, until
     )
+
+
+_CREATED = text("SELECT id, created_at FROM checkout_events WHERE id IN :ids")
+_COMMITTED = text(
+    "SELECT id, created_at, pg_xact_commit_timestamp(xmin) FROM checkout_events WHERE id IN :ids"
+)
+
+
+def _reads(results: Iterable[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(event id, when the client read it) of every event after each stream's first."""
+    return [(event_id, wall) for r in results for event_id, _name, wall in r["events"][1:]]
+
+
+def _rows(conn: DbConnection, query: TextClause, ids: list[int]) -> Iterator[Any]:
+    """``query``'s rows for these event ids, 5,000 ids a statement."""
+    ordered = sorted(set(ids))
+    expanding = query.bindparams(bindparam("ids", expanding=True))
+    for at in range(0, len(ordered), 5000):
+        yield from conn.execute(expanding, {"ids": ordered[at : at + 5000]})
 
 
 def split(
