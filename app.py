@@ -10,6 +10,7 @@ from flask import Flask
 from orders.config import Settings
 from orders.infra import tracing
 from orders.pipeline.jobs import Dispatch
+from orders.production import require_safe_start
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
 from orders.web.extensions import db, migrate
@@ -30,7 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     dispatch = overrides.pop("DISPATCH", None)
     broker_up = overrides.pop("BROKER_UP", None)
     settings = Settings.from_env(overrides=overrides)
-    settings.require_safe_start()  # before anything is built or served
+    require_safe_start(settings)  # before anything is built or served
     tracing.setup("web")  # on only with the OTEL_* variables (docs/operations.md)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.update(

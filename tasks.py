@@ -29,11 +29,12 @@ from orders.pipeline.jobtypes import (
     PAYMENTS,
     JobType,
 )
+from orders.production import require_safe_start
 from orders.runtime import Runtime
 from orders.wiring import configure_logging
 
 settings = Settings.from_env()
-settings.require_safe_start()  # a consumer refuses unsafe production settings before it runs
+require_safe_start(settings)  # a consumer refuses unsafe production settings before it runs
 configure_logging()
 tracing.setup("worker")  # on only with the OTEL_* variables (docs/operations.md)
 

@@ -3,7 +3,7 @@
 Every value has an embedded default that runs on a laptop (SQLite + SqliteHuey under
 ``DATA_DIR``). ``SHOP_ENV`` unset means production, which refuses to start on a weak
 secret, a weak bootstrap password or the simulated gateway
-(:meth:`Settings.require_safe_start`); ``SHOP_ENV=development`` (``make run``, the
+(:func:`orders.production.require_safe_start`); ``SHOP_ENV=development`` (``make run``, the
 tests) asks for the laptop defaults. Production sets ``DATABASE_URL`` and
 ``REDIS_URL``; the seed's variables (``REDIS_HOST``/``PORT``/``PASSWORD``/``DB``,
 ``MAX_JOB_CONCURRENCY``, ``JOB_CLEANUP_INTERVAL``) are honoured too. How a variable's
@@ -31,15 +31,6 @@ from orders.environ import (
 DEV_SECRET_KEY = "dev-secret-key-change-me"
 DEV_OPS_PASSWORD = "ops-dev-password"
 ENVIRONMENTS = ("development", "production")
-MIN_SECRET_KEY_LENGTH = 32
-MIN_PASSWORD_LENGTH = 12
-KNOWN_SECRET_KEYS = frozenset(
-    {DEV_SECRET_KEY, "change-me", "changeme", "secret", "secret-key", "dev", "development"}
-)
-"""Values published in this repository or its examples: never a production secret."""
-KNOWN_PASSWORDS = frozenset(
-    {DEV_OPS_PASSWORD, "change-me-too", "change-me", "changeme", "password", "admin", "ops"}
-)
 # Thread workers (the embedded SQLite mode) per consumer: SQLite takes one writer at a
 # time, so more threads only wait for its lock.
 THREAD_WORKERS_MAX = 4
@@ -376,57 +367,3 @@ class Settings:
             raise ConfigError("WORKER_DB_POOL and the *_CONCURRENCY settings must be >= 1")
         if not 0 < self.sse_heartbeat_seconds <= 15 or self.sse_poll_seconds <= 0:
             raise ConfigError("SSE_HEARTBEAT_SECONDS must be in (0, 15]; SSE_POLL_SECONDS > 0")
-
-    def production_problems(self) -> list[str]:
-        """What makes these settings unsafe to serve in production (empty: nothing)."""
-        if not self.is_production:
-            return []
-        problems = []
-        if not self.secret_key:
-            problems.append(
-                "SECRET_KEY is not set; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-            )
-        elif self.secret_key in KNOWN_SECRET_KEYS:
-            problems.append("SECRET_KEY is a published default; generate a new one")
-        elif len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
-            problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters")
-        if self.ops_password is not None:
-            weakness = password_weakness(self.ops_password)
-            if weakness:
-                problems.append(
-                    f"OPS_PASSWORD {weakness}; set a strong one, or unset OPS_PASSWORD and "
-                    "create accounts with 'flask ops user add NAME --role admin'"
-                )
-        if not self.gateway_url and not self.allow_simulated_gateway:
-            problems.append(
-                "GATEWAY_URL is not set, so payments would go to the simulated gateway "
-                "(every order free); set GATEWAY_URL, or SHOP_ALLOW_SIMULATED_GATEWAY=1 "
-                "for a demo"
-            )
-        return problems
-
-    def require_safe_start(self) -> None:
-        """Raise :class:`ConfigError` naming every unsafe production setting.
-
-        Called before anything is served or consumed: by ``create_app``, gunicorn's
-        ``on_starting`` hook, ``tasks.py`` (what every consumer loads),
-        ``python -m orders.worker`` and the autoscaler.
-        """
-        problems = self.production_problems()
-        if problems:
-            raise ConfigError(
-                "refusing to start in production (SHOP_ENV is unset or 'production'; "
-                "SHOP_ENV=development is for laptops and tests):\n  - " + "\n  - ".join(problems)
-            )
-
-
-def password_weakness(password: str) -> str | None:
-    """Why ``password`` must not guard an operator account, or None if it may."""
-    if not password:
-        return "is empty"
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"is shorter than {MIN_PASSWORD_LENGTH} characters"
-    if password.lower() in KNOWN_PASSWORDS:
-        return "is a published default"
-    return None

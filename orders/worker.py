@@ -22,6 +22,7 @@ import sys
 
 from orders.config import Settings
 from orders.environ import ConfigError
+from orders.production import require_safe_start
 
 FETCHERS = 2  # greenlet mode: workers that take messages for the pool of jobs in flight
 INSTANCES = {
@@ -67,7 +68,7 @@ def settings_for_start() -> Settings:
     """The settings, or exit with status 1 and the reason (an unsafe production setting)."""
     try:
         settings = Settings.from_env()
-        settings.require_safe_start()
+        require_safe_start(settings)
     except ConfigError as exc:
         sys.exit(f"shop: {exc}")
     return settings

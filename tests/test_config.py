@@ -4,6 +4,7 @@ import pytest
 
 from orders.config import Settings
 from orders.environ import ConfigError
+from orders.production import require_safe_start
 
 
 def test_embedded_defaults(tmp_path):
@@ -99,7 +100,7 @@ def test_unset_shop_env_means_production():
 
 def test_production_with_strong_settings_starts():
     settings = Settings.from_env(STRONG)
-    settings.require_safe_start()
+    require_safe_start(settings)
     assert settings.is_production and settings.ops_password is None  # no bootstrap admin
 
 
@@ -124,18 +125,18 @@ def test_production_refuses_to_start_and_names_the_variable(env, variable):
     for environment in ({}, {"SHOP_ENV": "production"}):
         settings = Settings.from_env({**merged, **environment})
         with pytest.raises(ConfigError, match=variable):
-            settings.require_safe_start()
+            require_safe_start(settings)
 
 
 def test_production_allows_what_it_is_told_to():
-    Settings.from_env({**STRONG, "OPS_PASSWORD": "a-long-enough-pw"}).require_safe_start()
+    require_safe_start(Settings.from_env({**STRONG, "OPS_PASSWORD": "a-long-enough-pw"}))
     simulated = {"SECRET_KEY": "k" * 32, "SHOP_ALLOW_SIMULATED_GATEWAY": "1"}
-    Settings.from_env(simulated).require_safe_start()
+    require_safe_start(Settings.from_env(simulated))
 
 
 def test_development_keeps_the_laptop_defaults():
     settings = Settings.from_env({"SHOP_ENV": "development"})
-    settings.require_safe_start()
+    require_safe_start(settings)
     assert settings.secret_key == "dev-secret-key-change-me"
     assert (settings.ops_username, settings.ops_password) == ("ops", "ops-dev-password")
 

@@ -21,6 +21,7 @@ import yaml
 
 from orders.config import Settings
 from orders.environ import ConfigError
+from orders.production import require_safe_start
 from tests.stack import WORKERS, procfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -303,11 +304,11 @@ def test_env_example_refuses_to_run_until_the_secret_and_gateway_are_set():
     settings = Settings.from_env(env_example())
     assert settings.is_production and settings.ops_password is None  # no shipped password
     with pytest.raises(ConfigError, match="SECRET_KEY") as refused:
-        settings.require_safe_start()
+        require_safe_start(settings)
     assert "GATEWAY_URL" in str(refused.value)
     secret = {"SECRET_KEY": "x" * 48}
     for gateway in ({"GATEWAY_URL": "https://g.example"}, {"SHOP_ALLOW_SIMULATED_GATEWAY": "1"}):
-        Settings.from_env({**env_example(), **secret, **gateway}).require_safe_start()
+        require_safe_start(Settings.from_env({**env_example(), **secret, **gateway}))
 
 
 def runtime_lock() -> set[str]:

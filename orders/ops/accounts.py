@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from orders.config import Settings, password_weakness
+from orders.config import Settings
 from orders.db import utcnow
 from orders.errors import ShopError
 from orders.models import OpsRole, OpsSession, OpsUser
 from orders.ops.audit import audit
 from orders.ops.passwords import hash_password, spend_verify_time, verify_password
+from orders.production import password_weakness
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 
