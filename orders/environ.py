@@ -100,6 +100,7 @@ def _redis_sentinel_url(env: Mapping[str, str]) -> str | None:
 
 
 def integer(value: str, name: str) -> int:
+    """An integer, or :class:`ConfigError` naming the variable."""
     try:
         return int(value)
     except ValueError:
@@ -107,6 +108,7 @@ def integer(value: str, name: str) -> int:
 
 
 def switch(value: str, name: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or their opposites, or :class:`ConfigError`."""
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -116,6 +118,7 @@ def switch(value: str, name: str) -> bool:
 
 
 def number(value: str, name: str) -> float:
+    """A number, or :class:`ConfigError` naming the variable."""
     try:
         return float(value)
     except ValueError:

@@ -254,9 +254,13 @@ _GIVE_BACK_ATTEMPT = JOBS.c.attempts - 1  # one object: the statement cache keys
 def _put_back(session: Session, job: Claim, delay: float, values: dict[str, object]) -> None:
     """Schedule our job ``delay`` seconds from now, with ``values`` (why, its attempts)."""
     now = utcnow()
-    run_at = now + timedelta(seconds=delay)
-    waiting = {"status": JobStatus.SCHEDULED, "run_at": run_at, "lease_until": None}
-    _guarded_update(session, job, {**waiting, "enqueued_at": now, **values})
+    scheduled: dict[str, object] = {
+        "status": JobStatus.SCHEDULED,
+        "run_at": now + timedelta(seconds=delay),
+        "lease_until": None,
+        "enqueued_at": now,
+    }
+    _guarded_update(session, job, {**scheduled, **values})
     record_outcome(session, job, "retried")  # ops counters, same txn
 
 
