@@ -41,9 +41,12 @@ def test_the_scheduler_keeps_only_the_configured_job_records(small_stack):
     events_before = small_stack.scalar("SELECT COUNT(*) FROM checkout_events")
 
     def kept() -> int:
+        """The most completed records any queue keeps: a pass that ran while the last
+        emails were still on their way left the notifications queue one over."""
         return int(
             small_stack.scalar(
-                "SELECT COUNT(*) FROM jobs WHERE queue = 'orders' AND status = 'completed'"
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed' "
+                "GROUP BY queue) AS kept"
             )
         )
 
