@@ -128,14 +128,19 @@ def test_one_message_runs_every_waiting_job_of_its_type_as_the_single_path_would
 
 
 def test_a_batch_that_runs_out_of_stock_runs_job_by_job(client, session, batched):
+    plenty = make_product(session, sku="PLENTY", stock=10)
     product = make_product(session, sku="LAST", stock=2)
-    ids = [place(client, ("LAST", 1)) for _ in range(3)]  # each saw 2 in stock
+    ids = [place(client, ("PLENTY", 1), ("LAST", 1)) for _ in range(3)]  # each saw 2 in stock
     batched()
     states = [client.get(f"/api/orders/status/{i}").get_json() for i in ids]
     assert [s["status"] for s in states] == ["completed", "completed", "failed"]
     assert states[2]["code"] == "out_of_stock"
+    assert states[2]["error"] == f"{product.name} (LAST) is out of stock"  # the one short
     session.expire_all()
+    # the set's statements went together, PLENTY's taken before LAST's fell short: all
+    # rolled back, then written checkout by checkout
     assert (session.get(Product, product.id).stock, session.get(Product, product.id).sold) == (0, 2)
+    assert (session.get(Product, plenty.id).stock, session.get(Product, plenty.id).sold) == (8, 2)
     assert batched.gateway.ledger()["captures"] == 2
 
 
