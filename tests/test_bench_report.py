@@ -145,6 +145,41 @@ def test_a_step_that_missed_with_fast_answers_is_measured_once_more(monkeypatch)
     assert capacity(steps, 100) == 200
 
 
+def test_a_sweep_whose_first_step_missed_measures_it_once_more(monkeypatch) -> None:
+    """The first rate is far below capacity: a miss there, even a slow one (the
+    machine busy with the phase before), is measured again before it counts; a
+    second miss at the first rate still ends the sweep."""
+    import bench.capacity as sweeps
+    from bench.report import capacity
+
+    def busy_at_first(slow: int):  # type: ignore[no-untyped-def]
+        left = [slow]
+
+        async def server(url, body_for, *, rate, duration, timeout):  # type: ignore[no-untyped-def]
+            latency = 0.2 if left[0] > 0 or rate > 700 else 0.005
+            left[0] -= 1
+            samples = [Sample(n / rate, latency, 202, True) for n in range(int(rate * duration))]
+            return PhaseResult(f"rate-{rate:g}", duration, samples)
+
+        return server
+
+    monkeypatch.setattr(sweeps.time, "sleep", lambda _s: None)
+    target = sweeps.Target("checkout", "url", dict, [300, 600, 900])
+    monkeypatch.setattr(sweeps, "run_rate", busy_at_first(1))
+    steps = sweeps.sweep_together([target], 1.0, lambda _l: None)["checkout"][0]
+    assert [(s["rate"], s["p99_ms"] < 100) for s in steps] == [
+        (300, False),
+        (300, True),
+        (600, True),
+        (900, False),
+    ]
+    assert capacity(steps, 100) == 600
+    monkeypatch.setattr(sweeps, "run_rate", busy_at_first(3))
+    steps = sweeps.sweep_together([target], 1.0, lambda _l: None)["checkout"][0]
+    assert [s["rate"] for s in steps] == [300, 300]  # missed again, saturated: the end
+    assert capacity(steps, 100) == 0
+
+
 def test_the_sweeps_take_turns_and_each_finds_what_it_would_alone(monkeypatch) -> None:
     """One step of each endpoint per round, so a slow stretch of the shared machine
     lands on all of them, the round's order rotating; each sweep's steps are the ones
