@@ -18,12 +18,16 @@ def system_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     clean = not failures(data["audit"])
     steady, burst = system["steady_rate"], system["burst"]
+    # the orders its run completed a second, first request to last end: a rate that held
+    # is one the pipeline kept up with, yet it may finish a fifth fewer (bench.system)
+    held = [r for r in system.get("steady", []) if r["rate"] == steady]
+    orders_per_s = held[-1]["orders_per_s"] if held and steady else 0.0
     out = [
         {
             "goal": "steady: >= 200 orders/s end to end with checkout p99 < 100 ms, all final "
             "within 10 s, the pipeline keeping up",
-            "met": steady >= 200,
-            "measured": f"{steady:g}/s"
+            "met": orders_per_s >= 200,
+            "measured": f"{steady:g}/s held, {orders_per_s:,.0f} orders/s end to end"
             + (" (every rate tried held)" if system["steady_topped"] else ""),
         },
         {
