@@ -7,8 +7,9 @@ refund job. Every compensation is written in the timeline.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from orders.config import Settings
@@ -59,14 +60,24 @@ def apply_units(
     for product_id, quantity in sorted(closed):
         units[product_id] = units.get(product_id, 0) + quantity
     if units:
-        column = PRODUCTS.c.stock if to is HoldStatus.RELEASED else PRODUCTS.c.sold
-        change = (
-            update(PRODUCTS)
-            .where(PRODUCTS.c.id == bindparam("p_id"))
-            .values({column: column + bindparam("p_units")})
-        )
+        change = _UNITS[to]  # released or sold
         session.execute(change, [{"p_id": p, "p_units": n} for p, n in units.items()])
     return units
+
+
+def _add_units(column: Any) -> Update:
+    return (
+        update(PRODUCTS)
+        .where(PRODUCTS.c.id == bindparam("p_id"))
+        .values({column: column + bindparam("p_units")})
+    )
+
+
+# built once, their values bound: released units go back in stock, sold ones are counted
+_UNITS = {
+    HoldStatus.RELEASED: _add_units(PRODUCTS.c.stock),
+    HoldStatus.SOLD: _add_units(PRODUCTS.c.sold),
+}
 
 
 def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
