@@ -191,6 +191,7 @@ class Stack:
     def post_checkout(
         self, sku: str, quantity: int = 1, token: str = "tok_visa", **headers: str
     ) -> requests.Response:
+        """POST a checkout and return the raw response (202, or a 4xx problem)."""
         return self.http.post(
             f"{self.base_url}/api/checkout",
             json={
@@ -215,18 +216,6 @@ class Stack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"jobs still live after {timeout} s")
             time.sleep(0.05)
-
-    def try_checkout(self, sku: str, quantity: int = 1, token: str = "tok_visa") -> Any:
-        """POST a checkout and return the raw response (202, or a 4xx problem)."""
-        return self.http.post(
-            f"{self.base_url}/api/checkout",
-            json={
-                "email": "e2e@example.com",
-                "items": [{"sku": sku, "quantity": quantity}],
-                "paymentToken": token,
-            },
-            timeout=10,
-        )
 
     def wait_final(self, job_ids: list[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
         """Poll until every checkout is completed or failed; fail with the logs if not."""
