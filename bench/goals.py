@@ -7,6 +7,7 @@ from typing import Any
 from bench.audit import failures
 from bench.live import describe as describe_live
 from bench.report import SEED, max_users_under
+from bench.system import steady_orders_per_s
 
 LIVE_P99_MS = 100.0  # step event → browser, with 1,000 progress streams open
 
@@ -18,10 +19,7 @@ def system_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     clean = not failures(data["audit"])
     steady, burst = system["steady_rate"], system["burst"]
-    # the orders its run completed a second, first request to last end: a rate that held
-    # is one the pipeline kept up with, yet it may finish a fifth fewer (bench.system)
-    held = [r for r in system.get("steady", []) if r["rate"] == steady]
-    orders_per_s = held[-1]["orders_per_s"] if held and steady else 0.0
+    orders_per_s = steady_orders_per_s(system) or 0.0
     out = [
         {
             "goal": "steady: >= 200 orders/s end to end with checkout p99 < 100 ms, all final "

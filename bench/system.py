@@ -273,11 +273,17 @@ def lines(system: dict[str, Any]) -> list[str]:
     return out
 
 
-def _end_to_end(system: dict[str, Any]) -> str:
+def steady_orders_per_s(system: dict[str, Any]) -> float | None:
     """The orders/s completed in the steady rate's run (its last: the one that held),
-    from its first request to its last checkout's end."""
-    runs = [r for r in system["steady"] if r["rate"] == system["steady_rate"]]
-    return f" ({runs[-1]['orders_per_s']:,.0f} orders/s end to end)" if runs else ""
+    from its first request to its last checkout's end; None if no rate held. A rate
+    that held is one the pipeline kept up with, yet it may finish a fifth fewer."""
+    runs = [r for r in system.get("steady", []) if r["rate"] == system["steady_rate"]]
+    return float(runs[-1]["orders_per_s"]) if runs and system["steady_rate"] else None
+
+
+def _end_to_end(system: dict[str, Any]) -> str:
+    orders = steady_orders_per_s(system)
+    return "" if orders is None else f" ({orders:,.0f} orders/s end to end)"
 
 
 def _load(avg: Any) -> str:
