@@ -402,6 +402,51 @@ def test_a_message_skips_its_own_job_while_another_claim_holds_it(session, setti
     assert {c.job_id for c in second} == {ids[2]}
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_claim_reads_the_jobs_it_takes_not_the_backlog(session, settings):
+    """A message's jobs and a batch's extra ones are found by key, however many jobs
+    wait and whatever the statistics say (analyzed while nothing waited, as a table
+    whose jobs come and go mostly is): two plans scanned every waiting job per claim."""
+    done = [job_row(settings, RESERVE_STOCK) for _ in range(20_000)]  # a day's jobs, say
+    session.execute(JOBS.insert(), [{**row, "status": JobStatus.COMPLETED} for row in done])
+    session.commit()
+    session.execute(text("ANALYZE jobs"))
+    session.commit()
+    backlog = [_waiting(session, settings, age=3000 - n) for n in range(3000)]
+    active = _waiting(session, settings, status=JobStatus.ACTIVE)  # a duplicate delivery's
+    session.commit()
+    own = [*backlog[-40:], active, done[0]["id"]]
+
+    def rows_read() -> int:
+        return int(
+            session.scalar(
+                text(
+                    "SELECT seq_tup_read + COALESCE(idx_tup_fetch, 0) "
+                    "FROM pg_stat_xact_user_tables WHERE relname = 'jobs'"
+                )
+            )
+        )
+
+    before = rows_read()
+    taken = claim_batch(session, RESERVE_STOCK.name, own, "w", 30, 10)
+    read = rows_read() - before
+    session.commit()
+    # the message's 40 waiting jobs and the 10 oldest others; not the active or done one
+    assert {c.job_id for c in taken} == {*backlog[-40:], *backlog[:10]}
+    assert read < 300, f"the claim read {read} job rows to take {len(taken)}"
+    for own, extra, wanted in (
+        (backlog[100:150], 0, backlog[100:150]),  # a message's jobs, the consumer full
+        ([backlog[200]], 0, [backlog[200]]),  # the common message: one job
+        ([active], 0, []),  # a duplicate delivery
+    ):
+        before = rows_read()
+        taken = claim_batch(session, RESERVE_STOCK.name, own, "w", 30, extra)
+        assert {c.job_id for c in taken} == set(wanted)
+        assert rows_read() - before < 300
+        session.commit()
+
+
 def test_batches_unless_a_rate_limit_counts_each_job(settings):
     assert batchable(settings, RESERVE_STOCK.name) and batchable(settings, UPDATE_INVENTORY.name)
     assert batchable(settings, "send-order-confirmation")
