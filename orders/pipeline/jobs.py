@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from orders.config import Settings
 from orders.db import engine_of, utcnow
+from orders.infra.bulk import insert_rows
 from orders.infra.tracing import context_for_new_job
 from orders.models import Checkout, Job, JobStatus
 from orders.models.tables import JOBS
@@ -96,8 +97,7 @@ def next_jobs(
         )
         for index, checkout in enumerate(checkouts)
     ]
-    if rows:
-        session.execute(insert(JOBS), rows)
+    insert_rows(session, JOBS, rows)
     return [Job(**row) for row in rows]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -15,6 +15,7 @@ from orders.db import utcnow
 from orders.domain.disclosure import shopper_error
 from orders.domain.states import DESCRIPTION, PROGRESS, TERMINAL, check_move, status_of
 from orders.errors import LeaseLost
+from orders.infra.bulk import insert_rows
 from orders.models import Checkout, CheckoutStage, CheckoutStatus, EventType, Order
 from orders.models.tables import CHECKOUTS, EVENTS
 from orders.pipeline.stats import record_checkout_end
@@ -88,8 +89,7 @@ def record_events(session: Session, events: Sequence[Event]) -> None:
         rows.append(event_row(checkout, message, type_, payload))
     if rows:
         session.info[EVENTS_RECORDED] = True  # the runner wakes the streams after commit
-        # one row: a plain execute, as the single path always did (not executemany)
-        session.execute(insert(EVENTS), rows[0] if len(rows) == 1 else rows)
+        insert_rows(session, EVENTS, rows)
 
 
 def _orders_of(session: Session, events: Sequence[Event]) -> dict[int, Order]:

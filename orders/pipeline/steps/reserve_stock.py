@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from orders.db import rowcount, utcnow
 from orders.errors import OutOfStock
+from orders.infra.bulk import insert_rows
 from orders.models import Checkout, CheckoutLine, HoldStatus, Job
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.pipeline.context import PipelineContext
@@ -57,8 +58,7 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
             named.setdefault(line.product_id, line)
     seconds = ctx.settings.stock_hold_seconds
     rows = [row for checkout in to_hold for row in hold_rows(checkout, checkout.lines, seconds)]
-    if rows:
-        session.execute(insert(HOLDS), rows)  # one statement for every line
+    insert_rows(session, HOLDS, rows)  # one statement for every line
     jobs = next_jobs(session, ctx.settings, items[0].claim.type, checkouts)
     # the products last: every checkout's stock moves lock these few rows until the
     # commit, so the transaction holds them for the fewest round trips
