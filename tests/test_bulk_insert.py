@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, text
 
 from orders.db import utcnow
@@ -73,3 +74,15 @@ def test_one_row_is_written_too(client, session, settings):
     insert_rows(session, JOBS, [one])
     session.commit()
     assert session.scalar(select(JOBS.c.checkout_id).where(JOBS.c.id == one["id"])) == checkouts[0]
+
+
+def test_the_rows_added_come_back_and_a_default_left_out_is_refused(client, session, settings):
+    checkouts = _checkout_ids(client, session, 3)
+    jobs = [job_row(settings, RESERVE_STOCK, checkout_id=c) for c in checkouts]
+    added = insert_rows(session, JOBS, jobs, (JOBS.c.checkout_id, JOBS.c.id))
+    assert sorted(added) == sorted((job["checkout_id"], job["id"]) for job in jobs)
+    assert insert_rows(session, JOBS, [job_row(settings, RESERVE_STOCK)]) == []  # none asked
+    without = [{k: v for k, v in job_row(settings, RESERVE_STOCK).items() if k != "attempts"}]
+    with pytest.raises(ValueError, match="rows for jobs must give attempts"):
+        insert_rows(session, JOBS, without * 2)
+    session.rollback()

@@ -17,31 +17,57 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, func, insert, select
+from sqlalchemy import Column, Executable, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (each naming the same columns) in the session's transaction."""
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    returning: tuple[Column[Any], ...] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (each naming the same columns, every column with a default
+    among them) in the session's transaction; the ``returning`` columns of the rows
+    added, in no particular order."""
     if not rows:
-        return
-    if len(rows) == 1:
-        session.execute(insert(table), dict(rows[0]))
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), [dict(row) for row in rows])
-        return
-    columns = tuple(rows[0])
-    arrays = {f"a_{name}": [row[name] for row in rows] for name in columns}
-    session.execute(_unnested(table, columns), arrays)
+        return []
+    columns = _with_defaults(table, tuple(rows[0]))
+    if len(rows) == 1 or session.get_bind().dialect.name != "postgresql":
+        statement = _plain(table, returning)
+        values: Any = dict(rows[0]) if len(rows) == 1 else [dict(row) for row in rows]
+    else:
+        statement = _unnested(table, columns, returning)
+        values = {f"a_{name}": [row[name] for row in rows] for name in columns}
+    result = session.execute(statement, values)
+    return [tuple(row) for row in result] if returning else []
 
 
 @cache
-def _unnested(table: Table, columns: tuple[str, ...]) -> Executable:
+def _with_defaults(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """``columns``, if they include every column with a default (an INSERT from a
+    SELECT fills none: rows that count on one would differ by backend)."""
+    missing = [c.name for c in table.columns if c.default is not None and c.name not in columns]
+    if missing:
+        raise ValueError(f"rows for {table.name} must give {', '.join(missing)}")
+    return columns
+
+
+@cache
+def _plain(table: Table, returning: tuple[Column[Any], ...]) -> Executable:
+    statement = insert(table)
+    return statement.returning(*returning) if returning else statement
+
+
+@cache
+def _unnested(
+    table: Table, columns: tuple[str, ...], returning: tuple[Column[Any], ...]
+) -> Executable:
     """``INSERT INTO table (columns) SELECT unnest(:a_col), ...``: set-returning
     functions in one select list run in step, so the arrays' n-th values are a row."""
     unnested = [
         func.unnest(bindparam(f"a_{name}", type_=ARRAY(table.c[name].type))) for name in columns
     ]
-    return insert(table).from_select(list(columns), select(*unnested))
+    statement = insert(table).from_select(list(columns), select(*unnested))
+    return statement.returning(*returning) if returning else statement

@@ -21,6 +21,8 @@ from orders.models import (
     Job,
     JobStatMinute,
     LoginCounter,
+    Order,
+    OrderLine,
     Product,
     QueuePause,
     StockHold,
@@ -39,6 +41,8 @@ CHECKOUTS = _table(Checkout)
 EVENTS = _table(CheckoutEvent)
 PRODUCTS = _table(Product)
 HOLDS = _table(StockHold)
+ORDERS = _table(Order)
+ORDER_LINES = _table(OrderLine)
 QUEUE_PAUSES = _table(QueuePause)
 LINES = _table(CheckoutLine)
 IDEMPOTENCY_KEYS = _table(IdempotencyKey)
