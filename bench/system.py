@@ -13,7 +13,9 @@ load from outside its processes (latency counted from when each request was due)
   progress streams are open: :mod:`bench.live` says how they are held open.
 - **Burst**: twice that rate for ``burst_s``: p99, errors, how long after the last
   request the backlog took to drain, and whether every accepted checkout is there and
-  final (the closing audit checks money and stock).
+  final (the closing audit checks money and stock). The goal names its own rate
+  (:data:`GOAL_BURST_RATE`): unless twice the steady rate was at least that and met
+  the goal's bar, a burst at the goal's rate follows, and the goal is judged on it.
 - **Time to confirmation**: submit→final p50/p95 at a fixed rate with the shipped
   simulated latencies and with the seed's, beside the floor: the sum of the steps'
   simulated latencies (validate, payment, order, inventory; the email is a follow-up),
@@ -189,6 +191,9 @@ def run_system(
     burst = 2 * (low or plan["rates"][0])
     say(f"system: a burst at twice that, {burst:g}/s for {plan['burst_s']:g} s")
     data["burst"] = step(burst, plan["burst_s"], "burst")
+    if burst < GOAL_BURST_RATE or not burst_met(data["burst"]):
+        say(f"system: a burst at the goal's rate, {GOAL_BURST_RATE:g}/s")
+        data["goal_burst"] = step(GOAL_BURST_RATE, plan["burst_s"], "burst")
 
     data["confirmation"] = []
     for name, latency, rate, seconds in (
@@ -202,6 +207,28 @@ def run_system(
         data["confirmation"].append(row)
     data["load_average_end"] = os.getloadavg()
     return data, ids
+
+
+GOAL_BURST_RATE = 400.0  # checkouts/s for 10 s, checkout p99 under GOAL_BURST_P99_MS
+GOAL_BURST_P99_MS = 250.0
+
+
+def burst_met(row: dict[str, Any]) -> bool:
+    """A burst run meets the goal's bar (the audit aside): at its rate or more, 10 s or
+    longer, every answer a 202 within the p99, every checkout final."""
+    return bool(
+        row["rate"] >= GOAL_BURST_RATE
+        and row["seconds"] >= 10
+        and not row["errors"]
+        and row["p99_ms"] < GOAL_BURST_P99_MS
+        and not row["not_final"]
+    )
+
+
+def goal_burst(system: dict[str, Any]) -> dict[str, Any]:
+    """The burst run the goal is judged on: the one at the goal's rate, if one ran."""
+    row: dict[str, Any] = system.get("goal_burst") or system["burst"]
+    return row
 
 
 def describe(latency: dict[str, str]) -> str:
@@ -236,6 +263,13 @@ def lines(system: dict[str, Any]) -> list[str]:
         f"p99 {burst['p99_ms']:,.0f} ms, {burst['errors']} errors of {burst['requests']}, "
         f"{_drain(burst)}, {burst['not_final']} not final |",
     ]
+    at_goal = system.get("goal_burst")
+    if at_goal:
+        out.append(
+            f"| burst at the goal's rate ({at_goal['rate']:g}/s for {at_goal['seconds']:g} s) | "
+            f"p99 {at_goal['p99_ms']:,.0f} ms, {at_goal['errors']} errors of "
+            f"{at_goal['requests']}, {_drain(at_goal)}, {at_goal['not_final']} not final |"
+        )
     live = system.get("live")
     if live:
         out.insert(
@@ -261,6 +295,7 @@ def lines(system: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = [("steady", r) for r in system["steady"]] + [("burst", burst)]
+    runs += [("burst", at_goal)] if at_goal else []
     runs += [(r["latencies"], r) for r in system["confirmation"]]
     for name, r in runs:
         drained = "-" if r["drain_s"] is None else f"{r['drain_s']:.1f}"
