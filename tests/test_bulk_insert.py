@@ -68,6 +68,23 @@ def test_rows_of_every_kind_are_written_as_given_in_their_order(client, session,
         assert row.created_at == job["created_at"]
 
 
+def test_rows_alike_in_every_column_are_each_written(client, session):
+    checkouts = _checkout_ids(client, session, 1)
+    row = {
+        "checkout_id": checkouts[0],
+        "type": EventType.INFO,
+        "stage": CheckoutStage.QUEUED,
+        "progress": 0,
+        "message": "twice",
+        "status_json": "{}",
+        "created_at": utcnow(),
+    }
+    insert_rows(session, EVENTS, [row, dict(row), dict(row)])
+    session.commit()
+    query = select(EVENTS.c.id).where(EVENTS.c.message == "twice")
+    assert len(session.scalars(query).all()) == 3
+
+
 def test_one_row_is_written_too(client, session, settings):
     checkouts = _checkout_ids(client, session, 1)
     one = job_row(settings, RESERVE_STOCK, checkout_id=checkouts[0])

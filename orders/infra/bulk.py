@@ -7,7 +7,9 @@ fifth of a consumer's CPU there. A multi-row ``VALUES`` is one statement, but it
 text grows with the rows, so neither psycopg nor PostgreSQL can reuse it (parsing
 it cost as much again). On PostgreSQL, :func:`insert_rows` sends one statement
 whose text never changes, ``INSERT ... SELECT unnest(:col1), unnest(:col2), ...``,
-each column's values in one array: parsed and planned once, any number of rows.
+each column's values in one array: parsed and planned once, any number of rows. A
+column whose value is the same in every row (a batch's job type, queue, status...)
+is bound once instead: psycopg dumps an array's values one by one, in Python.
 SQLite and a single row take the plain INSERT.
 """
 
@@ -38,8 +40,13 @@ def insert_rows(
         statement = _plain(table, returning)
         values: Any = dict(rows[0]) if len(rows) == 1 else [dict(row) for row in rows]
     else:
-        statement = _unnested(table, columns, returning)
-        values = {f"a_{name}": [row[name] for row in rows] for name in columns}
+        first = rows[0]
+        same = tuple(name for name in columns if all(row[name] == first[name] for row in rows))
+        if len(same) == len(columns):  # the rows are alike: one array still counts them
+            same = same[1:]
+        statement = _unnested(table, columns, same, returning)
+        values = {f"s_{name}": first[name] for name in same}
+        values.update({f"a_{n}": [row[n] for row in rows] for n in columns if n not in same})
     result = session.execute(statement, values)
     return [tuple(row) for row in result] if returning else []
 
@@ -62,12 +69,19 @@ def _plain(table: Table, returning: tuple[Column[Any], ...]) -> Executable:
 
 @cache
 def _unnested(
-    table: Table, columns: tuple[str, ...], returning: tuple[Column[Any], ...]
+    table: Table,
+    columns: tuple[str, ...],
+    same: tuple[str, ...],
+    returning: tuple[Column[Any], ...],
 ) -> Executable:
-    """``INSERT INTO table (columns) SELECT unnest(:a_col), ...``: set-returning
-    functions in one select list run in step, so the arrays' n-th values are a row."""
-    unnested = [
-        func.unnest(bindparam(f"a_{name}", type_=ARRAY(table.c[name].type))) for name in columns
+    """``INSERT INTO table (columns) SELECT unnest(:a_col), :s_col, ...``: set-returning
+    functions in one select list run in step, so the arrays' n-th values are a row;
+    a column of ``same`` is one value, repeated on every row."""
+    values = [
+        bindparam(f"s_{name}", type_=table.c[name].type)
+        if name in same
+        else func.unnest(bindparam(f"a_{name}", type_=ARRAY(table.c[name].type)))
+        for name in columns
     ]
-    statement = insert(table).from_select(list(columns), select(*unnested))
+    statement = insert(table).from_select(list(columns), select(*values))
     return statement.returning(*returning) if returning else statement
