@@ -259,17 +259,11 @@ def lines(system: dict[str, Any]) -> list[str]:
         f"| steady rate: checkout p99 < 100 ms, all 202, the pipeline keeping up (every "
         f"checkout final within 10 s of the last and a quarter of the run's length; zero "
         f"simulated latency) | {bound}{steady:g} checkouts/s{_end_to_end(system)} |",
-        f"| burst at twice that ({burst['rate']:g}/s for {burst['seconds']:g} s) | "
-        f"p99 {burst['p99_ms']:,.0f} ms, {burst['errors']} errors of {burst['requests']}, "
-        f"{_drain(burst)}, {burst['not_final']} not final |",
+        _burst_line("at twice that", burst),
     ]
     at_goal = system.get("goal_burst")
     if at_goal:
-        out.append(
-            f"| burst at the goal's rate ({at_goal['rate']:g}/s for {at_goal['seconds']:g} s) | "
-            f"p99 {at_goal['p99_ms']:,.0f} ms, {at_goal['errors']} errors of "
-            f"{at_goal['requests']}, {_drain(at_goal)}, {at_goal['not_final']} not final |"
-        )
+        out.append(_burst_line("at the goal's rate", at_goal))
     live = system.get("live")
     if live:
         out.insert(
@@ -319,6 +313,14 @@ def steady_orders_per_s(system: dict[str, Any]) -> float | None:
 def _end_to_end(system: dict[str, Any]) -> str:
     orders = steady_orders_per_s(system)
     return "" if orders is None else f" ({orders:,.0f} orders/s end to end)"
+
+
+def _burst_line(which: str, row: dict[str, Any]) -> str:
+    return (
+        f"| burst {which} ({row['rate']:g}/s for {row['seconds']:g} s) | p99 "
+        f"{row['p99_ms']:,.0f} ms, {row['errors']} errors of {row['requests']}, "
+        f"{_drain(row)}, {row['not_final']} not final |"
+    )
 
 
 def _load(avg: Any) -> str:

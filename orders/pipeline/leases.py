@@ -40,7 +40,6 @@ from orders.models.tables import JOBS, QUEUE_PAUSES
 from orders.models.work import WAITING_SQL
 from orders.pipeline.stats import record_outcome
 
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED)
 _WAITING = text(f"jobs.{WAITING_SQL}")  # the partial index ix_jobs_waiting's predicate
 # The same test in a form no index matches (the status concatenated with ''): for jobs
 # found by id, the test of each row found, never a way to find them (see _claim_statement).
