@@ -30,14 +30,17 @@ it: the p99 of every event made during the load, the streams open at once (at th
 load's start, the most and the fewest while it ran), events read, streams that ended
 on a final status, streams that failed (refused or broken); and, when the PostgreSQL
 server records commit times, how the delay splits at the event's commit
-(:func:`bench.streams.commit_split`). Bounded: the streams get
-``live_wait_s`` after the load to end, the rest are cut (and not final); the caller
-lets the pipeline settle before its next run.
+(:func:`bench.streams.commit_split`); and the cores each of the shop's processes used
+while the load ran (:class:`bench.where.CpuMeter`): near the machine's count, the box
+is saturated and every part of the delay includes waiting for a core. Bounded: the
+streams get ``live_wait_s`` after the load to end, the rest are cut (and not final);
+the caller lets the pipeline settle before its next run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +51,7 @@ from bench.load import CLIENTS, checkout_body, client_address, run_rate
 from bench.procs import BenchStack
 from bench.report import percentile
 from bench.streams import Browsers, OpenStreams, commit_split, event_delays
+from bench.where import CpuMeter
 from tests.stack import WORKERS
 
 OPEN_TIMEOUT_S = 60.0  # for every standing stream's first event (a shared, loaded box)
@@ -76,6 +80,7 @@ def measure_live(
         def body(n: int) -> dict[str, Any]:
             return checkout_body(skus[n % len(skus)], n)
 
+        meter = CpuMeter(stack)
         load = asyncio.run(
             run_rate(
                 f"{stack.base_url}/api/checkout",
@@ -86,6 +91,7 @@ def measure_live(
                 on_accepted=browsers.follow,
             )
         )
+        cores = meter.cores()
         ids += load.job_ids
         since, until = load.started, load.started + seconds
         streams = browsers.close(max(1.0, until + wait - time.time()))
@@ -125,6 +131,7 @@ def measure_live(
         "events_all": len(timed),
         # the same events' delay in two parts, when the server records commit times
         "split": commit_split(stack.engine, streams, since, until),
+        "cores": cores,  # per process, while the load ran
         "final": sum(1 for r in streams if r["final"]),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
@@ -144,7 +151,10 @@ def describe(row: dict[str, Any]) -> str:
         f"load: p99 {_ms(row['load_delay_p99_ms'])}; open at once: "
         f"{row['open_at_start']:,} at the load's start, most {row['most_open']:,}, fewest "
         f"{row['fewest_open']:,}; {row['final']:,} of {row['streams']:,} streams ended on a "
-        f"final status; {row['errors']} errors" + (f" ({errors})" if errors else "") + _split(row)
+        f"final status; {row['errors']} errors"
+        + (f" ({errors})" if errors else "")
+        + _split(row)
+        + _cores(row)
     )
 
 
@@ -159,6 +169,15 @@ def _split(row: dict[str, Any]) -> str:
         f"{_ms(split['read_p50_ms'])}, p99 {_ms(split['read_p99_ms'])} "
         f"({split['events']:,} events)"
     )
+
+
+def _cores(row: dict[str, Any]) -> str:
+    cores = row.get("cores")
+    if not cores:
+        return ""
+    each = ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
+    total = f"{sum(cores.values()):.2f} of {os.cpu_count()}"
+    return f"; cores in use while the load ran: {each} ({total})"
 
 
 def _ms(value: float) -> str:

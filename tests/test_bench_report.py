@@ -431,3 +431,16 @@ def test_the_live_delay_splits_at_the_event_commit_when_the_server_records_it() 
     text = describe(_live(split=figures))
     assert "to its transaction's commit p50 50 ms, p99 200 ms;" in text
     assert "from the commit to the read p50 20 ms, p99 40 ms (3 events)" in text
+
+
+def test_the_live_line_says_how_busy_the_box_was_while_the_load_ran() -> None:
+    import os
+
+    from bench.live import describe
+
+    assert "cores in use" not in describe(_live())  # not metered
+    text = describe(_live(cores={"web": 1.04, "orders": 0.25, "postgres": 0.5}))
+    assert text.endswith(
+        f"; cores in use while the load ran: web 1.04, orders 0.25, postgres 0.50 "
+        f"(1.79 of {os.cpu_count()})"
+    )
