@@ -82,9 +82,9 @@ def next_jobs(
     job_type: str,
     checkouts: Sequence[Checkout],
     email_ids: Sequence[int] | None = None,
-) -> list[Job]:
+) -> list[JobRef]:
     """The job that follows ``job_type`` (the table's ``follow_up``) for each checkout
-    (``email_ids``: one each), in one INSERT."""
+    (``email_ids``: one each), in one INSERT; what the broker is sent once it commits."""
     follow_up = JOB_TYPES[job_type].follow_up
     assert follow_up is not None, f"{job_type} has no follow-up job"
     rows = [
@@ -98,7 +98,7 @@ def next_jobs(
         for index, checkout in enumerate(checkouts)
     ]
     insert_rows(session, JOBS, rows)
-    return [Job(**row) for row in rows]
+    return [JobRef(row["id"], row["type"]) for row in rows]  # rows, not ORM objects: cheap
 
 
 def job_row(

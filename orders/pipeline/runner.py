@@ -208,9 +208,9 @@ def _write(
     claims = [item.claim for item in items]
     if len(close_all(session, claims, JobStatus.COMPLETED)) != len(claims):
         raise LeaseLost(f"{len(claims)} job(s) of which some are no longer ours")
-    jobs = step.write(session, items, ctx)
+    refs = step.write(session, items, ctx)
     session.commit()
-    return [ref(job) for job in jobs]
+    return refs
 
 
 _CHECKOUTS = select(Checkout).where(Checkout.id.in_(bindparam("p_ids", expanding=True)))

@@ -5,10 +5,11 @@
 2. ``call`` does the slow outside work (the gateway, mail, simulated latency) for
    one item, with no transaction open; an exception becomes that item's outcome.
 3. ``write`` writes every effect and every follow-up job, set-wise, in one
-   transaction that the runner opens and commits. It sorts out the items whose work
-   is already done (a re-run) and does nothing for them twice. If it raises, the
-   runner rolls back and writes the items one by one through the same function, so
-   only the item at fault takes the error.
+   transaction that the runner opens and commits; it returns the follow-ups' refs
+   (:class:`~orders.pipeline.jobs.JobRef`), sent once it commits. It sorts out the
+   items whose work is already done (a re-run) and does nothing for them twice. If it
+   raises, the runner rolls back and writes the items one by one through the same
+   function, so only the item at fault takes the error.
 
 Steps never commit: :mod:`orders.pipeline.runner` owns every transaction.
 """
@@ -23,8 +24,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from orders.models import Checkout, CheckoutLine, Job
+from orders.models import Checkout, CheckoutLine
 from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import JobRef
 from orders.pipeline.leases import Claim
 
 
@@ -41,7 +43,7 @@ class Item:
 
 Load = Callable[[Session, Sequence[Item]], None]
 Call = Callable[[Item, PipelineContext], Any]
-Write = Callable[[Session, Sequence[Item], PipelineContext], list[Job]]
+Write = Callable[[Session, Sequence[Item], PipelineContext], list[JobRef]]
 GiveUp = Callable[[Session, Claim, Checkout | None, str], None]
 
 

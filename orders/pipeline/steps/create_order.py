@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from orders.db import utcnow
 from orders.infra.bulk import insert_rows
-from orders.models import Checkout, EventType, Job
+from orders.models import Checkout, EventType
 from orders.models.tables import ORDER_LINES, ORDERS
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import next_jobs
+from orders.pipeline.jobs import JobRef, next_jobs
 from orders.pipeline.step import Item, Step, checkouts_of, load_lines
 from orders.pipeline.timeline import record_events
 
@@ -24,7 +24,7 @@ def call(_item: Item, ctx: PipelineContext) -> None:
     ctx.simulate_step_latency("order")
 
 
-def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[JobRef]:
     checkouts = checkouts_of(items)
     made = set(  # a re-run: these have their order already
         session.scalars(

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orders.infra.gateway import ChargeResult
-from orders.models import Checkout, EventType, Job, Payment, PaymentStatus
+from orders.models import Checkout, EventType, Payment, PaymentStatus
 from orders.pipeline.compensation import fail_checkout, payment_key
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import next_jobs
+from orders.pipeline.jobs import JobRef, next_jobs, ref
 from orders.pipeline.step import Item, Step
 from orders.pipeline.timeline import record_events
 
@@ -44,7 +44,7 @@ def call(item: Item, ctx: PipelineContext) -> ChargeResult | None:
     )
 
 
-def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[JobRef]:
     payments: list[tuple[Checkout, Payment]] = []
     for item in items:
         assert item.checkout is not None
@@ -53,7 +53,7 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
             payment = payment_row(item.checkout, payment_key(item.checkout), item.result)
             session.add(payment)
         payments.append((item.checkout, payment))
-    jobs: list[Job] = []
+    jobs: list[JobRef] = []
     for checkout, payment in payments:
         if payment.status is PaymentStatus.DECLINED:  # rare: its own words and compensation
             jobs += decline(session, ctx, checkout, payment.decline_reason)
@@ -79,12 +79,13 @@ def payment_row(checkout: Checkout, key: str, result: ChargeResult) -> Payment:
 
 def decline(
     session: Session, ctx: PipelineContext, checkout: Checkout, reason: str | None
-) -> list[Job]:
+) -> list[JobRef]:
     """A declined card fails its checkout (``payment_declined``), with compensation."""
     words = (reason or "card_declined").replace("_", " ")
-    return fail_checkout(
+    jobs = fail_checkout(
         session, ctx.settings, checkout, "payment_declined", f"Payment declined: {words}"
     )
+    return [ref(job) for job in jobs]
 
 
 STEP = Step(write, load, call)

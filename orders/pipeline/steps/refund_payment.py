@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from orders.db import utcnow
-from orders.models import Checkout, Job, Payment, PaymentStatus
+from orders.models import Checkout, Payment, PaymentStatus
 from orders.pipeline.compensation import payment_key
 from orders.pipeline.context import PipelineContext
+from orders.pipeline.jobs import JobRef
 from orders.pipeline.leases import Claim
 from orders.pipeline.step import Item, Step
 from orders.pipeline.timeline import record_event
@@ -64,7 +65,7 @@ def call(item: Item, ctx: PipelineContext) -> Refunded | None:
     return Refunded(refund_ref, found.gateway_ref)
 
 
-def write(session: Session, items: Sequence[Item], _ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], _ctx: PipelineContext) -> list[JobRef]:
     for item in items:
         if item.loaded is not None:
             _record_refund(session, item.loaded, item.checkout, item.result)

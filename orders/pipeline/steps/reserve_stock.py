@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from orders.db import rowcount, utcnow
 from orders.errors import OutOfStock
 from orders.infra.bulk import insert_rows
-from orders.models import Checkout, CheckoutLine, HoldStatus, Job
+from orders.models import Checkout, CheckoutLine, HoldStatus
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import next_jobs
+from orders.pipeline.jobs import JobRef, next_jobs
 from orders.pipeline.step import Item, Step, checkouts_of, load_lines
 
 # a product's units, if it has them: sent for many products at once, the statements go
@@ -39,7 +39,7 @@ def call(_item: Item, ctx: PipelineContext) -> None:
     ctx.simulate_step_latency("validate")
 
 
-def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[JobRef]:
     checkouts = checkouts_of(items)
     ids = [checkout.id for checkout in checkouts]
     held = set(  # a re-run: these hold their units already

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from orders.models import Checkout, Email, EmailStatus, EventType, Job
+from orders.models import Checkout, Email, EmailStatus, EventType
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.emails import deliver, delivered_message, mark_delivered
+from orders.pipeline.jobs import JobRef
 from orders.pipeline.leases import Claim
 from orders.pipeline.step import Item, Step
 from orders.pipeline.timeline import Event, record_event, record_events
@@ -42,7 +43,7 @@ def call(item: Item, ctx: PipelineContext) -> EmailStatus | None:
     return deliver(ctx, email)
 
 
-def write(session: Session, items: Sequence[Item], _ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], _ctx: PipelineContext) -> list[JobRef]:
     sent = [item for item in items if item.result is not None]
     for status in {item.result for item in sent}:
         mark_delivered(session, [item.loaded.id for item in sent if item.result is status], status)

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from orders.db import utcnow
 from orders.errors import LeaseLost, ShopError
-from orders.models import CheckoutStage, EventType, HoldStatus, Job, Order
+from orders.models import CheckoutStage, EventType, HoldStatus, Order
 from orders.models.tables import HOLDS, PRODUCTS
 from orders.pipeline.compensation import apply_units
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.emails import order_confirmations
-from orders.pipeline.jobs import next_jobs
+from orders.pipeline.jobs import JobRef, next_jobs
 from orders.pipeline.step import Item, Step, checkouts_of
 from orders.pipeline.timeline import Event, move_all, record_events
 
@@ -29,7 +29,7 @@ def call(_item: Item, ctx: PipelineContext) -> None:
     ctx.simulate_step_latency("inventory")
 
 
-def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[Job]:
+def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list[JobRef]:
     checkouts = checkouts_of(items)
     ids = [checkout.id for checkout in checkouts]
     closed = session.execute(
