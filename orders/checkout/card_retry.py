@@ -8,7 +8,7 @@ from orders.config import Settings
 from orders.domain.validation import validate_payment_token
 from orders.errors import Conflict
 from orders.models import CheckoutStage
-from orders.pipeline.jobs import Dispatch, new_job, ref, send_after_commit
+from orders.pipeline.jobs import Dispatch, new_job, send_after_commit
 from orders.pipeline.jobtypes import RESERVE_STOCK
 from orders.pipeline.timeline import move_checkout
 from orders.shop.status import find_checkout
@@ -43,8 +43,7 @@ def retry_payment(
     checkout.payment_attempt += 1
     checkout.payment_token = token
     move_checkout(session, checkout, CheckoutStage.QUEUED, "Retrying with another card")
-    job = new_job(session, settings, RESERVE_STOCK, checkout=checkout)
-    refs = (ref(job),)
+    refs = (new_job(session, settings, RESERVE_STOCK, checkout=checkout),)
     session.commit()
     send_after_commit(session, refs, dispatch)
     return checkout.status.value

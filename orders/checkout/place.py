@@ -31,9 +31,9 @@ from orders.db import engine_of, rowcount, utcnow
 from orders.domain.validation import CheckoutRequest, ItemRequest, parse_checkout
 from orders.errors import Conflict, FieldError, IdempotencyMismatch, ValidationFailed
 from orders.infra.upsert import insert_unless_present
-from orders.models import Cart, Checkout, CheckoutStatus, IdempotencyKey, Job
+from orders.models import Cart, Checkout, CheckoutStatus, IdempotencyKey
 from orders.models.tables import CHECKOUTS, EVENTS, IDEMPOTENCY_KEYS, JOBS, LINES
-from orders.pipeline.jobs import Dispatch, JobRef, ref, send_after_commit
+from orders.pipeline.jobs import Dispatch, JobRef, send_after_commit
 
 STALE_KEY_SECONDS = 60
 
@@ -102,7 +102,7 @@ def _place_in_one_transaction(session: Session, settings: Settings, asked: Asked
                 .where(IDEMPOTENCY_KEYS.c.key == key)
                 .values(checkout_id=checkout.id)
             )
-        refs = (ref(job),)
+        refs = (job,)
         session.commit()
     except BaseException:
         session.rollback()
@@ -237,7 +237,7 @@ def _items_from_cart(session: Session, cart_id: str) -> tuple[ItemRequest, ...]:
 
 def _record(
     session: Session, settings: Settings, request: CheckoutRequest, session_id: str | None
-) -> tuple[Checkout, Any]:
+) -> tuple[Checkout, JobRef]:
     items = _items_from_cart(session, request.cart_id) if request.cart_id else request.items
     prepared = prepare(session, request, items, session_id)
     values = prepared.checkout
@@ -250,4 +250,4 @@ def _record(
     event, job = first_rows(settings, checkout)
     session.execute(insert(EVENTS), event)
     session.execute(insert(JOBS), job)
-    return checkout, Job(**job)
+    return checkout, JobRef(job["id"], job["type"])

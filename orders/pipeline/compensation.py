@@ -23,7 +23,7 @@ from orders.models import (
     PaymentStatus,
 )
 from orders.models.tables import HOLDS, PRODUCTS
-from orders.pipeline.jobs import new_job
+from orders.pipeline.jobs import JobRef, new_job
 from orders.pipeline.jobtypes import PROCESS_PAYMENT, REFUND_PAYMENT
 from orders.pipeline.timeline import move_checkout, record_event
 
@@ -88,7 +88,7 @@ def release_holds(session: Session, checkout: Checkout, reason: str) -> int:
     return units
 
 
-def refund_jobs_for(session: Session, settings: Settings, checkout: Checkout) -> list[Job]:
+def refund_jobs_for(session: Session, settings: Settings, checkout: Checkout) -> list[JobRef]:
     """A refund job for each captured payment of a checkout that will not complete."""
     payments = session.scalars(
         select(Payment).where(
@@ -138,7 +138,7 @@ def fail_checkout(
     message: str,
     *,
     needs_attention: bool = False,
-) -> list[Job]:
+) -> list[JobRef]:
     """Move the checkout to ``failed`` and compensate. Returns jobs to dispatch."""
     if checkout.stage in (CheckoutStage.COMPLETED, CheckoutStage.FAILED):
         return []

@@ -14,10 +14,10 @@ import traceback
 from sqlalchemy.orm import Session
 
 from orders.errors import GatewayCircuitOpen, ShopError
-from orders.models import Checkout, Job, JobStatus
+from orders.models import Checkout, JobStatus
 from orders.pipeline import compensation
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import JobRef, ref
+from orders.pipeline.jobs import JobRef
 from orders.pipeline.jobtypes import JOB_TYPES
 from orders.pipeline.leases import Claim, close, postpone, reschedule
 from orders.pipeline.timeline import record_event
@@ -34,7 +34,7 @@ def fail_checkout(
     *,
     needs_attention: bool = False,
     trace: str | None = None,
-) -> list[Job]:
+) -> list[JobRef]:
     """Fail the job and its checkout, with compensation (the jobs it adds)."""
     close(session, taken, JobStatus.FAILED, message, trace)
     checkout = _checkout_of(session, taken)
@@ -71,8 +71,7 @@ def give_up(
     step = JOB_TYPES[taken.type].runs
     what = f"{taken.type} failed after {taken.attempt} attempts: {message}"
     if step.give_up is None:
-        jobs = fail_checkout(session, taken, ctx, code, what, needs_attention=True, trace=trace)
-        return [ref(job) for job in jobs]
+        return fail_checkout(session, taken, ctx, code, what, needs_attention=True, trace=trace)
     close(session, taken, JobStatus.FAILED, what, trace)
     checkout = _checkout_of(session, taken)
     step.give_up(session, taken, checkout, message)

@@ -19,6 +19,7 @@ from orders.db import utcnow
 from orders.domain.states import TERMINAL
 from orders.models import Checkout, CheckoutStage, HoldStatus, Job, JobStatus, StockHold
 from orders.pipeline.compensation import fail_checkout, release_holds
+from orders.pipeline.jobs import JobRef
 
 LIVE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.ACTIVE)
 BATCH = 200
@@ -36,7 +37,7 @@ def expired_hold_checkouts(session: Session) -> list[int]:
     )
 
 
-def release_expired(session: Session, settings: Settings, checkout_id: int) -> list[Job] | None:
+def release_expired(session: Session, settings: Settings, checkout_id: int) -> list[JobRef] | None:
     """Release one checkout's expired holds if nothing will use them any more (in the
     caller's transaction). The refund jobs to send, or None if the holds are kept."""
     checkout = session.get(Checkout, checkout_id, populate_existing=True)

@@ -20,7 +20,7 @@ from orders.config import Settings
 from orders.db import engine_of, utcnow
 from orders.infra.bulk import insert_rows
 from orders.infra.tracing import context_for_new_job
-from orders.models import Checkout, Job, JobStatus
+from orders.models import Checkout, JobStatus
 from orders.models.tables import JOBS
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
 
@@ -40,10 +40,6 @@ Dispatch = Callable[[Sequence[JobRef]], list[str]]
 """Send refs to the broker; return the ids that could not be sent."""
 
 
-def ref(job: Job, delay: float = 0.0) -> JobRef:
-    return JobRef(job.id, job.type, delay)
-
-
 class JobLinks(TypedDict, total=False):
     """The rows besides its checkout that a job acts on (a column left out is None)."""
 
@@ -59,9 +55,9 @@ def new_job(
     *,
     checkout: Checkout | None = None,
     **links: Unpack[JobLinks],
-) -> Job:
+) -> JobRef:
     """Insert a queued job row in the session's transaction (the caller commits, then
-    dispatches). Returns the row as a detached object (its id and type name the message).
+    dispatches). Returns what names its message: the row's id and type.
     """
     values = job_row(
         settings,
@@ -73,7 +69,7 @@ def new_job(
         **links,
     )
     session.execute(insert(JOBS), values)
-    return Job(**values)
+    return JobRef(values["id"], values["type"])
 
 
 def next_jobs(
@@ -98,7 +94,7 @@ def next_jobs(
         for index, checkout in enumerate(checkouts)
     ]
     insert_rows(session, JOBS, rows)
-    return [JobRef(row["id"], row["type"]) for row in rows]  # rows, not ORM objects: cheap
+    return [JobRef(row["id"], row["type"]) for row in rows]
 
 
 def job_row(

@@ -43,7 +43,7 @@ from orders.models import Checkout, CheckoutStage, JobStatus
 from orders.pipeline import failures
 from orders.pipeline.calls import in_groups
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import JobRef, ref, send_after_commit
+from orders.pipeline.jobs import JobRef, send_after_commit
 from orders.pipeline.jobtypes import JOB_TYPES, JobType
 from orders.pipeline.leases import Claim, claim, close, close_all
 from orders.pipeline.messages import COMPLETED_HERE, RUNNING_HERE, handled_here
@@ -280,8 +280,8 @@ def _after_failure(
             return [], "lease_lost"
         try:
             if isinstance(exc, StepFailed):
-                jobs = failures.fail_checkout(session, taken, ctx, exc.code, exc.message)
-                refs, outcome = [ref(job) for job in jobs], "failed"
+                refs = failures.fail_checkout(session, taken, ctx, exc.code, exc.message)
+                outcome = "failed"
             elif isinstance(exc, GatewayCircuitOpen):
                 refs, outcome = failures.wait_for_breaker(session, taken, ctx, exc), "waiting"
             else:

@@ -26,7 +26,7 @@ from orders.models import Checkout, Job, JobStatus
 from orders.pipeline.context import PipelineContext
 from orders.pipeline.failures import give_up
 from orders.pipeline.holds import expired_hold_checkouts, release_expired
-from orders.pipeline.jobs import JobRef, ref, send_after_commit
+from orders.pipeline.jobs import JobRef, send_after_commit
 from orders.pipeline.leases import Claim
 from orders.pipeline.timeline import record_event
 
@@ -80,7 +80,7 @@ def sweep(session: Session, ctx: PipelineContext) -> SweepReport:
         refunds = _unit(session, partial(release_expired, session, ctx.settings, checkout_id))
         if refunds is not None:
             report.holds_released += 1
-            refs += [ref(job) for job in refunds]
+            refs += refunds
     send_after_commit(session, refs, ctx.dispatch)
     _publish_all(session, ctx, touched)
     if report:

@@ -17,7 +17,7 @@ from orders.config import Settings
 from orders.db import rowcount, utcnow
 from orders.models import Cart, CartItem
 from orders.pipeline.emails import email_row, record_emails
-from orders.pipeline.jobs import JobRef, new_job, ref
+from orders.pipeline.jobs import JobRef, new_job
 from orders.pipeline.jobtypes import SEND_RECOVERY_EMAIL
 from orders.shop.carts import find_open_cart, view_cart
 
@@ -79,6 +79,6 @@ def remind_abandoned_carts(
         )
         (email_id,) = record_emails(session, [row])
         refs.append(
-            ref(new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email_id))
+            new_job(session, settings, SEND_RECOVERY_EMAIL, cart_id=cart.id, email_id=email_id)
         )
     return refs

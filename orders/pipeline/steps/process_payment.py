@@ -17,7 +17,7 @@ from orders.infra.gateway import ChargeResult
 from orders.models import Checkout, EventType, Payment, PaymentStatus
 from orders.pipeline.compensation import fail_checkout, payment_key
 from orders.pipeline.context import PipelineContext
-from orders.pipeline.jobs import JobRef, next_jobs, ref
+from orders.pipeline.jobs import JobRef, next_jobs
 from orders.pipeline.step import Item, Step
 from orders.pipeline.timeline import record_events
 
@@ -82,10 +82,9 @@ def decline(
 ) -> list[JobRef]:
     """A declined card fails its checkout (``payment_declined``), with compensation."""
     words = (reason or "card_declined").replace("_", " ")
-    jobs = fail_checkout(
+    return fail_checkout(
         session, ctx.settings, checkout, "payment_declined", f"Payment declined: {words}"
     )
-    return [ref(job) for job in jobs]
 
 
 STEP = Step(write, load, call)
