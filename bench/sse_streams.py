@@ -3,18 +3,22 @@
     python bench/sse_streams.py --streams 1000 --worker-class gevent \\
         --postgres-url postgresql://postgres@127.0.0.1:5432/test --redis-url redis://127.0.0.1:6379/0
 
-Starts the real shop (``tests.stack.Stack``: the Procfile's release + web lines, on
-127.0.0.1) with the chosen gunicorn worker class, places N checkouts while the
-consumers are still stopped, opens one SSE stream per checkout (asyncio sockets,
-HTTP/1.0) and waits until every stream got its first event, so N streams are open
-at once. Then it starts the consumers and follows every stream to its end.
+Starts the real shop (``tests.stack.Stack``: the Procfile's lines, on 127.0.0.1) with
+the chosen gunicorn worker class and the consumers as shipped (jobs in flight, leases;
+zero simulated latency, rate limits off: one client places every checkout, and the
+stream caps above N: the server is measured, not its caps). It places N checkouts
+while the consumers are still stopped, opens one SSE stream per checkout (asyncio
+sockets, HTTP/1.0) and waits until every stream got its first event, so N streams are
+open at once. Then it starts the consumers and follows every stream to its end.
 
 Reports: streams that got their first event, streams that delivered every step and
 closed on ``completed``, and the delay from a step change (the event row's
-``created_at``) to the moment the client read that event: p50 / p99 / max. Bounded
-by ``--deadline`` seconds after the consumers start. The stream client and the delay
-are :mod:`bench.streams`', which the system phase's live progress under load
-(:mod:`bench.live`) uses too.
+``created_at``) to the moment the client read that event: p50 / p99 / max; and what
+the streams cost the web processes in CPU: per stream opened (from the first request
+to every stream's first event) and per event delivered after that (the wake-ups, the
+reads, the writes and each stream's end). Bounded by ``--deadline`` seconds after the
+consumers start. The stream client and the delay are :mod:`bench.streams`', which the
+system phase's live progress under load (:mod:`bench.live`) uses too.
 """
 
 from __future__ import annotations
@@ -29,14 +33,24 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import tree_cpu_seconds  # noqa: E402
 from bench.report import percentile  # noqa: E402
 from bench.streams import OPEN_PACE_S, StreamResult, event_delays, follow  # noqa: E402
+from orders.config import Settings  # noqa: E402
 from tests.stack import WORKERS, Stack, postgres_database  # noqa: E402
+
+SHIPPED_PACE = (
+    ("LEASE_SECONDS", "lease_seconds"),
+    ("REQUEUE_AFTER_SECONDS", "requeue_after_seconds"),
+    ("SWEEP_INTERVAL_SECONDS", "sweep_interval_seconds"),
+    ("RETRY_DELAY_SECONDS", "retry_delay_seconds"),
+)
 
 
 def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
@@ -47,11 +61,23 @@ def place_checkouts(stack: Stack, skus: list[str], count: int) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
+@dataclass
+class WebCpu:
+    """CPU seconds the web processes used opening the streams, then following them."""
+
+    opening: float = 0.0
+    following: float = 0.0
+
+
 async def run_streams(
-    stack: Stack, job_ids: list[str], open_timeout: float, deadline: float
+    stack: Stack, job_ids: list[str], open_timeout: float, deadline: float, cpu: WebCpu
 ) -> tuple[list[StreamResult], float, float]:
+    def web_cpu() -> float:
+        return tree_cpu_seconds(stack.processes["web"].pid)
+
     results = [StreamResult(j) for j in job_ids]
     tasks = []
+    start = web_cpu()
     for result in results:
         tasks.append(asyncio.create_task(follow(stack.port, result)))
         await asyncio.sleep(OPEN_PACE_S)
@@ -63,6 +89,8 @@ async def run_streams(
     except TimeoutError:
         pass
     open_seconds = time.monotonic() - opened_at
+    opened = web_cpu()
+    cpu.opening = opened - start
     print(f"  {sum(1 for r in results if r.events)} streams got their first event", flush=True)
     for name in WORKERS:
         stack.start(name)
@@ -70,11 +98,16 @@ async def run_streams(
     _done, pending = await asyncio.wait(tasks, timeout=deadline)
     for task in pending:
         task.cancel()
+    cpu.following = web_cpu() - opened
     return results, open_seconds, time.monotonic() - consumers_at
 
 
-def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) -> dict:
+def report(
+    stack: Stack, results: list[StreamResult], cpu: WebCpu, args: argparse.Namespace
+) -> dict:
     delays = [ms for _at, ms in event_delays(stack.engine, [r.plain() for r in results])]
+    first_events = sum(1 for r in results if r.events)
+    later_events = sum(max(0, len(r.events) - 1) for r in results)
     errors: dict[str, int] = {}
     for r in results:
         if r.error:
@@ -94,15 +127,22 @@ def report(stack: Stack, results: list[StreamResult], args: argparse.Namespace) 
         "backend": "postgres+redis" if args.postgres_url else "sqlite",
         "env": args.env,
         "products": args.products,
-        "first_event": sum(1 for r in results if r.events),
+        "first_event": first_events,
         "completed": sum(1 for r in results if r.completed),
         "events": len(delays),
         "delay_ms_p50": round(percentile(delays, 50), 1),
         "delay_ms_p99": round(percentile(delays, 99), 1),
         "delay_ms_max": round(max(delays), 1) if delays else None,
+        # what the streams cost the web: opening one, and each event read after its first
+        "web_cpu_ms_per_stream_opened": _per(cpu.opening, first_events),
+        "web_cpu_ms_per_event": _per(cpu.following, later_events),
         "errors": errors,
         "incomplete": samples,
     }
+
+
+def _per(seconds: float, count: int) -> float | None:
+    return round(1000 * seconds / count, 3) if count else None
 
 
 def main() -> None:
@@ -132,14 +172,9 @@ def main() -> None:
         "GUNICORN_WORKER_CLASS": args.worker_class,
         "GUNICORN_THREADS": str(args.threads),
         "GUNICORN_WORKER_CONNECTIONS": str(max(1000, args.streams + 200)),
-        "ORDERS_CONCURRENCY": "4",
-        "PAYMENTS_CONCURRENCY": "4",
-        "NOTIFICATIONS_CONCURRENCY": "4",
-        "HUEY_QUIET": "1",
-        "LOG_LEVEL": "WARNING",
-        "LEASE_SECONDS": "120",
-        "REQUEUE_AFTER_SECONDS": "300",
-        "SWEEP_INTERVAL_SECONDS": "5",
+        # the consumers as shipped (jobs in flight, leases, the sweeper's pace), not the
+        # test stack's short leases
+        **{name: str(getattr(Settings, field)) for name, field in SHIPPED_PACE},
         # one client opening every stream: measure the server, not its caps
         "SSE_MAX_STREAMS": str(args.streams + 100),
         "SSE_MAX_STREAMS_PER_CLIENT": "0",
@@ -162,10 +197,11 @@ def main() -> None:
         print(f"placing {args.streams} checkouts (consumers stopped)", flush=True)
         job_ids = place_checkouts(stack, skus, args.streams)
         print(f"opening {args.streams} streams ({args.worker_class})", flush=True)
+        cpu = WebCpu()
         results, open_s, run_s = asyncio.run(
-            run_streams(stack, job_ids, args.open_timeout, args.deadline)
+            run_streams(stack, job_ids, args.open_timeout, args.deadline, cpu)
         )
-        summary = report(stack, results, args)
+        summary = report(stack, results, cpu, args)
         summary["open_seconds"] = round(open_s, 1)
         summary["run_seconds"] = round(run_s, 1)
         summary["load_average_1m"] = round(os.getloadavg()[0], 1)  # the box is shared
