@@ -3,12 +3,17 @@ write, each gets its own outcome, and no caller is ever left waiting."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from orders.infra.combiner import Combiner, WriterStopped
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Writes:
@@ -173,3 +178,43 @@ def test_many_callers_none_lost() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Combiner(lambda items: list(items), limit=0)
+
+
+WOKEN_TOGETHER = """
+from gevent import monkey; monkey.patch_all()
+import sys, threading, gevent
+from orders.infra.combiner import Combiner
+
+batches = []
+def read(items):
+    batches.append(len(items))
+    gevent.sleep(0.001)  # a round trip
+    return list(items)
+
+combiner = Combiner(read, limit=500, gather=sys.argv[1] == "gather")
+bell = threading.Event()
+def stream(n):
+    bell.wait()
+    assert combiner.submit(n) == n
+streams = [gevent.spawn(stream, n) for n in range(50)]
+gevent.sleep(0)
+bell.set()  # one wake-up rings every stream
+gevent.joinall(streams, raise_error=True)
+print(" ".join(map(str, batches)))
+"""
+
+
+def woken_together(mode: str) -> str:
+    """The batches of 50 greenlets woken at once, under gevent as the web runs."""
+    out = subprocess.run(
+        [sys.executable, "-c", WOKEN_TOGETHER, mode], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_callers_woken_together_share_one_write_when_gathering() -> None:
+    # the first caller would write alone and the rest share a second write ...
+    assert woken_together("alone") == "1 49"
+    # ... gathering, it yields first and every caller woken with it joins its write
+    assert woken_together("gather") == "50"

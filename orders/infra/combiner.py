@@ -10,11 +10,18 @@ group commit of databases.)
 
 Thread-safe with :mod:`threading`'s lock and events, which gevent's monkey-patching
 makes cooperative: a greenlet waiting for its batch yields to the others.
+
+``gather``: callers that are woken together (one message ringing many progress
+streams) reach ``submit`` one after the other, so the first would write alone and the
+rest share a second write. With ``gather`` the writer first yields once (a zero-length
+sleep, no timer) so that the callers already runnable join its batch: one write for
+the whole wake-up. Alone, a request still costs one write and a yield.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -49,12 +56,15 @@ class Combiner(Generic[Item, Result]):
         write: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         limit: int = 50,
         wait_s: float = 60,
+        *,
+        gather: bool = False,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.write = write
         self.limit = limit
         self.wait_s = wait_s  # a safety net only: a batch ends long before
+        self.gather = gather
         self._lock = threading.Lock()
         self._queued: list[_Slot[Item, Result]] = []
         self._writing = False
@@ -81,6 +91,8 @@ class Combiner(Generic[Item, Result]):
 
     def _write_next(self, own: _Slot[Item, Result]) -> None:
         """Write the queued items (``own`` is the oldest), then hand the writing on."""
+        if self.gather:
+            time.sleep(0)  # the callers already woken queue first (gevent: they run now)
         with self._lock:
             batch = self._queued[: self.limit]
             del self._queued[: self.limit]

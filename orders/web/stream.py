@@ -3,10 +3,10 @@
 The view reads the checkout's first events on the streams' own pool, closed before
 the stream starts (an open stream holds no connection). While streaming it waits on
 this process's one Redis subscription (the hub) or, in embedded mode, polls; either
-way it then reads its new timeline rows. Openings and reads share statements: those
-asked while one is under way are the next one
-(:class:`~orders.infra.combiner.Combiner`), so a crowd of streams costs a few
-statements per wake-up, not one each. Every stream ends: after its checkout's
+way it then reads its new timeline rows. Openings and reads share statements: the
+streams one wake-up rang join one read, and those asked while a read is under way are
+the next one (:class:`~orders.infra.combiner.Combiner`, gathering), so a crowd of
+streams costs a statement per wake-up, not one each. Every stream ends: after its checkout's
 final event, or after ``SSE_MAX_SECONDS``; and the process holds at most
 ``SSE_MAX_STREAMS`` of them (``SSE_MAX_STREAMS_PER_CLIENT`` per client).
 """
@@ -86,7 +86,8 @@ def shared_read(
     read: Callable[[Connection, Sequence[Asked]], Sequence[Answer | BaseException]],
 ) -> Combiner[Asked, Answer]:
     """This process's shared read ``name`` (built on first use): what the streams ask
-    while one is under way is the next one, on one Core connection (no ORM session)."""
+    while one is under way is the next one, on one Core connection (no ORM session);
+    the streams one wake-up rang share one read (``gather``)."""
     reads: Combiner[Asked, Answer] | None = current_app.extensions.get(name)
     if reads is None:
 
@@ -94,7 +95,7 @@ def shared_read(
             with engine.connect() as conn:
                 return read(conn, asked)
 
-        reads = current_app.extensions[name] = Combiner(run, READS_AT_ONCE)
+        reads = current_app.extensions[name] = Combiner(run, READS_AT_ONCE, gather=True)
     return reads
 
 
