@@ -141,19 +141,28 @@ def events_after_each(
     session: Session | Connection, wanted: Sequence[tuple[int, int]], limit: int = 200
 ) -> list[list[ProgressEvent]]:
     """:func:`events_after` for many streams in one statement: for each (checkout row
-    id, after id) of ``wanted``, in order, its rows after that id. Each row is parsed
-    once, whatever number of streams share it."""
+    id, after id) of ``wanted``, in order, its rows after that id. The statement reads
+    from the smallest after id of all, so a row is parsed only when a stream is sent it,
+    and once, whatever number of streams share it."""
     if not wanted:
         return []
     params = {
         "ids": sorted({checkout for checkout, _ in wanted}),
         "after_id": min(a for _, a in wanted),
     }
-    rows: dict[int, list[ProgressEvent]] = {}
+    rows: dict[int, list[tuple[int, str]]] = {}
     for checkout_id, row_id, snapshot in session.execute(_EVENTS_OF, params):
-        rows.setdefault(checkout_id, []).append(ProgressEvent(row_id, json.loads(snapshot)))
+        rows.setdefault(checkout_id, []).append((row_id, snapshot))
+    parsed: dict[int, ProgressEvent] = {}
+
+    def event(row_id: int, snapshot: str) -> ProgressEvent:
+        found = parsed.get(row_id)
+        if found is None:
+            found = parsed[row_id] = ProgressEvent(row_id, json.loads(snapshot))
+        return found
+
     return [
-        [event for event in rows.get(checkout, ()) if event.id > after][:limit]
+        [event(*row) for row in rows.get(checkout, ()) if row[0] > after][:limit]
         for checkout, after in wanted
     ]
 
