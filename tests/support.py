@@ -1,7 +1,10 @@
-"""Test helpers (not fixtures): migrations, a recording dispatcher, an in-process drain."""
+"""Test helpers (not fixtures): migrations, a recording dispatcher, an in-process drain,
+source run in a fresh interpreter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -111,3 +114,16 @@ def take(
     claims = claim(session, [job_id], worker, lease_seconds, unless_paused=unless_paused)
     session.commit()
     return claims[0] if claims else None
+
+
+def run_python(source: str, *args: str) -> str:
+    """Run ``source`` in a fresh interpreter at the project's root (one that gevent may
+    patch, as the web and the consumers are); its output, stripped. Fails on an error."""
+    out = subprocess.run(
+        [sys.executable, "-c", source, *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

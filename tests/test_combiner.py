@@ -3,17 +3,13 @@ write, each gets its own outcome, and no caller is ever left waiting."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
 from orders.infra.combiner import Combiner, WriterStopped
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import run_python
 
 
 class Writes:
@@ -204,17 +200,9 @@ print(" ".join(map(str, batches)))
 """
 
 
-def woken_together(mode: str) -> str:
-    """The batches of 50 greenlets woken at once, under gevent as the web runs."""
-    out = subprocess.run(
-        [sys.executable, "-c", WOKEN_TOGETHER, mode], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 def test_callers_woken_together_share_one_write_when_gathering() -> None:
-    # the first caller would write alone and the rest share a second write ...
-    assert woken_together("alone") == "1 49"
+    # 50 greenlets woken at once, under gevent as the web runs: the first caller would
+    # write alone and the rest share a second write ...
+    assert run_python(WOKEN_TOGETHER, "alone") == "1 49"
     # ... gathering, it yields first and every caller woken with it joins its write
-    assert woken_together("gather") == "50"
+    assert run_python(WOKEN_TOGETHER, "gather") == "50"

@@ -4,13 +4,9 @@ Run in a fresh interpreter patched by gevent, as the consumer is (orders.consume
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import run_python
 
 GATE = """
 from gevent import monkey; monkey.patch_all()
@@ -63,17 +59,9 @@ print(" ".join(order[:5]), engine.pool.checkedout())
 """
 
 
-def run(source: str, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", source, *args], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 def test_a_waiter_marked_urgent_gets_the_next_free_slot_first() -> None:
     # the started job overtakes the three first checkouts; every slot comes back
-    assert run(GATE) == "started new-0 new-1 new-2 1"
+    assert run_python(GATE) == "started new-0 new-1 new-2 1"
 
 
 @pytest.mark.postgres
@@ -82,4 +70,4 @@ def test_a_started_job_finishes_before_new_ones_get_a_connection(postgres_databa
     its first: each of its later transactions waits for one new job's at most (the one
     handed the connection while it was between transactions), not for all ten, as in
     a first-come pool, its lease running."""
-    assert run(POOL, postgres_database) == "a.0 n0.0 a.1 n1.0 a.2 0"
+    assert run_python(POOL, postgres_database) == "a.0 n0.0 a.1 n1.0 a.2 0"

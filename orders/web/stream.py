@@ -6,8 +6,8 @@ this process's one Redis subscription (the hub) or, in embedded mode, polls; eit
 way it then reads its new timeline rows. Openings and reads share statements: the
 streams one wake-up rang join one read, and those asked while a read is under way are
 the next one (:class:`~orders.infra.combiner.Combiner`, gathering), so a crowd of
-streams costs a statement per wake-up, not one each. Every stream ends: after its checkout's
-final event, or after ``SSE_MAX_SECONDS``; and the process holds at most
+streams costs a statement per wake-up, not one each. Every stream ends: after its
+checkout's final event, or after ``SSE_MAX_SECONDS``; and the process holds at most
 ``SSE_MAX_STREAMS`` of them (``SSE_MAX_STREAMS_PER_CLIENT`` per client).
 """
 
