@@ -53,16 +53,16 @@ def write(session: Session, items: Sequence[Item], ctx: PipelineContext) -> list
             payment = payment_row(item.checkout, payment_key(item.checkout), item.result)
             session.add(payment)
         payments.append((item.checkout, payment))
-    jobs: list[JobRef] = []
+    refs: list[JobRef] = []
     for checkout, payment in payments:
         if payment.status is PaymentStatus.DECLINED:  # rare: its own words and compensation
-            jobs += decline(session, ctx, checkout, payment.decline_reason)
+            refs += decline(session, ctx, checkout, payment.decline_reason)
     captured = [c for c, p in payments if p.status is not PaymentStatus.DECLINED]
     record_events(
         session,
         [(c, f"Payment of {c.total_cents} cents captured", EventType.INFO, None) for c in captured],
     )
-    return jobs + next_jobs(session, ctx.settings, items[0].claim.type, captured)
+    return refs + next_jobs(session, ctx.settings, items[0].claim.type, captured)
 
 
 def payment_row(checkout: Checkout, key: str, result: ChargeResult) -> Payment:
