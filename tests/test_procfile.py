@@ -40,6 +40,11 @@ class Runner:
         self.lines: list[str] = []
 
     def read_until(self, found: Callable[[str], bool]) -> str:
+        """The first line ``found`` accepts, read now or already: the lines' processes
+        run side by side, so the order of their first lines is not theirs to keep."""
+        for line in self.lines:
+            if found(line):
+                return line
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
