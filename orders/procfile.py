@@ -4,10 +4,12 @@
 
 Each named line (every line when none is named) runs through ``/bin/sh -c`` with this
 environment plus ``PORT`` (from the environment, else 8000), in a process group of its
-own; every output line comes back prefixed with the line's name. Ctrl-C or SIGTERM stops
-them all: SIGTERM to each group, SIGKILL to what is left after the grace period (a second
-Ctrl-C skips the wait). A process that ends on its own stops the others too, and the exit
-status is then non-zero (its own, or 1 if it exited 0).
+own; every output line comes back prefixed with the line's name. Ctrl-C, SIGTERM or a
+closed terminal (SIGHUP) stops them all: SIGTERM to each group, SIGKILL to what is left
+after the grace period (a second Ctrl-C skips the wait). Output that can no longer be
+written (a closed pipe or terminal) is dropped; the stop goes on. A process that ends
+on its own stops the others too, and the exit status is then non-zero (its own, or 1 if
+it exited 0).
 """
 
 from __future__ import annotations
@@ -74,11 +76,28 @@ class Supervisor:
         self.stopping = False
         self.stop_signals = 0
         self.died: list[tuple[str, int]] = []  # ended on their own, before any stop
+        self.out_lost = False  # the reader went away: the lines still run, and stop
 
     def say(self, name: str, text: str) -> None:
         with self.write_lock:
-            self.out.write(f"{name:<{self.width}} | {text}\n")
-            self.out.flush()
+            if self.out_lost:
+                return
+            try:
+                self.out.write(f"{name:<{self.width}} | {text}\n")
+                self.out.flush()
+            except OSError:  # the reader went away (BrokenPipeError): drop what is left
+                self.out_lost = True
+                self.silence()
+
+    def silence(self) -> None:
+        """Point the output at /dev/null, so that the flush at exit does not fail too
+        (what Python's documentation advises for a broken pipe)."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # an output without a file descriptor
+            pass
 
     def note(self, text: str) -> None:
         self.say("*" * self.width, text)
@@ -147,7 +166,7 @@ class Supervisor:
 
     def run(self, grace: float) -> int:
         """Start every line, wait for a stop or a death, stop the rest; the exit status."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.request_stop)
         try:
             self.start()

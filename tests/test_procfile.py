@@ -74,9 +74,10 @@ def runners() -> Iterator[list[Runner]]:
             runner.finish()
 
 
-def wait_gone(pid: int) -> None:
+def wait_gone(pid: int, timeout: float = 30) -> None:
     """Until ``pid`` has ended (reaped, or a zombie waiting for init)."""
-    while True:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError):
@@ -84,6 +85,7 @@ def wait_gone(pid: int) -> None:
         if state in ("Z", "X"):
             return
         time.sleep(0.05)
+    raise AssertionError(f"process {pid} still running after {timeout:g} s")
 
 
 def pid_in(line: str) -> int:
@@ -164,6 +166,22 @@ def test_each_line_has_a_process_group_of_its_own_in_the_runners_session(
     assert os.getpgid(web) == web and os.getpgid(worker) == worker  # the shell leads it
     runner.process.send_signal(signal.SIGTERM)
     assert runner.finish() == 0
+
+
+def test_a_closed_terminal_stops_every_line_though_the_output_is_gone(
+    tmp_path: Path, runners: list[Runner]
+) -> None:
+    text = 'web: echo "pid=$$"; exec sleep 600\nworker: echo "pid=$$"; exec sleep 600\n'
+    runner = Runner(tmp_path, text)
+    runners.append(runner)
+    web = pid_in(runner.read_until(lambda line: line.startswith("web    | pid=")))
+    worker = pid_in(runner.read_until(lambda line: line.startswith("worker | pid=")))
+    assert runner.process.stdout is not None
+    runner.process.stdout.close()  # the terminal is gone: every write is a broken pipe
+    runner.process.send_signal(signal.SIGHUP)
+    assert runner.process.wait(timeout=30) == 0
+    for pid in (web, worker):
+        wait_gone(pid)
 
 
 def test_port_defaults_to_8000(tmp_path: Path, runners: list[Runner]) -> None:
