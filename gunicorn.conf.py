@@ -50,7 +50,9 @@ def post_worker_init(worker: Any) -> None:
     then freeze the start-up objects."""
     if os.environ.get("DB_POOL_WARM", "1") != "0":
         _warm_database_pool(worker.wsgi)
-    _freeze_startup_objects()
+    from orders.heap import freeze_startup_objects
+
+    freeze_startup_objects()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -71,22 +73,6 @@ def _warm_database_pool(app: Any) -> None:
         return
     with app.app_context():
         warm_pool(extension.engine)
-
-
-def _freeze_startup_objects() -> None:
-    """Keep the app's start-up objects out of the garbage collector's full passes.
-
-    A full collection scans every tracked object, and a worker holds ~130,000 of them
-    once the app is loaded (modules, the ORM's mappings, templates): each full pass
-    paused the worker, and every request on it, for tens of milliseconds. Frozen
-    objects are never scanned again; what requests create is collected as before.
-    ``GC_FREEZE=0`` turns this off.
-    """
-    if os.environ.get("GC_FREEZE", "1") != "0":
-        import gc
-
-        gc.collect()
-        gc.freeze()
 
 
 if os.environ.get("LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON too

@@ -40,6 +40,7 @@ from huey.bin.huey_consumer import load_huey  # noqa: E402
 from huey.consumer import Consumer, Worker  # noqa: E402
 from huey.consumer_options import ConsumerConfig, OptionParserHandler  # noqa: E402
 
+from orders.heap import freeze_startup_objects  # noqa: E402
 from orders.pool import job_started  # noqa: E402
 
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     config.validate()
     huey = load_huey(positional[0])
     config.setup_logger(logging.getLogger("huey"))
+    freeze_startup_objects()  # the shop is loaded: keep it out of full collections
     PooledConsumer(huey, in_flight, **config.values).run()
 
 
