@@ -9,7 +9,7 @@ from flask import Flask
 
 from orders.config import Settings
 from orders.infra import tracing
-from orders.pipeline.jobs import Dispatch
+from orders.pipeline.jobs import Dispatch, shared_dispatch
 from orders.production import require_safe_start
 from orders.web import api, shop, stream
 from orders.web.cli import init_cli
@@ -46,7 +46,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # typed as the base provider
     app.extensions["shop.settings"] = settings
-    app.extensions["shop.dispatch"] = dispatch or default_dispatch()
+    # the requests' sends to the broker share round trips (and messages) under load
+    app.extensions["shop.dispatch"] = shared_dispatch(dispatch or default_dispatch())
     app.extensions["shop.publish"] = _publisher(settings)
     init_extensions(app)
     init_blueprints(app)

@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import insert, update
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from orders.config import Settings
 from orders.db import engine_of, utcnow
 from orders.infra.bulk import insert_rows
+from orders.infra.combiner import Combiner
 from orders.infra.tracing import context_for_new_job
 from orders.models import Checkout, JobStatus
 from orders.models.tables import JOBS
@@ -38,6 +40,25 @@ class JobRef:
 
 Dispatch = Callable[[Sequence[JobRef]], list[str]]
 """Send refs to the broker; return the ids that could not be sent."""
+
+
+def shared_dispatch(dispatch: Dispatch, limit: int = 500) -> Dispatch:
+    """``dispatch`` for many callers at once (a web process's requests): refs handed
+    over while a send is under way go together in the next one
+    (:class:`~orders.infra.combiner.Combiner`), so under load one broker round trip
+    carries many requests' jobs, and jobs of a type that batches share its messages
+    (the first job of every checkout placed meanwhile: one message, not one each).
+    Each caller gets the ids of its own refs that were not sent; if the send raises,
+    every caller of it does."""
+    sends: Combiner[Sequence[JobRef], list[str]] = Combiner(
+        partial(_send_together, dispatch), limit
+    )
+    return sends.submit
+
+
+def _send_together(dispatch: Dispatch, asked: Sequence[Sequence[JobRef]]) -> list[list[str]]:
+    failed = set(dispatch([ref for refs in asked for ref in refs]))
+    return [[ref.id for ref in refs if ref.id in failed] for refs in asked]
 
 
 class JobLinks(TypedDict, total=False):
