@@ -341,6 +341,14 @@ def test_streams_open_at_once_are_counted_over_the_load_only() -> None:
     assert abs(over["held_s"] - 1.0) < 1e-9  # 3 or more from 11.0 to 12.0
 
 
+def test_live_progress_runs_at_the_steady_goals_rate_unless_less_held() -> None:
+    from bench.system import live_rate
+
+    assert live_rate(300) == 200  # the highest rate held leaves no room: the goal's
+    assert live_rate(200) == 200
+    assert live_rate(150) == 150  # the goal is then not met whatever the delay
+
+
 def _live(**extra: Any) -> dict[str, Any]:
     row = {
         "rate": 200,
@@ -384,6 +392,7 @@ def test_live_progress_is_met_only_with_1000_streams_open_and_every_stream_serve
     assert judged(_live())
     assert not judged(_live(delay_p99_ms=100.0))
     assert not judged(_live(streams_asked=50))  # the tiny profile's: not 1,000
+    assert not judged(_live(rate=150))  # a machine that held less than the steady goal
     assert not judged(_live(events=0, delay_p99_ms=float("nan")))  # never 1,000 open
     assert not judged(_live(errors=1, error_kinds={"HTTP/1.1 429 TOO MANY REQUESTS": 1}))
     system = {
