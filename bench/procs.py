@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import text
 
 from orders.db import utcnow
-from tests.stack import WORKERS, Stack, free_port
+from tests.stack import WORKERS, Stack, free_port, proc_stat
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -181,9 +181,8 @@ class BenchStack(Stack):
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    fields = proc_stat(pid)
+    if fields is None:
         return None
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS  # ppid, utime+stime
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orders.procfile import ProcfileError, parse, select
+from tests.stack import proc_stat
 from tests.stack import procfile as stack_procfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,11 +79,8 @@ def wait_gone(pid: int, timeout: float = 30) -> None:
     """Until ``pid`` has ended (reaped, or a zombie waiting for init)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        if state in ("Z", "X"):
+        fields = proc_stat(pid)
+        if fields is None or fields[0] in ("Z", "X"):
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} still running after {timeout:g} s")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from orders.ops.scaling import recent_scaling_decisions
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import require_redis
-from tests.stack import Stack, postgres_database
+from tests.stack import Stack, postgres_database, proc_stat
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,10 +35,10 @@ def consumers(supervisor_pid: int, queue: str) -> int:
     for pid in children:
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         except FileNotFoundError:
             continue
-        if f"tasks.{queue}_queue".encode() in argv and state != "Z":
+        fields = proc_stat(int(pid))
+        if f"tasks.{queue}_queue".encode() in argv and fields is not None and fields[0] != "Z":
             count += 1
     return count
 
