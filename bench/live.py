@@ -13,10 +13,11 @@ running pipeline:
   commands, as shipped) and, as soon as a stream reads a step change, the load
   starts: those checkouts' steps run, and their events are written and streamed,
   while the load runs.
-- **The load's own.** The steady open-model checkout load (the steady rate the phase
-  found, or the profile's first rate if none held; zero simulated latency, as the
-  steady runs), each accepted checkout followed by a stream opened right after its
-  202, as the shop's checkout page does.
+- **The load's own.** An open-model checkout load at the rate the caller gives
+  (:func:`bench.system.live_rate`: the steady goal's 200/s, or the steady rate the
+  phase found if lower; zero simulated latency, as the steady runs), each accepted
+  checkout followed by a stream opened right after its 202, as the shop's checkout
+  page does.
 
 The browsers are a process of their own (:class:`bench.streams.Browsers`): real
 sockets to the real gunicorn, one client address per stream, each read until the
